@@ -1,0 +1,97 @@
+"""Checks at the API boundary. Every message says what was received."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .core.init import INIT_METHODS
+
+
+def _is_int(x):
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _is_real(x):
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def check_int(name, value, minimum):
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an integer. Got {value!r} of type {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}. Got {value!r}.")
+    return int(value)
+
+
+def check_real(name, value, minimum):
+    if not _is_real(value):
+        raise TypeError(f"{name} must be a real number. Got {value!r} of type {type(value).__name__}.")
+    if not np.isfinite(value) or value < minimum:
+        raise ValueError(f"{name} must be a finite number >= {minimum}. Got {value!r}.")
+    return float(value)
+
+
+def check_estimator_params(est):
+    """Validate the constructor parameters of a GaussianMixture (at fit time)."""
+    check_int("n_components", est.n_components, 1)
+    check_real("tol", est.tol, 0.0)
+    check_real("reg_covar", est.reg_covar, 0.0)
+    check_int("max_iter", est.max_iter, 0)
+    check_int("n_init", est.n_init, 1)
+    check_int("verbose", est.verbose, 0)
+    check_int("verbose_interval", est.verbose_interval, 1)
+    if est.init_params not in INIT_METHODS:
+        raise ValueError(f"init_params must be one of {list(INIT_METHODS)}. Got {est.init_params!r}.")
+    if not isinstance(est.warm_start, (bool, np.bool_)):
+        raise TypeError(f"warm_start must be a bool. Got {est.warm_start!r}.")
+    if est.callback is not None and not callable(est.callback):
+        raise TypeError(f"callback must be callable or None. Got {est.callback!r}.")
+    if est.working_memory is not None:
+        check_real("working_memory", est.working_memory, 0.0)
+        if est.working_memory <= 0:
+            raise ValueError(f"working_memory must be > 0 (MiB). Got {est.working_memory!r}.")
+
+
+def check_sample_weight(sample_weight, n_samples, dtype):
+    """1-D, length n_samples, finite, non-negative, not all zero."""
+    if sample_weight is None:
+        return None
+    try:
+        w = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"sample_weight must be an array of numbers. Got {sample_weight!r:.80}: {exc}") from None
+    if w.ndim == 0:
+        w = np.full(n_samples, float(w))
+    if w.ndim != 1 or w.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight must have shape ({n_samples},) to match X. Got shape {w.shape}."
+        )
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"sample_weight must be finite. Got {int(np.sum(~np.isfinite(w)))} NaN or infinite values.")
+    if np.any(w < 0):
+        raise ValueError(f"sample_weight must be >= 0. Got minimum {w.min()!r}.")
+    if not np.any(w > 0):
+        raise ValueError("sample_weight must have at least one positive value. Got all zeros.")
+    return w.astype(dtype, copy=False)
+
+
+def check_weights_init(weights, K, dtype):
+    w = np.asarray(weights, dtype=dtype)
+    if w.shape != (K,):
+        raise ValueError(f"weights_init must have shape ({K},). Got shape {w.shape}.")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or np.any(w > 1):
+        raise ValueError(f"weights_init must be in [0, 1]. Got min {w.min()!r}, max {w.max()!r}.")
+    if not np.isclose(float(np.sum(w, dtype=np.float64)), 1.0, atol=1e-6, rtol=0):
+        raise ValueError(f"weights_init must sum to 1. Got sum {float(np.sum(w)):.8g}.")
+    return w
+
+
+def check_means_init(means, K, D, dtype):
+    m = np.asarray(means, dtype=dtype)
+    if m.shape != (K, D):
+        raise ValueError(f"means_init must have shape ({K}, {D}) (n_components, n_features). Got shape {m.shape}.")
+    if not np.all(np.isfinite(m)):
+        raise ValueError("means_init contains NaN or infinite values.")
+    return m

@@ -1,0 +1,50 @@
+"""In-memory reducers: the whole array at once, or blocks of rows."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Default memory budget for the temporaries of one block, in MiB.
+DEFAULT_WORKING_MEMORY_MIB = 64
+#: Blocks larger than this gain no speed (the temporaries leave the cache).
+MAX_BLOCK_ROWS = 65536
+
+
+def default_block_rows(n_samples, temp_per_row, itemsize, working_memory=None):
+    """Rows per block so that the ``n x K`` responsibilities and the other
+    temporaries (``temp_per_row`` elements per row) fit ``working_memory`` MiB."""
+    mib = DEFAULT_WORKING_MEMORY_MIB if working_memory is None else working_memory
+    rows = int(mib * 2**20 // max(1, temp_per_row * itemsize))
+    return max(1, min(n_samples, rows, MAX_BLOCK_ROWS))
+
+
+class BlockReducer:
+    """Sum ``step(X[i:j], w[i:j])`` over consecutive blocks of rows.
+
+    With ``block_rows >= n_samples`` this is the whole-array strategy. Results
+    are equal to rounding whatever the block size.
+    """
+
+    def __init__(self, X, sample_weight=None, block_rows=None):
+        self.X = X
+        self.sample_weight = sample_weight
+        n = X.shape[0]
+        self.block_rows = n if block_rows is None else max(1, int(block_rows))
+
+    def blocks(self):
+        n = self.X.shape[0]
+        w = self.sample_weight
+        for start in range(0, n, self.block_rows):
+            stop = min(n, start + self.block_rows)
+            yield self.X[start:stop], (None if w is None else w[start:stop])
+
+    def __call__(self, step):
+        total = None
+        for Xb, wb in self.blocks():
+            s = step(Xb, wb)
+            total = s if total is None else total + s
+        return total
+
+    def map(self, fn):
+        """Apply ``fn(X_block)`` to every block and concatenate the results."""
+        return np.concatenate([fn(Xb) for Xb, _ in self.blocks()], axis=0)

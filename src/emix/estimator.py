@@ -1,0 +1,415 @@
+"""The estimator: the only stateful layer of emix."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _validation as V
+from .backends.reduce import BlockReducer, default_block_rows
+from .core import criteria, em
+from .core.init import initial_resp
+from .core.numerics import logsumexp
+from .core.types import FitResult, GaussianParams
+from .exceptions import ConvergenceWarning, DegenerateComponentError, DegenerateRestartWarning
+from .families.gaussian import get_structure
+
+
+class GaussianMixture(DensityMixin, BaseEstimator):
+    """Gaussian mixture model fitted by Expectation-Maximization.
+
+    A drop-in replacement for :class:`sklearn.mixture.GaussianMixture`: the same
+    constructor parameters, defaults, methods and fitted attributes, and from the
+    same initial parameters the same fit. In addition it accepts
+    ``sample_weight``, survives restarts in which a component collapses, keeps
+    float32 data in float32 without losing accuracy (statistics are centered at
+    the previous means and accumulated in float64), and bounds its temporary
+    memory by working on blocks of rows.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+        Structure of the component covariances:
+        'full' (each its own matrix), 'tied' (one shared matrix), 'diag' (each
+        its own diagonal), 'spherical' (each its own single variance).
+    tol : float, default=1e-3
+        EM stops when the mean log-likelihood improves by less than ``tol``.
+    reg_covar : float, default=1e-6
+        Non-negative value added to the diagonal of every covariance.
+    max_iter : int, default=100
+        Maximum number of EM iterations per restart.
+    n_init : int, default=1
+        Number of restarts; the one with the highest log-likelihood is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        How the initial responsibilities are drawn.
+    weights_init : array-like of shape (n_components,), default=None
+    means_init : array-like of shape (n_components, n_features), default=None
+    precisions_init : array-like, default=None
+        Initial precisions (inverse covariances), shaped as ``precisions_``.
+    random_state : int, RandomState instance or None, default=None
+    warm_start : bool, default=False
+        If True, each ``fit`` starts from the previous solution (``n_init`` is
+        then ignored).
+    verbose : int, default=0
+        1 prints each restart; 2 also prints every ``verbose_interval`` iterations
+        with the time and change of the log-likelihood.
+    verbose_interval : int, default=10
+    working_memory : float or None, default=None
+        Budget in MiB for the temporaries of one block of rows (responsibilities,
+        centered data). None means 64 MiB. Results do not depend on it beyond
+        rounding. (An emix extension.)
+    callback : callable or None, default=None
+        Called after every EM iteration as ``callback(info)`` with a dict holding
+        ``init`` (restart index), ``n_init``, ``n_iter``, ``max_iter``,
+        ``lower_bound`` and ``change``. Progress bars hook in here. (An emix
+        extension.)
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_ : ndarray
+        (K, D, D) full, (D, D) tied, (K, D) diag, (K,) spherical.
+    precisions_ : ndarray
+        Inverses of ``covariances_``, same shapes.
+    precisions_cholesky_ : ndarray
+        Upper-triangular ``U`` with ``precisions_ = U U^T`` (full, tied) or
+        ``1 / sqrt(covariances_)`` (diag, spherical), as scikit-learn stores them.
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean (weighted) log-likelihood of the kept run's last E-step.
+    lower_bounds_ : list of float
+        The mean log-likelihood at each iteration of the kept run.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Only when X has string column names.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from emix import GaussianMixture
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
+    >>> np.round(np.sort(gm.means_[:, 0]), 3)
+    array([ 1., 10.])
+    >>> gm.predict([[0, 0], [12, 3]]).tolist() == [gm.predict([[1, 2]])[0], gm.predict([[10, 2]])[0]]
+    True
+    """
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        working_memory=None,
+        callback=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.working_memory = working_memory
+        self.callback = callback
+
+    # ------------------------------------------------------------------ helpers
+    def _structure(self):
+        return get_structure(self.covariance_type)
+
+    def _reducer(self, X, sample_weight=None):
+        structure = self._structure()
+        K, D = self.n_components, X.shape[1]
+        rows = default_block_rows(
+            X.shape[0], structure.temp_per_row(K, D), X.dtype.itemsize, self.working_memory
+        )
+        return BlockReducer(X, sample_weight, rows)
+
+    def _params(self):
+        return GaussianParams(
+            weights=self.weights_,
+            means=self.means_,
+            covariances=self.covariances_,
+            precisions_cholesky=self.precisions_cholesky_,
+        )
+
+    def _check_inits(self, X, structure):
+        K, D = self.n_components, X.shape[1]
+        weights = means = prec = None
+        if self.weights_init is not None:
+            weights = V.check_weights_init(self.weights_init, K, X.dtype)
+        if self.means_init is not None:
+            means = V.check_means_init(self.means_init, K, D, X.dtype)
+        if self.precisions_init is not None:
+            prec = structure.check_precisions(np.asarray(self.precisions_init, dtype=X.dtype), K, D)
+        return weights, means, prec
+
+    def _initial_params(self, X, sample_weight, structure, rng, reducer, inits):
+        weights_init, means_init, prec_init = inits
+        K = self.n_components
+        params = None
+        if weights_init is None or means_init is None or prec_init is None:
+            resp = initial_resp(X, sample_weight, K, self.init_params, rng)
+            shift = np.broadcast_to(
+                np.average(X, axis=0, weights=sample_weight).astype(X.dtype), (K, X.shape[1])
+            ).copy()
+            stats = None
+            start = 0
+            for Xb, wb in reducer.blocks():
+                stop = start + Xb.shape[0]
+                s = em.stats_from_resp(Xb, wb, resp[start:stop], shift, structure)
+                stats = s if stats is None else stats + s
+                start = stop
+            params = em.m_step(stats, structure, self.reg_covar, X.dtype)
+        weights = weights_init if weights_init is not None else params.weights
+        means = means_init if means_init is not None else params.means
+        if prec_init is not None:
+            prec_chol = structure.prec_chol_from_precisions(prec_init)
+            cov = structure.cov_from_prec_chol(prec_chol)
+        else:
+            prec_chol, cov = params.precisions_cholesky, params.covariances
+        return GaussianParams(weights=weights, means=means, covariances=cov, precisions_cholesky=prec_chol)
+
+    def _validate_fit_input(self, X, sample_weight):
+        V.check_estimator_params(self)
+        structure = self._structure()
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        w = V.check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        n_eff = X.shape[0] if w is None else int(np.count_nonzero(w))
+        if n_eff < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components but got "
+                f"n_components = {self.n_components}, n_samples = {n_eff}"
+                + ("" if w is None else " (rows with positive sample_weight)")
+                + ". Use fewer components or more data."
+            )
+        return X, w, structure
+
+    # ---------------------------------------------------------------- fitting
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate the parameters with the EM algorithm.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; a weight of 2 counts a row twice.
+
+        Returns
+        -------
+        self : GaussianMixture
+        """
+        self.fit_predict(X, y, sample_weight=sample_weight)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return the most probable component of each row of ``X``.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        X, w, structure = self._validate_fit_input(X, sample_weight)
+        inits = self._check_inits(X, structure)
+        reducer = self._reducer(X, w)
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        n_init = self.n_init if do_init else 1
+        rng = check_random_state(self.random_state)
+
+        best: FitResult | None = None
+        failures = []
+        for init in range(n_init):
+            if self.verbose:
+                print(f"Initialization {init}")
+            t_start = t_last = time.time()
+            try:
+                if do_init:
+                    params0 = self._initial_params(X, w, structure, rng, reducer, inits)
+                    lb0 = -math.inf
+                else:
+                    params0, lb0 = self._params(), self.lower_bound_
+                if self.max_iter == 0:
+                    result = FitResult(params0, 0, False, -math.inf, ())
+                else:
+                    def callback(n_iter, lower_bound, change):
+                        nonlocal t_last
+                        if self.callback is not None:
+                            self.callback({"init": init, "n_init": n_init, "n_iter": n_iter,
+                                           "max_iter": self.max_iter, "lower_bound": lower_bound,
+                                           "change": change})
+                        if self.verbose and n_iter % self.verbose_interval == 0:
+                            if self.verbose == 1:
+                                print(f"  Iteration {n_iter}")
+                            else:
+                                now = time.time()
+                                print(f"  Iteration {n_iter}\t time lapse {now - t_last:.5f}s\t ll change {change:.5f}")
+                                t_last = now
+
+                    result = em.fit(
+                        reducer, params0, structure, tol=self.tol, max_iter=self.max_iter,
+                        reg_covar=self.reg_covar, lower_bound0=lb0, callback=callback,
+                    )
+            except DegenerateComponentError as exc:
+                failures.append(exc)
+                warnings.warn(
+                    f"Restart {init + 1} of {n_init} dropped: {exc}", DegenerateRestartWarning, stacklevel=2
+                )
+                continue
+            if self.verbose:
+                state = "converged" if result.converged else "did not converge"
+                print(f"Initialization {state}. time lapse {time.time() - t_start:.5f}s\t lower bound {result.lower_bound:.5f}")
+            if best is None or result.lower_bound > best.lower_bound or best.lower_bound == -math.inf:
+                best = result
+
+        if best is None:
+            last = failures[-1]
+            raise DegenerateComponentError(
+                f"All {n_init} restart(s) failed. Last failure: {last}",
+                component=last.component,
+                effective_size=last.effective_size,
+            ) from last
+
+        if not best.converged and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+
+        p = best.params
+        self.weights_ = p.weights
+        self.means_ = p.means
+        self.covariances_ = p.covariances
+        self.precisions_cholesky_ = p.precisions_cholesky
+        self.precisions_ = structure.precisions(p.precisions_cholesky)
+        self.converged_ = bool(best.converged)
+        self.n_iter_ = best.n_iter
+        self.lower_bound_ = best.lower_bound
+        self.lower_bounds_ = list(best.history)
+        # the final E-step makes fit_predict(X) agree with fit(X).predict(X)
+        return np.argmax(self._log_resp(X)[1], axis=1)
+
+    # ------------------------------------------------------------- inference
+    def _check_X(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+
+    def _log_resp(self, X):
+        params, structure = self._params(), self._structure()
+        parts = [em.log_resp(Xb, params, structure) for Xb, _ in self._reducer(X).blocks()]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _weighted_log_prob(self, X):
+        reducer = self._reducer(X)
+        params, structure = self._params(), self._structure()
+        return reducer.map(lambda Xb: em.weighted_log_prob(Xb, params, structure))
+
+    def score_samples(self, X):
+        """Log density ``log p(x)`` of each row of ``X``.
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,)
+        """
+        X = self._check_X(X)
+        return logsumexp(self._weighted_log_prob(X), axis=1)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Mean (weighted) log-likelihood of ``X``."""
+        X = self._check_X(X)
+        w = V.check_sample_weight(sample_weight, X.shape[0], np.float64)
+        ll = logsumexp(self._weighted_log_prob(X), axis=1)
+        return float(np.average(ll.astype(np.float64), weights=w))
+
+    def predict(self, X):
+        """Most probable component of each row of ``X``."""
+        X = self._check_X(X)
+        return np.argmax(self._weighted_log_prob(X), axis=1)
+
+    def predict_proba(self, X):
+        """Responsibilities: posterior probability of each component for each row.
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, n_components)
+        """
+        X = self._check_X(X)
+        return np.exp(self._log_resp(X)[1])
+
+    def sample(self, n_samples=1):
+        """Draw ``n_samples`` rows from the fitted mixture.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples,)
+            Component of each row (rows are grouped by component).
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(f"n_samples must be an integer >= 1. Got {n_samples!r}.")
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, self.weights_.astype(np.float64))
+        X = self._structure().draw(rng, self.means_, self.covariances_, counts)
+        y = np.concatenate([np.full(c, k, dtype=int) for k, c in enumerate(counts)])
+        return X, y
+
+    # ------------------------------------------------------------- criteria
+    def _n_parameters(self):
+        return criteria.n_parameters(self._structure(), *self.means_.shape)
+
+    def _loglik_sum(self, X, sample_weight):
+        X = self._check_X(X)
+        w = V.check_sample_weight(sample_weight, X.shape[0], np.float64)
+        ll = logsumexp(self._weighted_log_prob(X), axis=1).astype(np.float64)
+        n_eff = X.shape[0] if w is None else float(w.sum())
+        return (ll.sum() if w is None else ll @ w), n_eff, X, w
+
+    def bic(self, X, sample_weight=None):
+        """Bayesian information criterion ``-2 log L + p log n`` (lower is better)."""
+        ll, n_eff, _, _ = self._loglik_sum(X, sample_weight)
+        return criteria.bic(ll, self._n_parameters(), n_eff)
+
+    def aic(self, X, sample_weight=None):
+        """Akaike information criterion ``-2 log L + 2 p`` (lower is better)."""
+        ll, _, _, _ = self._loglik_sum(X, sample_weight)
+        return criteria.aic(ll, self._n_parameters())
+
+    def icl(self, X, sample_weight=None):
+        """Integrated completed likelihood, ``BIC - 2 sum_n log max_k r_nk``
+        (lower is better; mclust's ICL is minus this)."""
+        ll, n_eff, X, w = self._loglik_sum(X, sample_weight)
+        log_max = np.max(self._log_resp(X)[1], axis=1).astype(np.float64)
+        s = log_max.sum() if w is None else log_max @ w
+        return criteria.icl(ll, self._n_parameters(), n_eff, s)

@@ -1,0 +1,54 @@
+"""Exceptions raised by emix.
+
+Every error emix raises on bad input is a subclass of a built-in exception
+(``ValueError`` or ``TypeError``), so code written for scikit-learn that catches
+``ValueError`` keeps working.
+"""
+
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+
+__all__ = [
+    "ConvergenceWarning",
+    "DegenerateComponentError",
+    "DegenerateRestartWarning",
+    "ModelFileError",
+    "NotFittedError",
+]
+
+
+class DegenerateComponentError(ValueError):
+    """A mixture component collapsed: its covariance is not positive definite.
+
+    Attributes
+    ----------
+    component : int or None
+        Index of the component that collapsed.
+    effective_size : float or None
+        The component's effective number of points, ``sum_n w_n r_nk``.
+    """
+
+    def __init__(self, message, *, component=None, effective_size=None):
+        super().__init__(message)
+        self.component = component
+        self.effective_size = effective_size
+
+    @classmethod
+    def for_component(cls, component, effective_size, covariance_type, reg_covar):
+        size = "unknown" if effective_size is None else f"{effective_size:.4g}"
+        msg = (
+            f"Component {component} collapsed: its estimated covariance "
+            f"({covariance_type!r}) is not positive definite; its effective "
+            f"number of points is {size}. Try a larger reg_covar (got "
+            f"{reg_covar:g}), fewer components, another covariance_type "
+            f"(e.g. 'diag' or 'spherical'), or standardize the features."
+        )
+        return cls(msg, component=component, effective_size=effective_size)
+
+
+class DegenerateRestartWarning(UserWarning):
+    """One restart (of ``n_init``) was dropped because a component collapsed."""
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, corrupt, truncated, of an unknown format or
+    inconsistent (shapes, dtypes, non-finite values, invalid parameters)."""

@@ -1,0 +1,131 @@
+"""Helpers shared by the Gaussian covariance structures."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol
+
+import numpy as np
+from scipy.linalg import solve_triangular
+
+
+class NotPositiveDefinite(ArithmeticError):
+    """Internal: the covariance of ``component`` is not positive definite."""
+
+    def __init__(self, component):
+        super().__init__(component)
+        self.component = component
+
+
+class CovarianceStructure(Protocol):
+    """What every Gaussian covariance structure provides (all static, all pure).
+
+    Shapes use K = n_components and D = n_features; ``cov`` and ``prec_chol``
+    have the structure's own shapes, identical to scikit-learn's.
+    """
+
+    name: ClassVar[str]
+
+    def cov_shape(K: int, D: int) -> tuple: ...
+    def n_cov_parameters(K: int, D: int) -> int: ...
+    def log_prob(X, means, prec_chol) -> np.ndarray:
+        """(n, K) log N(x_n | mu_k, Sigma_k), in the dtype of X."""
+    def scatter(X, resp, shift) -> np.ndarray:
+        """The structure's second-order statistic around ``shift`` (float64)."""
+    def covariances(s2, nk, delta, reg_covar, dtype) -> np.ndarray:
+        """Covariances from the scatter, effective sizes and mean offsets."""
+    def prec_chol_from_cov(cov) -> np.ndarray: ...
+    def prec_chol_from_precisions(prec) -> np.ndarray: ...
+    def cov_from_prec_chol(prec_chol) -> np.ndarray: ...
+    def precisions(prec_chol) -> np.ndarray: ...
+    def full_covariances(cov, K: int, D: int) -> np.ndarray: ...
+    def check_precisions(prec, K: int, D: int) -> np.ndarray: ...
+    def temp_per_row(K: int, D: int) -> int: ...
+    def draw(rng, means, cov, counts) -> np.ndarray:
+        """Draw counts[k] rows from component k (as scikit-learn does)."""
+
+
+def center_reference(means) -> np.ndarray:
+    """A point near all component means (their average), used to center X
+    before expanded products so that a large common offset cancels exactly."""
+    return np.mean(means, axis=0, dtype=np.float64).astype(means.dtype)
+
+
+def chol_precision_stack(cov: np.ndarray) -> np.ndarray:
+    """Upper-triangular U_k with U_k U_k^T = inv(cov_k), for a (K, D, D) stack.
+
+    Raises NotPositiveDefinite naming the first component that fails.
+    """
+    K, D, _ = cov.shape
+    eye = np.eye(D, dtype=cov.dtype)
+    out = np.empty_like(cov)
+    for k in range(K):
+        c = cov[k]
+        if not np.all(np.isfinite(c)):
+            raise NotPositiveDefinite(k)
+        try:
+            L = np.linalg.cholesky(c)
+        except np.linalg.LinAlgError:
+            raise NotPositiveDefinite(k) from None
+        if not np.all(np.diag(L) > 0):
+            raise NotPositiveDefinite(k)
+        out[k] = solve_triangular(L, eye, lower=True, check_finite=False).T
+    return out
+
+
+def upper_chol_of_precision(prec: np.ndarray) -> np.ndarray:
+    """Upper-triangular U with U U^T = prec (scikit-learn's convention).
+
+    With J the exchange matrix, J P J = L L^T gives P = (J L J)(J L J)^T.
+    """
+    flipped = prec[::-1, ::-1]
+    L = np.linalg.cholesky(flipped)
+    return np.ascontiguousarray(L[::-1, ::-1])
+
+
+def cov_from_upper_prec_chol(U: np.ndarray) -> np.ndarray:
+    """inv(U U^T) = U^-T U^-1 for one upper-triangular factor."""
+    D = U.shape[0]
+    Uinv = solve_triangular(U, np.eye(D, dtype=U.dtype), lower=False)
+    return Uinv.T @ Uinv
+
+
+def check_spd_stack(prec, name, shape) -> np.ndarray:
+    prec = np.asarray(prec)
+    if prec.shape != shape:
+        raise ValueError(
+            f"precisions_init for covariance_type={name!r} must have shape "
+            f"{shape}. Got shape {prec.shape}."
+        )
+    if not np.all(np.isfinite(prec)):
+        raise ValueError("precisions_init contains NaN or infinite values.")
+    stack = prec.reshape((-1,) + shape[-2:])
+    for k, p in enumerate(stack):
+        if not np.allclose(p, p.T):
+            raise ValueError(
+                f"precisions_init[{k}] for covariance_type={name!r} is not symmetric."
+            )
+        if np.any(np.linalg.eigvalsh(p) <= 0.0):
+            raise ValueError(
+                f"precisions_init[{k}] for covariance_type={name!r} is not "
+                "positive definite (it has an eigenvalue <= 0)."
+            )
+    return prec
+
+
+def check_positive(prec, name, shape) -> np.ndarray:
+    prec = np.asarray(prec)
+    if prec.shape != shape:
+        raise ValueError(
+            f"precisions_init for covariance_type={name!r} must have shape "
+            f"{shape}. Got shape {prec.shape}."
+        )
+    if not np.all(np.isfinite(prec)) or np.any(prec <= 0.0):
+        raise ValueError(
+            f"precisions_init for covariance_type={name!r} must be finite and "
+            "strictly positive."
+        )
+    return prec
+
+
+def log_weights_dtype(x, dtype):
+    return np.asarray(x, dtype=dtype)

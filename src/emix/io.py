@@ -1,0 +1,253 @@
+"""Model files: a zip of ``.npy`` arrays plus a JSON header. No pickle.
+
+Layout (format version 1)::
+
+    header.json          {"format": "emix-model", "format_version": 1, ...}
+    weights.npy means.npy covariances.npy precisions_cholesky.npy
+    [weights_init.npy means_init.npy precisions_init.npy]
+
+Arrays are read with ``allow_pickle=False``; nothing in a file is executed.
+Loading checks every array's shape, dtype and finiteness, that the weights sum
+to 1 and that the precisions are positive definite, and raises
+:class:`~emix.exceptions.ModelFileError` otherwise.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from ._version import __version__
+from .exceptions import ModelFileError
+from .families.gaussian import get_structure
+
+FORMAT = "emix-model"
+FORMAT_VERSION = 1
+_MAX_HEADER_BYTES = 1 << 20
+_MAX_ARRAY_BYTES = 1 << 32
+_PARAM_ARRAYS = ("weights", "means", "covariances", "precisions_cholesky")
+_INIT_ARRAYS = ("weights_init", "means_init", "precisions_init")
+_SCALAR_PARAMS = (
+    "n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
+    "init_params", "warm_start", "verbose", "verbose_interval", "working_memory",
+)
+
+
+def _write_atomic(path, write):
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".emix-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def save(model, path):
+    """Save a fitted :class:`~emix.GaussianMixture` to ``path`` atomically.
+
+    The file is a zip of ``.npy`` arrays and a JSON header; it holds no pickle.
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(model)
+    params = model.get_params()
+    rs = params.get("random_state")
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "emix_version": __version__,
+        "model": type(model).__name__,
+        "params": {k: params[k] for k in _SCALAR_PARAMS if k in params},
+        "random_state": int(rs) if isinstance(rs, (int, np.integer)) and not isinstance(rs, bool) else None,
+        "fitted": {
+            "converged_": bool(model.converged_),
+            "n_iter_": int(model.n_iter_),
+            "lower_bound_": float(model.lower_bound_),
+            "lower_bounds_": [float(v) for v in model.lower_bounds_],
+            "n_features_in_": int(model.n_features_in_),
+            "feature_names_in_": (
+                [str(v) for v in model.feature_names_in_] if hasattr(model, "feature_names_in_") else None
+            ),
+        },
+        "arrays": {},
+    }
+    arrays = {name: np.asarray(getattr(model, name + "_")) for name in _PARAM_ARRAYS}
+    for name in _INIT_ARRAYS:
+        if params.get(name) is not None:
+            arrays[name] = np.asarray(params[name])
+    for name, a in arrays.items():
+        header["arrays"][name] = {"shape": list(a.shape), "dtype": a.dtype.str}
+
+    def write(fh):
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("header.json", json.dumps(header, indent=1))
+            for name, a in arrays.items():
+                buf = _io.BytesIO()
+                np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
+                zf.writestr(name + ".npy", buf.getvalue())
+
+    _write_atomic(path, write)
+
+
+def _fail(path, msg):
+    raise ModelFileError(f"Cannot load model file {os.fspath(path)!r}: {msg}")
+
+
+def _read_member(zf, name, limit, path):
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        _fail(path, f"it has no member {name!r} (a truncated or foreign file?).")
+    if info.file_size > limit:
+        _fail(path, f"member {name!r} declares {info.file_size} bytes, over the limit of {limit}.")
+    try:
+        return zf.read(name)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        _fail(path, f"member {name!r} is corrupt ({exc}).")
+
+
+def load(path):
+    """Load a model written by :func:`save`, validating everything in it.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, not an emix model file, from a newer format
+        version, truncated, corrupt, or holds invalid parameters.
+    """
+    from .estimator import GaussianMixture
+
+    try:
+        zf = zipfile.ZipFile(os.fspath(path), "r")
+    except FileNotFoundError:
+        _fail(path, "no such file.")
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        _fail(path, f"not an emix model file (not a valid zip archive: {exc}).")
+    with zf:
+        raw = _read_member(zf, "header.json", _MAX_HEADER_BYTES, path)
+        try:
+            header = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            _fail(path, f"header.json is not valid JSON ({exc}).")
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            _fail(path, "header.json does not describe an emix model.")
+        version = header.get("format_version")
+        if version != FORMAT_VERSION:
+            _fail(path, f"format_version {version!r} is not supported (this emix reads {FORMAT_VERSION}).")
+        if header.get("model") != "GaussianMixture":
+            _fail(path, f"unknown model type {header.get('model')!r}.")
+        try:
+            params = dict(header["params"])
+            fitted = dict(header["fitted"])
+            declared = dict(header["arrays"])
+        except (KeyError, TypeError, ValueError):
+            _fail(path, "header.json lacks 'params', 'fitted' or 'arrays'.")
+        arrays = {}
+        for name in _PARAM_ARRAYS + _INIT_ARRAYS:
+            if name not in declared:
+                if name in _PARAM_ARRAYS:
+                    _fail(path, f"header declares no array {name!r}.")
+                continue
+            data = _read_member(zf, name + ".npy", _MAX_ARRAY_BYTES, path)
+            try:
+                a = np.lib.format.read_array(_io.BytesIO(data), allow_pickle=False)
+            except (ValueError, OSError, EOFError) as exc:
+                _fail(path, f"array {name!r} is corrupt or not a plain numeric array ({exc}).")
+            if a.dtype not in (np.float32, np.float64):
+                _fail(path, f"array {name!r} has dtype {a.dtype}; expected float32 or float64.")
+            if list(a.shape) != list(declared[name].get("shape", [])):
+                _fail(path, f"array {name!r} has shape {a.shape}, the header says {declared[name].get('shape')}.")
+            if not np.all(np.isfinite(a)):
+                _fail(path, f"array {name!r} contains NaN or infinite values.")
+            arrays[name] = a
+
+    try:
+        structure = get_structure(params.get("covariance_type"))
+    except ValueError as exc:
+        _fail(path, str(exc))
+    _check_parameters(path, arrays, structure)
+
+    init_kwargs = {k: params[k] for k in _SCALAR_PARAMS if k in params}
+    init_kwargs["random_state"] = header.get("random_state")
+    for name in _INIT_ARRAYS:
+        if name in arrays:
+            init_kwargs[name] = arrays[name]
+    try:
+        model = GaussianMixture(**init_kwargs)
+        from ._validation import check_estimator_params
+
+        check_estimator_params(model)
+    except (TypeError, ValueError) as exc:
+        _fail(path, f"invalid estimator parameters ({exc}).")
+    K, D = arrays["means"].shape
+    if model.n_components != K:
+        _fail(path, f"n_components is {model.n_components} but means has {K} rows.")
+    try:
+        model.weights_ = arrays["weights"]
+        model.means_ = arrays["means"]
+        model.covariances_ = arrays["covariances"]
+        model.precisions_cholesky_ = arrays["precisions_cholesky"]
+        model.precisions_ = structure.precisions(arrays["precisions_cholesky"])
+        model.converged_ = bool(fitted["converged_"])
+        model.n_iter_ = int(fitted["n_iter_"])
+        model.lower_bound_ = float(fitted["lower_bound_"])
+        model.lower_bounds_ = [float(v) for v in fitted["lower_bounds_"]]
+        model.n_features_in_ = int(fitted["n_features_in_"])
+        names = fitted.get("feature_names_in_")
+        if names is not None:
+            if len(names) != D:
+                _fail(path, f"feature_names_in_ has {len(names)} names for {D} features.")
+            model.feature_names_in_ = np.asarray([str(n) for n in names], dtype=object)
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        _fail(path, f"fitted attributes are missing or invalid ({exc}).")
+    if model.n_features_in_ != D:
+        _fail(path, f"n_features_in_ is {model.n_features_in_} but means has {D} columns.")
+    return model
+
+
+def _check_parameters(path, arrays, structure):
+    weights, means = arrays["weights"], arrays["means"]
+    cov, pc = arrays["covariances"], arrays["precisions_cholesky"]
+    if means.ndim != 2 or means.shape[0] < 1 or means.shape[1] < 1:
+        _fail(path, f"means must have shape (n_components, n_features); got {means.shape}.")
+    K, D = means.shape
+    dtypes = {a.dtype for a in (weights, means, cov, pc)}
+    if len(dtypes) != 1:
+        _fail(path, f"parameter arrays have mixed dtypes {sorted(str(d) for d in dtypes)}.")
+    if weights.shape != (K,):
+        _fail(path, f"weights has shape {weights.shape}; expected ({K},).")
+    tol = 1e-4 if weights.dtype == np.float32 else 1e-8
+    if np.any(weights < 0) or abs(float(weights.sum(dtype=np.float64)) - 1.0) > tol:
+        _fail(path, f"weights must be >= 0 and sum to 1; they sum to {float(weights.sum()):.10g}.")
+    shape = structure.cov_shape(K, D)
+    for name, a in (("covariances", cov), ("precisions_cholesky", pc)):
+        if a.shape != shape:
+            _fail(path, f"{name} has shape {a.shape}; expected {shape} for covariance_type={structure.name!r}.")
+    full_pc = pc.reshape((-1, D, D)) if pc.ndim >= 2 and pc.shape[-1] == D and pc.shape[-2] == D else None
+    if full_pc is not None:
+        if not np.allclose(full_pc, np.triu(full_pc)) or np.any(np.diagonal(full_pc, axis1=1, axis2=2) <= 0):
+            _fail(path, "precisions_cholesky must be upper triangular with a positive diagonal.")
+        for k, c in enumerate(cov.reshape((-1, D, D))):
+            try:
+                np.linalg.cholesky(c)
+            except np.linalg.LinAlgError:
+                _fail(path, f"covariance {k} is not positive definite.")
+    else:
+        if np.any(pc <= 0) or np.any(cov <= 0):
+            _fail(path, "variances and precisions_cholesky must be > 0.")
