@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.special import logsumexp as _logsumexp
+from scipy.stats import multivariate_normal
 
 
 def make_mixture(n_samples=500, n_components=3, n_features=2, *, separation=6.0,
@@ -55,4 +57,60 @@ def assert_mixture_allclose(a, b, *, rtol=1e-7, atol=0.0, match=True):
     np.testing.assert_allclose(ca, cb, rtol=rtol, atol=atol, err_msg="covariances_")
 
 
-__all__ = ["assert_mixture_allclose", "make_mixture", "match_components"]
+def random_params(covariance_type, n_components, n_features, *, offset=0.0,
+                  dtype=np.float64, random_state=0):
+    """Random valid parameters of any registered covariance structure.
+
+    They are obtained the way every structure defines its parameters: one
+    M-step (``reg_covar=1e-3``) on random rows with random soft
+    responsibilities, so the result is valid for structures added later too.
+
+    Returns
+    -------
+    params : emix.core.types.GaussianParams
+    structure : the registered covariance structure
+    """
+    from .core import em
+    from .families.gaussian import get_structure
+
+    structure = get_structure(covariance_type)
+    rng = np.random.default_rng(random_state)
+    K, D = n_components, n_features
+    n = 20 * K * (D + 1)
+    centers = rng.normal(scale=3.0, size=(K, D))
+    labels = rng.integers(K, size=n)
+    X = centers[labels] + rng.normal(size=(n, D)) * rng.uniform(0.3, 2.0, size=D)
+    resp = 0.3 * rng.dirichlet(np.full(K, 0.5), size=n)
+    resp[np.arange(n), labels] += 0.7
+    X = (X + offset).astype(dtype)
+    shift = np.broadcast_to(X.mean(axis=0), (K, D)).copy()
+    stats = em.stats_from_resp(X, None, resp.astype(dtype), shift, structure)
+    params = em.m_step(stats, structure, 1e-3, np.dtype(dtype))
+    return params, structure
+
+
+def oracle_log_prob(X, means, full_covariances):
+    """(n, K) log N(x_n | mu_k, Sigma_k) by :mod:`scipy.stats` (an oracle
+    independent of emix's kernels); ``full_covariances`` is (K, D, D)."""
+    X = np.asarray(X, dtype=np.float64)
+    return np.stack(
+        [multivariate_normal(mean=np.asarray(m, dtype=np.float64), cov=np.asarray(c, dtype=np.float64)).logpdf(X).reshape(-1)
+         for m, c in zip(means, full_covariances)],
+        axis=1,
+    )
+
+
+def oracle_score_samples(X, weights, means, full_covariances):
+    """``log sum_k w_k N(x | mu_k, Sigma_k)`` per row, by scipy."""
+    lp = oracle_log_prob(X, means, full_covariances)
+    return _logsumexp(lp + np.log(np.asarray(weights, dtype=np.float64)), axis=1)
+
+
+__all__ = [
+    "assert_mixture_allclose",
+    "make_mixture",
+    "match_components",
+    "oracle_log_prob",
+    "oracle_score_samples",
+    "random_params",
+]
