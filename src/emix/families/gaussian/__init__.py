@@ -53,3 +53,12 @@ register_structure(Diag)
 register_structure(Spherical)
 
 __all__ = ["CovarianceStructure", "get_structure", "register_structure", "structure_names"]
+
+# mclust's eigen-decomposed models (emix.families.gaussian.mclust); VVV is
+# 'full' itself, the other three scikit-learn equivalents (EEE, VVI, VII) give
+# the same estimates as 'tied', 'diag', 'spherical' in (K, D, D) storage.
+from . import mclust as _mclust  # noqa: E402
+
+register_structure(Full, "VVV")
+for _s in _mclust.STRUCTURES:
+    register_structure(_s)

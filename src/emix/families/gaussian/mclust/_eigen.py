@@ -1,0 +1,197 @@
+"""Shared pieces of the 14 eigen-decomposed covariance models.
+
+Every model writes the component covariance as
+
+    Sigma_k = lambda_k D_k A_k D_k^T
+
+(volume ``lambda_k = |Sigma_k|^(1/d)``, shape ``A_k`` diagonal with
+``|A_k| = 1``, orientation ``D_k`` orthogonal) and constrains each factor to be
+Equal across components, Variable, or the Identity (Banfield & Raftery 1993;
+Celeux & Govaert 1995). The three letters of a model name give volume, shape,
+orientation in that order, as in mclust.
+
+The M-step of every model maximizes the covariance part of the expected
+complete-data log-likelihood,
+
+    Q(Sigma) = -1/2 sum_k [ n_k log|Sigma_k| + tr(W_k Sigma_k^{-1}) ],
+
+where ``n_k`` is the effective size and ``W_k = sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T``
+the scatter around the new mean. With emix's shifted statistics,
+``W_k = S2_k - n_k delta_k delta_k^T`` (``delta_k = s1_k / n_k``).
+
+Regularization: ``reg_covar`` enters once, as ``W_k + n_k reg_covar I``
+before the structured estimate. For the models whose estimate is linear in
+``W`` (EII, VII, EEI, VVI, EEE, VVV) this is exactly "add ``reg_covar`` to the
+covariance diagonal", as scikit-learn does; for the others it keeps every
+``W_k`` non-singular, so the eigen-decompositions and determinants below are
+always defined.
+
+Storage: every mclust name stores ``covariances_`` as a ``(K, D, D)`` stack
+(mclust's ``parameters$variance$sigma`` is likewise ``d x d x G`` for every
+model) and ``precisions_cholesky_`` as upper-triangular ``(K, D, D)`` factors
+``U_k`` with ``U_k U_k^T = Sigma_k^{-1}``, as for ``covariance_type='full'``.
+The diagonal models (``**I``) evaluate densities with the diagonal kernel
+(``O(n K D)``) and accept only diagonal ``precisions_init``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._common import check_spd_stack
+from ..diag import Diag, _diag_log_prob, _diag_scatter
+from ..full import Full
+
+#: Relative tolerance of the inner loops of the iterative M-steps (VEI, VEE,
+#: EVE, VVE, VEV); mclust's default ``emControl()$tol[2]`` is the same value.
+INNER_TOL = float(np.sqrt(np.finfo(np.float64).eps))
+#: Maximum number of inner iterations per M-step.
+INNER_MAX_ITER = 500
+
+
+# ---------------------------------------------------------------- utilities
+def within_full(s2, nk, delta, reg_covar):
+    """``W_k + n_k reg I``: (K, D, D) scatter around the new means, float64."""
+    W = s2 - nk[:, None, None] * (delta[:, :, None] * delta[:, None, :])
+    W = 0.5 * (W + W.transpose(0, 2, 1))
+    D = W.shape[1]
+    W.reshape(W.shape[0], -1)[:, :: D + 1] += (nk * reg_covar)[:, None]
+    return W
+
+
+def within_diag(s2, nk, delta, reg_covar):
+    """Diagonal of ``W_k + n_k reg I``: (K, D), float64."""
+    return s2 - nk[:, None] * delta * delta + (nk * reg_covar)[:, None]
+
+
+def geometric_mean(a, axis=-1):
+    """``prod(a)^(1/d)`` along ``axis`` computed in log space."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.exp(np.mean(np.log(a), axis=axis))
+
+
+def unit_det(a, axis=-1):
+    """``a / prod(a)^(1/d)``: the shape (determinant one) of positive ``a``."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return a / np.expand_dims(geometric_mean(a, axis), axis)
+
+
+def eigh_desc(W):
+    """Eigenvalues (descending) and eigenvectors (as columns) of a stack."""
+    vals, vecs = np.linalg.eigh(W)
+    return vals[..., ::-1], vecs[..., ::-1]
+
+
+def compose(D, a):
+    """``D diag(a) D^T`` for stacks (``D``: (..., d, d), ``a``: (..., d))."""
+    return np.einsum("...ij,...j,...kj->...ik", D, a, D)
+
+
+def diag_stack(v):
+    """(K, D) variances -> (K, D, D) diagonal covariance matrices."""
+    K, D = v.shape
+    out = np.zeros((K, D, D), dtype=v.dtype)
+    out.reshape(K, -1)[:, :: D + 1] = v
+    return out
+
+
+def relative_change(old, new):
+    return abs(new - old) / max(abs(new), 1e-300)
+
+
+def orientation_mm_step(W, w_max, D, inv_shape):
+    """One majorize-minimize step for a common orientation ``D``.
+
+    Minimizes ``f(D) = sum_k tr(W_k D N_k D^T)`` over orthogonal ``D`` with
+    ``N_k = diag(inv_shape[k])`` (Browne & McNicholas 2014, Section 3): with
+    ``w_k >= lambda_max(W_k)``, ``D -> tr(D^T (W_k - w_k I) D N_k)`` is concave
+    and ``tr(D^T w_k I D N_k)`` constant on orthogonal matrices, so the
+    tangent plane at the current ``D`` majorizes ``f``; its minimizer over
+    orthogonal matrices is ``-U V^T`` from the SVD ``G = U S V^T`` of the
+    gradient ``G = sum_k 2 (W_k - w_k I) D N_k``. ``f`` never increases.
+    """
+    d = D.shape[0]
+    M = W - w_max[:, None, None] * np.eye(d)
+    G = 2.0 * np.einsum("kij,jl,kl->il", M, D, inv_shape)
+    U, _, Vt = np.linalg.svd(G)
+    return -U @ Vt
+
+
+# ------------------------------------------------------------ base classes
+class MclustFull:
+    """Storage and density shared by the non-diagonal models: full (K, D, D)
+    covariances and upper-triangular precision Cholesky factors, the same
+    kernels as ``covariance_type='full'``. Subclasses define ``name``,
+    ``n_cov_parameters`` and ``solve(W, nk) -> (K, D, D) covariances``."""
+
+    name = "mclust"
+
+    cov_shape = staticmethod(Full.cov_shape)
+    temp_per_row = staticmethod(Full.temp_per_row)
+    log_prob = staticmethod(Full.log_prob)
+    scatter = staticmethod(Full.scatter)
+    prec_chol_from_cov = staticmethod(Full.prec_chol_from_cov)
+    prec_chol_from_precisions = staticmethod(Full.prec_chol_from_precisions)
+    cov_from_prec_chol = staticmethod(Full.cov_from_prec_chol)
+    precisions = staticmethod(Full.precisions)
+    full_covariances = staticmethod(Full.full_covariances)
+    draw = staticmethod(Full.draw)
+
+    @classmethod
+    def check_precisions(cls, prec, K, D):
+        return check_spd_stack(prec, cls.name, (K, D, D))
+
+    @classmethod
+    def covariances(cls, s2, nk, delta, reg_covar, dtype):
+        W = within_full(np.asarray(s2, dtype=np.float64), nk, delta, reg_covar)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            cov = cls.solve(W, nk)
+        cov = 0.5 * (cov + cov.transpose(0, 2, 1))
+        return cov.astype(dtype)
+
+    @staticmethod
+    def solve(W, nk):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class MclustDiagonal(MclustFull):
+    """The diagonal models (EII, VII, EEI, VEI, EVI, VVI): the same (K, D, D)
+    storage, but the statistic is the (K, D) diagonal scatter and densities
+    use the diagonal kernel. ``solve(w, nk)`` maps the (K, D) diagonal of
+    ``W_k`` to (K, D) variances."""
+
+    temp_per_row = staticmethod(Diag.temp_per_row)
+    scatter = staticmethod(_diag_scatter)
+
+    @staticmethod
+    def log_prob(X, means, prec_chol):
+        u = np.diagonal(prec_chol, axis1=1, axis2=2)
+        return _diag_log_prob(X, means, u * u)
+
+    @classmethod
+    def check_precisions(cls, prec, K, D):
+        prec = check_spd_stack(prec, cls.name, (K, D, D))
+        off = prec - diag_stack(np.diagonal(prec, axis1=1, axis2=2).copy())
+        if np.any(off != 0.0):
+            raise ValueError(
+                f"precisions_init for covariance_type={cls.name!r} (a diagonal "
+                "model) must be diagonal matrices. Got non-zero off-diagonal entries."
+            )
+        return prec
+
+    @staticmethod
+    def draw(rng, means, cov, counts):
+        var = np.diagonal(cov, axis1=1, axis2=2)
+        return Diag.draw(rng, means, var, counts)
+
+    @classmethod
+    def covariances(cls, s2, nk, delta, reg_covar, dtype):
+        w = within_diag(np.asarray(s2, dtype=np.float64), nk, delta, reg_covar)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            var = cls.solve(w, nk)
+        return diag_stack(var).astype(dtype)
+
+
+def volume_parameters(letter, K):
+    """Free parameters of the volume: 1 (E) or K (V)."""
+    return 1 if letter == "E" else K
