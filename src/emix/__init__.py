@@ -24,6 +24,7 @@ from .exceptions import (
     NotFittedError,
 )
 from .io import load, save
+from .selection import select
 
 __all__ = [
     "ConvergenceWarning",
@@ -35,4 +36,5 @@ __all__ = [
     "__version__",
     "load",
     "save",
+    "select",
 ]

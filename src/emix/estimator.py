@@ -385,6 +385,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         y = np.concatenate([np.full(c, k, dtype=int) for k, c in enumerate(counts)])
         return X, y
 
+    def uncertainty(self, X):
+        """Classification uncertainty ``1 - max_k r_nk`` of each row (mclust's
+        ``uncertainty``). Returns an ndarray of shape (n_samples,)."""
+        from .selection import uncertainty
+
+        return uncertainty(self, X)
+
     # ------------------------------------------------------------- criteria
     def _n_parameters(self):
         return criteria.n_parameters(self._structure(), *self.means_.shape)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data", "hierarchical")
 
 
 def initial_resp(X, sample_weight, n_components, method, random_state):
@@ -46,6 +46,12 @@ def initial_resp(X, sample_weight, n_components, method, random_state):
             indices = random_state.choice(n, size=K, replace=False, p=p / p.sum())
         resp = np.zeros((n, K), dtype=X.dtype)
         resp[indices, np.arange(K)] = 1
+    elif method == "hierarchical":  # model-based agglomeration (Fraley 1998)
+        from .hierarchical import hierarchical_labels
+
+        labels = hierarchical_labels(X, K, random_state)
+        resp = np.zeros((n, K), dtype=X.dtype)
+        resp[np.arange(n), labels] = 1
     else:  # validated at the API edge
         raise ValueError(f"Unknown init_params {method!r}.")
     return resp

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._common import check_spd_stack
+from .._common import NotPositiveDefinite, check_spd_stack
 from ..diag import Diag, _diag_log_prob, _diag_scatter
 from ..full import Full
 
@@ -183,6 +183,24 @@ class MclustDiagonal(MclustFull):
     def draw(rng, means, cov, counts):
         var = np.diagonal(cov, axis1=1, axis2=2)
         return Diag.draw(rng, means, var, counts)
+
+    @staticmethod
+    def prec_chol_from_cov(cov):
+        # diagonal matrices: U = diag(1 / sqrt(var)), no factorization needed
+        var = np.diagonal(cov, axis1=1, axis2=2)
+        bad = np.flatnonzero(~np.all(np.isfinite(var) & (var > 0.0), axis=1))
+        if bad.size:
+            raise NotPositiveDefinite(int(bad[0]))
+        return diag_stack(1.0 / np.sqrt(var))
+
+    @staticmethod
+    def prec_chol_from_precisions(prec):
+        return diag_stack(np.sqrt(np.diagonal(prec, axis1=1, axis2=2)))
+
+    @staticmethod
+    def cov_from_prec_chol(prec_chol):
+        u = np.diagonal(prec_chol, axis1=1, axis2=2)
+        return diag_stack(1.0 / (u * u))
 
     @classmethod
     def covariances(cls, s2, nk, delta, reg_covar, dtype):

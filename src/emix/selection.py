@@ -1,0 +1,307 @@
+"""Choosing the number of components and the covariance model, as mclust does.
+
+:func:`select` fits every (n_components, covariance_type) cell of a grid,
+in parallel across processes, scores each fit by BIC, ICL and AIC, and keeps
+the best by the chosen criterion.
+
+Sign convention
+---------------
+emix's criteria are **lower is better** (scikit-learn's convention):
+
+- ``BIC = -2 log L + p log n``
+- ``ICL = BIC - 2 sum_n log max_k r_nk``
+- ``AIC = -2 log L + 2 p``
+
+mclust reports ``BIC = 2 log L - p log n`` and ``ICL = BIC + 2 sum log max r``
+(higher is better): mclust's BIC is exactly minus emix's, so a published mclust
+BIC of ``-2314.386`` is an emix BIC of ``2314.386``.
+
+Reproducibility
+---------------
+Each cell's ``random_state`` is derived from ``random_state`` and the cell
+itself (``numpy.random.SeedSequence`` with the cell's (K, model) as spawn
+key), so a cell's fit does not depend on the rest of the grid, on ``n_jobs``,
+or on the order in which cells run.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .core import criteria
+
+CRITERIA = ("bic", "icl", "aic")
+ROW_KEYS = (
+    "n_components", "covariance_type", "log_likelihood", "n_parameters",
+    "bic", "icl", "aic", "converged", "n_iter", "error",
+)
+
+
+def uncertainty(model, X):
+    """Classification uncertainty ``1 - max_k r_nk`` of each row (mclust's
+    ``uncertainty``): 0 for a row assigned with certainty, up to
+    ``1 - 1/K`` for a row equally likely under all K components.
+
+    Parameters
+    ----------
+    model : fitted emix.GaussianMixture
+    X : array-like of shape (n_samples, n_features)
+
+    Returns
+    -------
+    u : ndarray of shape (n_samples,)
+    """
+    resp = model.predict_proba(X)
+    return 1.0 - np.max(resp, axis=1)
+
+
+def default_models(n_features):
+    """mclust's default models: E and V for one feature, else all 14."""
+    from .families.gaussian.mclust import MCLUST_MODELS
+
+    return ("E", "V") if n_features == 1 else MCLUST_MODELS
+
+
+def _entropy(random_state):
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy)
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        if random_state < 0:
+            raise ValueError(f"random_state must be a non-negative integer. Got {random_state!r}.")
+        return int(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**63 - 1))
+    raise TypeError(
+        "random_state must be None, a non-negative int, a numpy RandomState or "
+        f"Generator. Got {random_state!r}."
+    )
+
+
+def cell_seed(entropy, n_components, covariance_type):
+    """The ``random_state`` of one grid cell (independent of the grid)."""
+    key = (int(n_components), zlib.crc32(str(covariance_type).encode()))
+    ss = np.random.SeedSequence(entropy, spawn_key=key)
+    return int(ss.generate_state(1, dtype=np.uint32)[0])
+
+
+def _fit_cell(X, sample_weight, K, model, seed, n_init, gm_kwargs):
+    """Fit one cell; never raises (a failure becomes the row's ``error``)."""
+    from .estimator import GaussianMixture
+
+    row = dict.fromkeys(ROW_KEYS)
+    row.update(n_components=int(K), covariance_type=model, converged=False, n_iter=0)
+    for key in ("log_likelihood", "bic", "icl", "aic"):
+        row[key] = math.nan
+    try:
+        gm = GaussianMixture(n_components=K, covariance_type=model, n_init=n_init,
+                             random_state=seed, **gm_kwargs)
+        row["n_parameters"] = int(criteria.n_parameters(gm._structure(), K, X.shape[1]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gm.fit(X, sample_weight=sample_weight)
+            ll, n_eff, Xc, w = gm._loglik_sum(X, sample_weight)
+            log_max = np.max(gm._log_resp(Xc)[1], axis=1).astype(np.float64)
+        s = log_max.sum() if w is None else float(log_max @ w)
+        p = row["n_parameters"]
+        row.update(
+            log_likelihood=float(ll),
+            bic=float(criteria.bic(ll, p, n_eff)),
+            icl=float(criteria.icl(ll, p, n_eff, s)),
+            aic=float(criteria.aic(ll, p)),
+            converged=bool(gm.converged_),
+            n_iter=int(gm.n_iter_),
+        )
+        if not np.isfinite(row["log_likelihood"]):
+            raise FloatingPointError(f"log-likelihood is {row['log_likelihood']}")
+        return row, gm
+    except Exception as exc:  # recorded, never aborts the grid
+        row["error"] = f"{type(exc).__name__}: {exc}"
+        for key in ("log_likelihood", "bic", "icl", "aic"):
+            row[key] = math.nan
+        return row, None
+
+
+@dataclass
+class SelectionResult:
+    """Outcome of :func:`select`.
+
+    Attributes
+    ----------
+    best_ : emix.GaussianMixture
+        The fitted model with the lowest criterion.
+    best_params_ : dict
+        ``{"n_components": K, "covariance_type": name}`` of ``best_``.
+    criterion : str
+        The criterion used to choose (``"bic"``, ``"icl"`` or ``"aic"``).
+    rows : list of dict
+        One per grid cell, in grid order (K ascending, models in the order
+        given), with keys n_components, covariance_type, log_likelihood,
+        n_parameters, bic, icl, aic, converged, n_iter, error (None, or the
+        exception's type and message when that fit failed; its numbers are
+        then NaN).
+    """
+
+    best_: object
+    best_params_: dict
+    criterion: str
+    rows: list = field(default_factory=list)
+
+    def to_frame(self):
+        """The table as a :class:`pandas.DataFrame` (pandas imported here)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=list(ROW_KEYS))
+
+    def table(self, criterion=None):
+        """``(Ks, models, values)``: the criterion as a (n_K, n_models) array
+        (NaN where a fit failed), like mclust's BIC table (with emix's sign)."""
+        criterion = self.criterion if criterion is None else criterion
+        Ks = sorted({r["n_components"] for r in self.rows})
+        models = list(dict.fromkeys(r["covariance_type"] for r in self.rows))
+        values = np.full((len(Ks), len(models)), np.nan)
+        for r in self.rows:
+            values[Ks.index(r["n_components"]), models.index(r["covariance_type"])] = r[criterion]
+        return Ks, models, values
+
+    def plot(self, ax=None, criterion=None):
+        """Criterion curves against K, one per covariance model, like mclust's
+        BIC plot (emix's sign: lower is better; the chosen model is marked).
+        matplotlib is imported here. Returns the axes."""
+        import matplotlib.pyplot as plt
+
+        criterion = self.criterion if criterion is None else criterion
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 5))
+        Ks, models, values = self.table(criterion)
+        markers = "os^vD<>phH*xP+Xd"
+        for j, m in enumerate(models):
+            ax.plot(Ks, values[:, j], marker=markers[j % len(markers)], label=m, linewidth=1)
+        best = self.best_params_
+        if best:
+            v = values[Ks.index(best["n_components"]), models.index(best["covariance_type"])]
+            ax.plot([best["n_components"]], [v], marker="o", markersize=14, fillstyle="none",
+                    color="k", linestyle="none", label=f"best: {best['covariance_type']}, K={best['n_components']}")
+        ax.set_xlabel("Number of components")
+        ax.set_ylabel(f"{criterion.upper()} (lower is better)")
+        ax.set_xticks(Ks)
+        ax.legend(ncol=2, fontsize="small")
+        return ax
+
+    def __repr__(self):
+        b = self.best_params_
+        ok = sum(r["error"] is None for r in self.rows)
+        return (f"SelectionResult(best={b.get('covariance_type')!r}, K={b.get('n_components')}, "
+                f"criterion={self.criterion!r}, fits={ok}/{len(self.rows)})")
+
+
+def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic", n_init=1,
+           sample_weight=None, n_jobs=None, random_state=None, **gm_kwargs) -> SelectionResult:
+    """Fit a grid of Gaussian mixtures and choose K and the covariance model.
+
+    The emix counterpart of mclust's ``Mclust()`` / ``mclustBIC()``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    n_components : int or iterable of int, default=range(1, 10)
+        Numbers of components to try (mclust's ``G``).
+    covariance_types : iterable of str, default=None
+        Names accepted by ``GaussianMixture(covariance_type=...)``. None means
+        mclust's defaults: the 14 models EII ... VVV, or E and V when X has a
+        single feature.
+    criterion : {'bic', 'icl', 'aic'}, default='bic'
+        Lower is better (mclust's BIC and ICL are minus these).
+    n_init : int, default=1
+        Restarts per cell.
+    sample_weight : array-like of shape (n_samples,), default=None
+    n_jobs : int or None, default=None
+        Worker processes (joblib); None means 1, -1 all cores.
+    random_state : int, RandomState, Generator or None, default=None
+        Seeds every cell reproducibly (see the module notes).
+    **gm_kwargs
+        Other :class:`~emix.GaussianMixture` parameters (``init_params``,
+        ``tol``, ``reg_covar``, ``max_iter``...), used for every cell.
+
+    Returns
+    -------
+    SelectionResult
+
+    Raises
+    ------
+    ValueError
+        If the arguments are invalid, or if every fit in the grid failed. A
+        fit that fails for one cell is recorded in ``rows`` with its error and
+        does not stop the others.
+
+    Examples
+    --------
+    >>> import emix
+    >>> from emix.datasets import load_faithful
+    >>> X, _ = load_faithful()
+    >>> res = emix.select(X, n_components=range(1, 4), covariance_types=["EII", "EEE"],
+    ...                   random_state=0)
+    >>> res.best_params_
+    {'n_components': 3, 'covariance_type': 'EEE'}
+    """
+    from joblib import Parallel, delayed
+    from sklearn.utils import check_array
+
+    from . import _validation as V
+    from .families.gaussian import get_structure
+
+    X = check_array(X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+    w = V.check_sample_weight(sample_weight, X.shape[0], X.dtype)
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {list(CRITERIA)}. Got {criterion!r}.")
+    if isinstance(n_components, numbers.Integral):
+        n_components = [n_components]
+    Ks = [V.check_int("n_components", k, 1) for k in n_components]
+    if not Ks:
+        raise ValueError("n_components must hold at least one integer. Got an empty sequence.")
+    models = list(default_models(X.shape[1]) if covariance_types is None else covariance_types)
+    if isinstance(covariance_types, str):
+        models = [covariance_types]
+    if not models:
+        raise ValueError("covariance_types must hold at least one name. Got an empty sequence.")
+    for m in models:
+        get_structure(m)  # unknown names are a usage error, not a failed fit
+    V.check_int("n_init", n_init, 1)
+    for bad in ("n_components", "covariance_type", "n_init", "random_state"):
+        if bad in gm_kwargs:
+            raise TypeError(f"{bad!r} is set by select() itself; it cannot be passed in gm_kwargs.")
+
+    entropy = _entropy(random_state)
+    cells = [(K, m) for K in Ks for m in models]
+    results = Parallel(n_jobs=n_jobs)(
+        delayed(_fit_cell)(X, w, K, m, cell_seed(entropy, K, m), n_init, gm_kwargs)
+        for K, m in cells
+    )
+    rows = [r for r, _ in results]
+    best_i = None
+    for i, (r, gm) in enumerate(results):
+        if gm is None or not np.isfinite(r[criterion]):
+            continue
+        if best_i is None or r[criterion] < rows[best_i][criterion]:
+            best_i = i
+    if best_i is None:
+        errors = "; ".join(f"(K={r['n_components']}, {r['covariance_type']}): {r['error']}" for r in rows[:3])
+        raise ValueError(f"Every fit in the grid failed. First failures: {errors}")
+    best_row = rows[best_i]
+    return SelectionResult(
+        best_=results[best_i][1],
+        best_params_={"n_components": best_row["n_components"],
+                      "covariance_type": best_row["covariance_type"]},
+        criterion=criterion,
+        rows=rows,
+    )
+
+
+__all__ = ["SelectionResult", "select", "uncertainty", "cell_seed", "default_models"]
