@@ -1,0 +1,317 @@
+"""Out-of-core EM over a re-iterable source of blocks.
+
+A *block source* is a callable taking no argument that returns a fresh iterator
+over the data, each item a 2-D array of rows (numpy array, memmap slice, pandas
+DataFrame) or a pair ``(X_block, w_block)`` carrying sample weights. EM calls it
+once per iteration, so only one block (and its temporaries) is in memory at a
+time. :func:`npy_source`, :func:`parquet_source` and :func:`csv_source` build
+sources over files; any generator function over your own storage works too::
+
+    def source():
+        for path in sorted(glob.glob("part-*.npy")):
+            yield np.load(path, mmap_mode="r")
+
+    GaussianMixture(8).fit(source)
+
+Initialization on big data takes one pass that draws a uniform random sample
+of ``DEFAULT_INIT_SAMPLE`` rows (the rows with the smallest of N random keys,
+a one-pass reservoir), then runs the estimator's ``init_params`` method
+(k-means by default) on that sample in memory. The keys come from a stream
+that does not depend on how the rows are split into blocks, so the start,
+and hence the fit, is the same whatever the block sizes. When the data has at
+most ``DEFAULT_INIT_SAMPLE`` rows, the sample is all of it and the start is
+exactly the in-memory one for the same ``random_state``.
+"""
+
+from __future__ import annotations
+
+import copy
+import glob
+import os
+
+import numpy as np
+
+from .reduce import DEFAULT_WORKING_MEMORY_MIB, default_block_rows
+
+#: Rows drawn (uniformly, without replacement) to initialize on big data.
+DEFAULT_INIT_SAMPLE = 100_000
+#: Rows per key batch when drawing sampling keys for a source of known length.
+_KEY_BATCH = 1 << 20
+
+
+def is_block_source(X) -> bool:
+    """True for a callable that is not itself array-like (a block source)."""
+    return callable(X) and not hasattr(X, "__array__") and not hasattr(X, "shape")
+
+
+def _as_2d(block, what="block"):
+    if hasattr(block, "to_numpy") and not isinstance(block, np.ndarray):
+        block = block.to_numpy()
+    a = np.asarray(block)
+    if a.ndim == 1:
+        raise ValueError(
+            f"Each {what} of a block source must be 2-D (rows, features). Got a 1-D array of shape {a.shape}."
+        )
+    if a.ndim != 2:
+        raise ValueError(f"Each {what} of a block source must be 2-D (rows, features). Got shape {a.shape}.")
+    return a
+
+
+def iter_source(source):
+    """Yield ``(X_block, w_block or None)`` from a block source, as given."""
+    it = source()
+    if it is None:
+        raise TypeError("A block source must return an iterator of arrays. It returned None.")
+    for item in it:
+        if isinstance(item, tuple):
+            if len(item) != 2:
+                raise ValueError(
+                    f"A block source may yield arrays or (X_block, w_block) pairs. Got a tuple of length {len(item)}."
+                )
+            Xb, wb = item
+            Xb = _as_2d(Xb)
+            wb = None if wb is None else np.asarray(wb, dtype=np.float64).reshape(-1)
+            if wb is not None and wb.shape[0] != Xb.shape[0]:
+                raise ValueError(
+                    f"A block's sample weights have {wb.shape[0]} values for {Xb.shape[0]} rows."
+                )
+            yield Xb, wb
+        else:
+            yield _as_2d(item), None
+
+
+class ChunkedReducer:
+    """``reduce(step)`` over a block source: one pass per call.
+
+    Every source block is cut into sub-blocks of at most ``block_rows`` rows,
+    so memory stays bounded whatever the source's block sizes. Results equal
+    the in-memory ones to rounding.
+    """
+
+    def __init__(self, source, n_features, dtype, block_rows):
+        self.source = source
+        self.n_features = int(n_features)
+        self.dtype = np.dtype(dtype)
+        self.block_rows = max(1, int(block_rows))
+
+    def blocks(self):
+        for Xb, wb in iter_source(self.source):
+            if Xb.shape[1] != self.n_features:
+                raise ValueError(
+                    f"Every block must have {self.n_features} columns (as the first one). Got {Xb.shape[1]}."
+                )
+            for start in range(0, Xb.shape[0], self.block_rows):
+                stop = min(Xb.shape[0], start + self.block_rows)
+                xs = np.asarray(Xb[start:stop], dtype=self.dtype)
+                ws = None if wb is None else wb[start:stop].astype(self.dtype, copy=False)
+                yield xs, ws
+
+    def __call__(self, step):
+        total = None
+        for Xb, wb in self.blocks():
+            if Xb.shape[0] == 0:
+                continue
+            s = step(Xb, wb)
+            total = s if total is None else total + s
+        if total is None:
+            raise ValueError("The block source yielded no rows.")
+        return total
+
+    def map(self, fn):
+        """Apply ``fn(X_block)`` to every block and concatenate the results."""
+        return np.concatenate([fn(Xb) for Xb, _ in self.blocks() if Xb.shape[0]], axis=0)
+
+
+# ---------------------------------------------------------------- sampling
+class Reservoir:
+    """Uniform sample of ``size`` rows in one pass: keep the rows with the
+    smallest random keys. Keys come from one stream, block after block, so the
+    sample does not depend on the block sizes."""
+
+    def __init__(self, size, seed):
+        self.size = int(size)
+        self.gen = np.random.default_rng(seed)
+        self.keys = np.empty(0)
+        self.index = np.empty(0, dtype=np.int64)
+        self.rows = None
+        self.weights = None
+        self.offset = 0
+
+    def add(self, Xb, wb):
+        n = Xb.shape[0]
+        keys = self.gen.random(n)
+        if wb is not None:  # rows of weight 0 are never drawn
+            keys = np.where(wb > 0, keys, np.inf)
+        keep = np.argpartition(keys, min(self.size, n) - 1)[: self.size] if n > self.size else np.arange(n)
+        cand_keys = np.concatenate([self.keys, keys[keep]])
+        cand_index = np.concatenate([self.index, keep + self.offset])
+        cand_rows = Xb[keep] if self.rows is None else np.concatenate([self.rows, np.asarray(Xb[keep])])
+        if wb is not None or self.weights is not None:
+            old = self.weights if self.weights is not None else np.ones(len(self.keys))
+            new = wb[keep] if wb is not None else np.ones(len(keep))
+            cand_w = np.concatenate([old, new])
+        else:
+            cand_w = None
+        if len(cand_keys) > self.size:
+            sel = np.argpartition(cand_keys, self.size - 1)[: self.size]
+            cand_keys, cand_index, cand_rows = cand_keys[sel], cand_index[sel], cand_rows[sel]
+            cand_w = None if cand_w is None else cand_w[sel]
+        self.keys, self.index, self.rows, self.weights = cand_keys, cand_index, cand_rows, cand_w
+        self.offset += n
+
+    def result(self):
+        """Sampled rows (in their order in the data) and weights (or None)."""
+        order = np.argsort(self.index, kind="stable")
+        finite = np.isfinite(self.keys[order])
+        order = order[finite]
+        rows = self.rows[order]
+        w = None if self.weights is None else self.weights[order]
+        return rows, w
+
+
+def sample_seed(rng):
+    """Seed for the sampling keys, drawn from a copy of ``rng``; returns the
+    seed and the advanced copy (adopt it only if a sample was actually drawn,
+    so that small data keeps the in-memory start)."""
+    probe = copy.deepcopy(rng)
+    return probe.randint(0, 2**32 - 1, size=4, dtype=np.int64), probe
+
+
+def scan_source(source, sample_size, seed):
+    """One pass over a block source: shape, dtype, row counts, finiteness,
+    and a uniform sample of ``sample_size`` rows.
+
+    Returns a dict with ``n_samples``, ``n_features``, ``dtype``, ``n_eff``
+    (rows with positive weight), ``sum_w``, ``sample`` and ``sample_weight``
+    (all rows and weights when there are at most ``sample_size`` rows).
+    """
+    res = Reservoir(sample_size, seed)
+    n = n_eff = 0
+    sum_w = 0.0
+    D = dtype = None
+    everything = []
+    any_w = False
+    for Xb, wb in iter_source(source):
+        if D is None:
+            D = Xb.shape[1]
+            dtype = Xb.dtype if Xb.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+            if D < 1:
+                raise ValueError("Blocks must have at least one column. Got 0.")
+        elif Xb.shape[1] != D:
+            raise ValueError(f"Every block must have {D} columns (as the first one). Got {Xb.shape[1]}.")
+        if Xb.shape[0] == 0:
+            continue
+        try:
+            Xc = np.asarray(Xb, dtype=dtype)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"Block {len(everything)} is not numeric: {exc}") from None
+        if not np.all(np.isfinite(Xc)):
+            raise ValueError(f"Input contains NaN or infinity (in the block starting at row {n}).")
+        if wb is not None:
+            if not np.all(np.isfinite(wb)) or np.any(wb < 0):
+                raise ValueError(f"sample_weight must be finite and >= 0 (block starting at row {n}).")
+            any_w = True
+            n_eff += int(np.count_nonzero(wb))
+            sum_w += float(wb.sum())
+        else:
+            n_eff += Xc.shape[0]
+            sum_w += Xc.shape[0]
+        res.add(Xc, wb)
+        if everything is not None:
+            if n + Xc.shape[0] <= sample_size:
+                everything.append((np.array(Xc), wb))
+            else:
+                everything = None
+        n += Xc.shape[0]
+    if D is None or n == 0:
+        raise ValueError("The block source yielded no rows.")
+    if everything is not None:  # small data: the sample is all of it
+        rows = np.concatenate([e[0] for e in everything])
+        w = np.concatenate([e[1] if e[1] is not None else np.ones(e[0].shape[0]) for e in everything]) if any_w else None
+        sampled = False
+    else:
+        rows, w = res.result()
+        sampled = True
+    return {
+        "n_samples": n, "n_features": D, "dtype": np.dtype(dtype), "n_eff": n_eff, "sum_w": sum_w,
+        "sample": rows, "sample_weight": None if w is None else w.astype(dtype), "sampled": sampled,
+        "weighted": any_w,
+    }
+
+
+def block_rows_for(structure, K, D, itemsize, working_memory=None):
+    """Rows per sub-block within the working-memory budget."""
+    return default_block_rows(1 << 62, structure.temp_per_row(K, D), itemsize, working_memory)
+
+
+# ---------------------------------------------------------------- file sources
+def npy_source(path, chunk_rows=65536):
+    """Block source over one ``.npy`` file (or a sorted glob of them), read
+    through a memory map ``chunk_rows`` rows at a time."""
+    paths = _expand(path, (".npy",))
+    chunk_rows = max(1, int(chunk_rows))
+
+    def source():
+        for p in paths:
+            a = np.load(p, mmap_mode="r")
+            if a.ndim != 2:
+                raise ValueError(f"{p} holds an array of shape {a.shape}; expected 2-D.")
+            for start in range(0, a.shape[0], chunk_rows):
+                yield a[start : start + chunk_rows]
+
+    return source
+
+
+def parquet_source(path, columns=None):
+    """Block source over a Parquet file or directory, one row group per block
+    (all columns, or ``columns``, as float)."""
+    import pyarrow.parquet as pq
+
+    paths = _expand(path, (".parquet", ".parq"))
+
+    def source():
+        for p in paths:
+            pf = pq.ParquetFile(p)
+            for g in range(pf.num_row_groups):
+                table = pf.read_row_group(g, columns=columns)
+                yield np.column_stack([c.to_numpy() for c in table.columns]).astype(np.float64, copy=False)
+
+    return source
+
+
+def csv_source(path, chunk_rows=65536, **read_csv_kwargs):
+    """Block source over a CSV file or a sorted glob of them, read with
+    ``pandas.read_csv(chunksize=chunk_rows)``; non-numeric columns are an error."""
+    import pandas as pd
+
+    paths = _expand(path, (".csv", ".csv.gz", ".txt"))
+
+    def source():
+        for p in paths:
+            with pd.read_csv(p, chunksize=max(1, int(chunk_rows)), **read_csv_kwargs) as reader:
+                for df in reader:
+                    yield df.to_numpy(dtype=np.float64)
+
+    return source
+
+
+def _expand(path, suffixes):
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        found = sorted(
+            os.path.join(path, f) for f in os.listdir(path)
+            if f.endswith(suffixes) and not f.startswith((".", "_"))
+        )
+    elif any(ch in path for ch in "*?["):
+        found = sorted(glob.glob(path))
+    else:
+        found = [path]
+    if not found:
+        raise FileNotFoundError(f"No {'/'.join(suffixes)} files found at {path!r}.")
+    return found
+
+
+__all__ = [
+    "ChunkedReducer", "DEFAULT_INIT_SAMPLE", "DEFAULT_WORKING_MEMORY_MIB", "csv_source", "is_block_source",
+    "iter_source", "npy_source", "parquet_source", "scan_source",
+]

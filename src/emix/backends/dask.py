@@ -1,0 +1,396 @@
+"""EM on Dask arrays and DataFrames.
+
+With a ``dask.distributed`` client, :class:`DaskReducer` persists the row
+blocks on the workers once; each EM iteration then sends only the E-step
+function with its parameters (embedded in the tasks when small, scattered to
+every worker when over ``SCATTER_BYTES``) and gets back only statistics:
+
+1. the persisted blocks are grouped by the worker that holds them (one group
+   per worker thread), and one task per group sums the E-step statistics of
+   its blocks where they lie (the scheduler places it by data locality);
+2. the few per-group sums are gathered and added on the client.
+
+That is a two-level reduction tree with one round trip per iteration (a
+deeper tree on the workers costs one more round trip per level, which is
+slower than adding W small statistics on the client). Each task limits the
+BLAS threads of its worker process (threadpoolctl) to the host's cores
+divided by the Dask threads on that host, so that W workers x T threads x
+BLAS threads do not oversubscribe the cores.
+
+A lost worker costs nothing but time: its persisted blocks keep their lineage
+(the tasks that made them), so the scheduler recomputes them, and the tasks
+of the current iteration are rerun; the sums are taken in a fixed order, so
+the fit is the same.
+
+Without a distributed client the blocks are computed one at a time, each
+iteration (out of core, through :class:`~emix.backends.chunked.ChunkedReducer`).
+
+``predict``, ``predict_proba`` and ``score_samples`` on a Dask array return
+lazy Dask arrays built with ``map_blocks``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import numpy as np
+
+#: Steps (the E-step with its parameters) larger than this are scattered to
+#: every worker once per iteration instead of being embedded in each task.
+SCATTER_BYTES = 1 << 20
+
+
+def is_dask_collection(X) -> bool:
+    """True for a Dask collection; never imports dask itself."""
+    if "dask" not in sys.modules:
+        return False
+    import dask
+
+    return dask.is_dask_collection(X)
+
+
+def feature_names(X):
+    """String column names of a Dask DataFrame, else None."""
+    cols = getattr(X, "columns", None)
+    if cols is None:
+        return None
+    names = [c for c in cols]
+    if names and all(isinstance(c, str) for c in names):
+        return np.asarray(names, dtype=object)
+    return None
+
+
+def as_dask_array(X, dtype=None):
+    """A 2-D Dask array with one chunk across the columns and known row
+    chunks, in float32/float64 (or ``dtype``)."""
+    import dask.array as da
+
+    if hasattr(X, "to_dask_array"):  # Dask DataFrame
+        X = X.to_dask_array(lengths=True)
+    elif not isinstance(X, da.Array):
+        raise TypeError(f"Expected a Dask array or DataFrame. Got {type(X).__name__}.")
+    if X.ndim != 2:
+        raise ValueError(f"Expected a 2-D Dask array (rows, features). Got {X.ndim} dimension(s), shape {X.shape}.")
+    if any(math.isnan(c) for c in X.chunks[0]):
+        X = X.compute_chunk_sizes()
+    if dtype is None:
+        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+    if X.dtype != dtype:
+        X = X.astype(dtype)
+    if len(X.chunks[1]) != 1:
+        X = X.rechunk({1: -1})
+    return X
+
+
+def as_dask_weights(w, row_chunks, dtype):
+    """Sample weights as a 1-D Dask array with the given row chunks."""
+    import dask.array as da
+
+    if w is None:
+        return None
+    if isinstance(w, da.Array):
+        if w.ndim != 1:
+            raise ValueError(f"sample_weight must be 1-D. Got shape {w.shape}.")
+        if any(math.isnan(c) for c in w.chunks[0]):
+            w = w.compute_chunk_sizes()
+        if w.shape[0] != sum(row_chunks):
+            raise ValueError(f"sample_weight must have shape ({sum(row_chunks)},) to match X. Got shape {w.shape}.")
+        return w.astype(dtype).rechunk((row_chunks,))
+    if hasattr(w, "to_dask_array"):
+        return as_dask_weights(w.to_dask_array(lengths=True), row_chunks, dtype)
+    w = np.asarray(w, dtype=np.float64)
+    if w.ndim == 0:
+        w = np.full(sum(row_chunks), float(w))
+    if w.ndim != 1 or w.shape[0] != sum(row_chunks):
+        raise ValueError(f"sample_weight must have shape ({sum(row_chunks)},) to match X. Got shape {w.shape}.")
+    return da.from_array(w.astype(dtype), chunks=(row_chunks,))
+
+
+def get_client():
+    """The current ``dask.distributed`` client, or None."""
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import get_client as _get
+
+    try:
+        return _get()
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------ worker side
+_BLAS_SET = {}
+
+
+def _limit_blas(threads, client_pid):
+    """Limit BLAS threads in this worker process, once. Skipped in the
+    client's own process (a threaded cluster), whose settings are the user's."""
+    if not threads or os.getpid() == client_pid or _BLAS_SET.get("n") == threads:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")
+    _BLAS_SET["n"] = threads
+
+
+def _group_step(step, blas, client_pid, n_blocks, *blocks):
+    """Sum ``step(X_block, w_block)`` over the blocks of one group, in order."""
+    _limit_blas(blas, client_pid)
+    xs, ws = blocks[:n_blocks], blocks[n_blocks:]
+    total = None
+    for i, Xb in enumerate(xs):
+        if Xb.shape[0] == 0:
+            continue
+        s = step(Xb, ws[i] if ws else None)
+        total = s if total is None else total + s
+    return total
+
+
+def _group_map(fn, blas, client_pid, *blocks):
+    _limit_blas(blas, client_pid)
+    return [fn(b) for b in blocks]
+
+
+# ------------------------------------------------------------ client side
+class DaskReducer:
+    """``reduce(step)`` over a Dask array persisted on a distributed cluster.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features)
+        One chunk across the columns (see :func:`as_dask_array`).
+    sample_weight : dask.array.Array of shape (n_samples,) or None
+        Chunked like the rows of ``X``.
+    client : distributed.Client
+    blas_threads : int or None
+        BLAS threads per worker process; None divides each host's cores by
+        the Dask threads running on it.
+    """
+
+    def __init__(self, X, sample_weight, client, blas_threads=None):
+        from distributed import futures_of, wait
+
+        self.client = client
+        self.n_features = X.shape[1]
+        self.dtype = X.dtype
+        Xp = client.persist(X)
+        wp = None if sample_weight is None else client.persist(sample_weight)
+        wait([Xp] + ([wp] if wp is not None else []))
+        self._persisted = (Xp, wp)  # keep the futures (and lineage) alive
+        self.x_blocks = self._ordered(Xp, futures_of(Xp))
+        self.w_blocks = None if wp is None else self._ordered(wp, futures_of(wp))
+        self.blas_threads = self._blas_threads() if blas_threads is None else int(blas_threads)
+        self.groups = self._groups()
+        self.n_calls = 0
+
+    @staticmethod
+    def _ordered(arr, futures):
+        by_key = {f.key: f for f in futures}
+        keys = arr.__dask_keys__()
+        flat = []
+        for row in keys:
+            flat.append(row[0] if isinstance(row, list) else row)
+        return [by_key[k] for k in flat]
+
+    def _blas_threads(self):
+        info = self.client.scheduler_info()["workers"]
+        cores = self.client.run(os.cpu_count)
+        per_host = {}
+        for addr, w in info.items():
+            per_host[w["host"]] = per_host.get(w["host"], 0) + int(w.get("nthreads", 1))
+        limits = [
+            max(1, int(cores.get(addr) or 1) // max(1, per_host[w["host"]])) for addr, w in info.items()
+        ]
+        return min(limits) if limits else 1
+
+    def _groups(self):
+        """Block indices grouped by holding worker, split per worker thread."""
+        who = self.client.who_has(self.x_blocks)
+        info = self.client.scheduler_info()["workers"]
+        by_worker = {}
+        for i, f in enumerate(self.x_blocks):
+            holders = who.get(f.key) or ("?",)
+            by_worker.setdefault(sorted(holders)[0], []).append(i)
+        groups = []
+        for addr, idx in sorted(by_worker.items()):
+            n = max(1, int(info.get(addr, {}).get("nthreads", 1)))
+            size = -(-len(idx) // n)
+            groups.extend(idx[j : j + size] for j in range(0, len(idx), size))
+        return groups
+
+    def _payload(self, step):
+        import cloudpickle
+
+        if len(cloudpickle.dumps(step)) > SCATTER_BYTES:
+            return self.client.scatter(step, broadcast=True, hash=False)
+        return step
+
+    def __call__(self, step):
+        client = self.client
+        payload = self._payload(step)
+        pid = os.getpid()
+        futures = []
+        for idx in self.groups:
+            xs = [self.x_blocks[i] for i in idx]
+            ws = [] if self.w_blocks is None else [self.w_blocks[i] for i in idx]
+            futures.append(
+                client.submit(_group_step, payload, self.blas_threads, pid, len(xs), *xs, *ws, pure=False)
+            )
+        parts = client.gather(futures)
+        self.n_calls += 1
+        total = None
+        for p in parts:  # fixed order: the same sum whatever worker computed what
+            if p is not None:
+                total = p if total is None else total + p
+        if total is None:
+            raise ValueError("The Dask array has no rows.")
+        return total
+
+    def blocks(self):
+        """Blocks fetched to the client one at a time (for small follow-ups)."""
+        for i, f in enumerate(self.x_blocks):
+            w = None if self.w_blocks is None else self.w_blocks[i].result()
+            yield f.result(), w
+
+    def map(self, fn):
+        futures = [
+            self.client.submit(_group_map, fn, self.blas_threads, os.getpid(), *[self.x_blocks[i] for i in idx],
+                               pure=False)
+            for idx in self.groups
+        ]
+        out = [None] * len(self.x_blocks)
+        for idx, res in zip(self.groups, self.client.gather(futures)):
+            for i, r in zip(idx, res):
+                out[i] = r
+        return np.concatenate(out, axis=0)
+
+
+def local_source(X, sample_weight=None):
+    """A block source computing the blocks of a Dask array one at a time
+    (no distributed client: out of core on the local scheduler)."""
+
+    def source():
+        nb = X.numblocks[0]
+        for i in range(nb):
+            Xb = X.blocks[i, 0] if X.ndim == 2 else X.blocks[i]
+            if sample_weight is None:
+                yield Xb.compute()
+            else:
+                import dask
+
+                xb, wb = dask.compute(Xb, sample_weight.blocks[i])
+                yield xb, wb
+
+    return source
+
+
+def scan(X, w, sample_size, seed):
+    """Shape, counts, finiteness and a uniform sample of a Dask array.
+
+    The sample is the same set of rows as
+    :func:`emix.backends.chunked.scan_source` draws with the same seed: the
+    ``sample_size`` rows with the smallest keys of one random stream.
+    """
+    import dask
+    import dask.array as da
+
+    n, D = X.shape
+    if n == 0:
+        raise ValueError("The Dask array has no rows.")
+    checks = [da.isfinite(X).all()]
+    if w is not None:
+        checks += [da.isfinite(w).all(), (w < 0).any(), (w > 0).sum(), w.astype(np.float64).sum()]
+    got = dask.compute(*checks)
+    if not got[0]:
+        raise ValueError("Input contains NaN or infinity.")
+    if w is not None:
+        if not got[1] or got[2]:
+            raise ValueError("sample_weight must be finite and >= 0.")
+        n_eff, sum_w = int(got[3]), float(got[4])
+    else:
+        n_eff, sum_w = n, float(n)
+    if n <= sample_size:
+        if w is None:
+            rows, sw = X.compute(), None
+        else:
+            rows, sw = dask.compute(X, w)
+        sampled = False
+    else:
+        gen = np.random.default_rng(seed)
+        wv = None if w is None else w.compute()
+        best_keys = np.empty(0)
+        best_idx = np.empty(0, dtype=np.int64)
+        from .chunked import _KEY_BATCH
+
+        for start in range(0, n, _KEY_BATCH):
+            stop = min(n, start + _KEY_BATCH)
+            keys = gen.random(stop - start)
+            if wv is not None:
+                keys = np.where(wv[start:stop] > 0, keys, np.inf)
+            keys = np.concatenate([best_keys, keys])
+            idx = np.concatenate([best_idx, np.arange(start, stop)])
+            if len(keys) > sample_size:
+                sel = np.argpartition(keys, sample_size - 1)[:sample_size]
+                keys, idx = keys[sel], idx[sel]
+            best_keys, best_idx = keys, idx
+        idx = np.sort(best_idx[np.isfinite(best_keys)])
+        rows = X[idx].compute()
+        sw = None if wv is None else wv[idx]
+        sampled = True
+    return {
+        "n_samples": n, "n_features": D, "dtype": X.dtype, "n_eff": n_eff, "sum_w": sum_w,
+        "sample": np.asarray(rows), "sample_weight": None if sw is None else np.asarray(sw, dtype=X.dtype),
+        "sampled": sampled, "weighted": w is not None,
+    }
+
+
+# ------------------------------------------------------------ lazy inference
+def _block_weighted_log_prob(Xb, params, structure):
+    from ..core import em
+
+    return em.weighted_log_prob(Xb, params, structure)
+
+
+def _block_predict(Xb, params, structure):
+    if Xb.shape[0] == 0:
+        return np.empty(0, dtype=np.intp)
+    return np.argmax(_block_weighted_log_prob(Xb, params, structure), axis=1)
+
+
+def _block_proba(Xb, params, structure):
+    from ..core import em
+
+    if Xb.shape[0] == 0:
+        return np.empty((0, params.n_components), dtype=Xb.dtype)
+    return np.exp(em.log_resp(Xb, params, structure)[1])
+
+
+def _block_score_samples(Xb, params, structure):
+    from ..core.numerics import logsumexp
+
+    if Xb.shape[0] == 0:
+        return np.empty(0, dtype=Xb.dtype)
+    return logsumexp(_block_weighted_log_prob(Xb, params, structure), axis=1)
+
+
+def lazy_inference(kind, X, params, structure, n_features):
+    """A lazy Dask array of ``kind`` in {'predict', 'predict_proba', 'score_samples'}."""
+    Xd = as_dask_array(X)
+    if Xd.shape[1] != n_features:
+        raise ValueError(
+            f"X has {Xd.shape[1]} features, but GaussianMixture is expecting {n_features} features as input."
+        )
+    if kind == "predict":
+        return Xd.map_blocks(_block_predict, params, structure, drop_axis=1, dtype=np.intp)
+    if kind == "predict_proba":
+        return Xd.map_blocks(
+            _block_proba, params, structure, chunks=(Xd.chunks[0], (params.n_components,)), dtype=Xd.dtype
+        )
+    if kind == "score_samples":
+        return Xd.map_blocks(_block_score_samples, params, structure, drop_axis=1, dtype=Xd.dtype)
+    raise ValueError(f"Unknown kind {kind!r}.")
+
+
+__all__ = ["DaskReducer", "as_dask_array", "is_dask_collection", "lazy_inference", "scan"]
