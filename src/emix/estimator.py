@@ -71,6 +71,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ``init`` (restart index), ``n_init``, ``n_iter``, ``max_iter``,
         ``lower_bound`` and ``change``. Progress bars hook in here. (An emix
         extension.)
+    online_mode : {'stepwise', 'exact'}, default='stepwise'
+        How :meth:`partial_fit` learns: stepwise EM (new parameters after every
+        batch) or exact mini-batch EM (one M-step per ``batches_per_pass``
+        batches). Ignored by ``fit``. (An emix extension; see :mod:`emix.online`.)
+    learning_decay : float in (0.5, 1], default=0.7
+        Stepwise EM step sizes are ``rho_t = (t + learning_offset) ** -learning_decay``.
+    learning_offset : float >= 0, default=2.0
+        Larger values make the first batches count less.
+    batches_per_pass : int or None, default=None
+        Batches in one pass over the data (required by ``online_mode='exact'``).
 
     Attributes
     ----------
@@ -124,6 +134,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         verbose_interval=10,
         working_memory=None,
         callback=None,
+        online_mode="stepwise",
+        learning_decay=0.7,
+        learning_offset=2.0,
+        batches_per_pass=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -141,6 +155,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.verbose_interval = verbose_interval
         self.working_memory = working_memory
         self.callback = callback
+        self.online_mode = online_mode
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
+        self.batches_per_pass = batches_per_pass
 
     # ------------------------------------------------------------------ helpers
     def _structure(self):
@@ -229,6 +247,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         -------
         self : GaussianMixture
         """
+        if self._out_of_core_kind(X) is not None:
+            return self._fit_out_of_core(X, sample_weight)
         self.fit_predict(X, y, sample_weight=sample_weight)
         return self
 
@@ -239,6 +259,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         -------
         labels : ndarray of shape (n_samples,)
         """
+        if self._out_of_core_kind(X) is not None:
+            return self._fit_out_of_core(X, sample_weight)._infer_out_of_core("predict", X)
         X, w, structure = self._validate_fit_input(X, sample_weight)
         inits = self._check_inits(X, structure)
         reducer = self._reducer(X, w)
@@ -320,6 +342,260 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         # the final E-step makes fit_predict(X) agree with fit(X).predict(X)
         return np.argmax(self._log_resp(X)[1], axis=1)
 
+    # ------------------------------------------------ out of core and online
+    @staticmethod
+    def _out_of_core_kind(X):
+        """'dask' for a Dask collection, 'source' for a block source, else None."""
+        from .backends.chunked import is_block_source
+        from .backends.dask import is_dask_collection
+
+        if is_dask_collection(X):
+            return "dask"
+        if is_block_source(X):
+            return "source"
+        return None
+
+    def _fit_out_of_core(self, X, sample_weight):
+        """``fit`` on a Dask array/DataFrame or a block source.
+
+        Initialization runs ``init_params`` on a uniform sample of
+        ``emix.backends.chunked.DEFAULT_INIT_SAMPLE`` rows drawn in one pass
+        (all rows when there are fewer, which gives exactly the in-memory
+        start); then every restart is :func:`emix.core.em.fit` with a reducer
+        that makes one pass over the data per iteration.
+        """
+        from .backends import chunked
+        from .backends import dask as dk
+
+        V.check_estimator_params(self)
+        structure = self._structure()
+        rng = check_random_state(self.random_state)
+        seed, advanced = chunked.sample_seed(rng)
+        K = self.n_components
+        names = None
+        if self._out_of_core_kind(X) == "dask":
+            Xd = dk.as_dask_array(X)
+            wd = dk.as_dask_weights(sample_weight, Xd.chunks[0], Xd.dtype)
+            names = dk.feature_names(X)
+            client = dk.get_client()
+            if client is not None:
+                reducer = dk.DaskReducer(Xd, wd, client)
+                info = dk.scan(*reducer._persisted, chunked.DEFAULT_INIT_SAMPLE, seed)
+            else:
+                info = dk.scan(Xd, wd, chunked.DEFAULT_INIT_SAMPLE, seed)
+                rows = chunked.block_rows_for(structure, K, Xd.shape[1], Xd.dtype.itemsize, self.working_memory)
+                reducer = chunked.ChunkedReducer(dk.local_source(Xd, wd), Xd.shape[1], Xd.dtype, rows)
+        else:
+            if sample_weight is not None:
+                raise ValueError(
+                    "sample_weight cannot be passed with a block source; yield (X_block, w_block) pairs instead."
+                )
+            info = chunked.scan_source(X, chunked.DEFAULT_INIT_SAMPLE, seed)
+            rows = chunked.block_rows_for(structure, K, info["n_features"], info["dtype"].itemsize,
+                                          self.working_memory)
+            reducer = chunked.ChunkedReducer(X, info["n_features"], info["dtype"], rows)
+        if info["sampled"]:
+            rng = advanced
+        if info["n_samples"] < 2 or info["n_eff"] < K:
+            raise ValueError(
+                "Expected n_samples >= n_components but got "
+                f"n_components = {K}, n_samples = {info['n_eff']}"
+                + (" (rows with positive sample_weight)" if info["weighted"] else "")
+                + ". Use fewer components or more data."
+            )
+        self.n_features_in_ = int(info["n_features"])
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        Xs, ws = info["sample"], info["sample_weight"]
+        inits = self._check_inits(Xs, structure)
+        sample_reducer = self._reducer(Xs, ws)
+
+        def params0():
+            return self._initial_params(Xs, ws, structure, rng, sample_reducer, inits)
+
+        best = self._em_restarts(reducer, params0, structure)
+        self._set_fitted(best, structure)
+        self.n_passes_ = getattr(reducer, "n_calls", None)
+        return self
+
+    def _em_restarts(self, reducer, params0_fn, structure):
+        """The restart loop of ``fit`` for a given reducer (out-of-core path)."""
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        n_init = self.n_init if do_init else 1
+        best, failures = None, []
+        for init in range(n_init):
+            if self.verbose:
+                print(f"Initialization {init}")
+            t_start = time.time()
+            try:
+                if do_init:
+                    params0, lb0 = params0_fn(), -math.inf
+                else:
+                    params0, lb0 = self._params(), self.lower_bound_
+                if self.max_iter == 0:
+                    result = FitResult(params0, 0, False, -math.inf, ())
+                else:
+                    def callback(n_iter, lower_bound, change, init=init):
+                        if self.callback is not None:
+                            self.callback({"init": init, "n_init": n_init, "n_iter": n_iter,
+                                           "max_iter": self.max_iter, "lower_bound": lower_bound,
+                                           "change": change})
+                        if self.verbose and n_iter % self.verbose_interval == 0:
+                            print(f"  Iteration {n_iter}\t ll change {change:.5f}")
+
+                    result = em.fit(
+                        reducer, params0, structure, tol=self.tol, max_iter=self.max_iter,
+                        reg_covar=self.reg_covar, lower_bound0=lb0, callback=callback,
+                    )
+            except DegenerateComponentError as exc:
+                failures.append(exc)
+                warnings.warn(f"Restart {init + 1} of {n_init} dropped: {exc}", DegenerateRestartWarning,
+                              stacklevel=3)
+                continue
+            if self.verbose:
+                state = "converged" if result.converged else "did not converge"
+                print(f"Initialization {state}. time lapse {time.time() - t_start:.5f}s\t "
+                      f"lower bound {result.lower_bound:.5f}")
+            if best is None or result.lower_bound > best.lower_bound or best.lower_bound == -math.inf:
+                best = result
+        if best is None:
+            last = failures[-1]
+            raise DegenerateComponentError(
+                f"All {n_init} restart(s) failed. Last failure: {last}",
+                component=last.component, effective_size=last.effective_size,
+            ) from last
+        if not best.converged and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning, stacklevel=3,
+            )
+        return best
+
+    def _set_fitted(self, result, structure):
+        p = result.params
+        self.weights_ = p.weights
+        self.means_ = p.means
+        self.covariances_ = p.covariances
+        self.precisions_cholesky_ = p.precisions_cholesky
+        self.precisions_ = structure.precisions(p.precisions_cholesky)
+        self.converged_ = bool(result.converged)
+        self.n_iter_ = result.n_iter
+        self.lower_bound_ = result.lower_bound
+        self.lower_bounds_ = list(result.history)
+
+    def _infer_out_of_core(self, kind, X):
+        """predict / predict_proba / score_samples on a Dask collection (lazy)
+        or a block source (computed, concatenated)."""
+        check_is_fitted(self)
+        params, structure = self._params(), self._structure()
+        if self._out_of_core_kind(X) == "dask":
+            from .backends.dask import lazy_inference
+
+            return lazy_inference(kind, X, params, structure, self.n_features_in_)
+        from .backends.chunked import ChunkedReducer, block_rows_for
+
+        D = self.n_features_in_
+        rows = block_rows_for(structure, self.n_components, D, self.means_.dtype.itemsize, self.working_memory)
+        reducer = ChunkedReducer(X, D, self.means_.dtype, rows)
+        if kind == "predict":
+            return reducer.map(lambda Xb: np.argmax(em.weighted_log_prob(Xb, params, structure), axis=1))
+        if kind == "predict_proba":
+            return reducer.map(lambda Xb: np.exp(em.log_resp(Xb, params, structure)[1]))
+        return reducer.map(lambda Xb: logsumexp(em.weighted_log_prob(Xb, params, structure), axis=1))
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Update the model with one batch of rows (online EM).
+
+        ``online_mode='stepwise'`` (default) runs stepwise EM: running
+        per-row statistics ``S <- (1 - rho_t) S + rho_t s(batch)`` with
+        ``rho_t = (t + learning_offset) ** -learning_decay``, and new
+        parameters after every batch. ``online_mode='exact'`` sums the
+        statistics of ``batches_per_pass`` batches under fixed parameters and
+        then takes one M-step (one batch-EM iteration per pass). See
+        :mod:`emix.online` for when to use which.
+
+        The first call initializes from its batch with ``init_params`` (or
+        from ``weights_init``/``means_init``/``precisions_init`` when all are
+        given); after ``fit`` or ``load``, calls continue from the fitted
+        parameters.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : GaussianMixture
+        """
+        from . import online
+
+        V.check_estimator_params(self)
+        online.check_online_params(self)
+        structure = self._structure()
+        first = not hasattr(self, "means_")
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=first)
+        if not first:
+            X = X.astype(self.means_.dtype, copy=False)
+        w = V.check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        state = getattr(self, "_online", None)
+        if state is not None and (state.mode != self.online_mode or first
+                                  or state.params.means is not self.means_):
+            state = None  # fit, load, set_params or a mode change since: start over
+        if state is None:
+            if first:
+                n_eff = X.shape[0] if w is None else int(np.count_nonzero(w))
+                inits = self._check_inits(X, structure)
+                if n_eff < self.n_components and not all(i is not None for i in inits):
+                    raise ValueError(
+                        f"The first partial_fit batch initializes the model and needs at least n_components = "
+                        f"{self.n_components} rows (with positive weight). Got {n_eff}."
+                    )
+                rng = check_random_state(self.random_state)
+                params = self._initial_params(X, w, structure, rng, self._reducer(X, w), inits)
+            else:
+                params = self._params()
+            state = online.OnlineState(mode=self.online_mode, params=params)
+            if not first and self.online_mode == "stepwise":
+                state.stats = online.stats_of_params(params, structure, self.reg_covar)
+                state.t = 1
+        batch = self._reducer(X, w)(lambda Xb, wb: em.e_step(Xb, wb, state.params, structure))
+        if self.online_mode == "stepwise":
+            s = batch.scaled(1.0 / batch.sum_w)
+            if state.stats is None:
+                S = s
+            else:
+                rho = online.step_size(state.t, self.learning_decay, self.learning_offset)
+                S = online.recenter(state.stats, s.shift, structure).scaled(1.0 - rho) + s.scaled(rho)
+            params = em.m_step(S, structure, self.reg_covar, X.dtype)
+            state.stats, state.t = S, state.t + 1
+            state.history.append(s.loglik)
+            lower_bound, n_iter, converged = S.loglik / S.sum_w, state.t, False
+        else:
+            state.stats = batch if state.stats is None else state.stats + batch
+            state.t += 1
+            params = state.params
+            lower_bound = getattr(self, "lower_bound_", -math.inf) if not first else -math.inf
+            converged = False
+            if state.t >= self.batches_per_pass:
+                acc = state.stats
+                params = em.m_step(acc, structure, self.reg_covar, X.dtype)
+                previous = state.history[-1] if state.history else -math.inf
+                lower_bound = acc.loglik / acc.sum_w
+                state.history.append(lower_bound)
+                converged = abs(lower_bound - previous) < self.tol
+                state.stats, state.t, state.passes = None, 0, state.passes + 1
+            n_iter = state.passes
+        state.params = params
+        self._set_fitted(FitResult(params, n_iter, converged, lower_bound, ()), structure)
+        self.lower_bounds_ = state.history
+        self._online = state
+        return self
+
     # ------------------------------------------------------------- inference
     def _check_X(self, X):
         check_is_fitted(self)
@@ -342,11 +618,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         -------
         log_prob : ndarray of shape (n_samples,)
         """
+        if self._out_of_core_kind(X) is not None:
+            return self._infer_out_of_core("score_samples", X)
         X = self._check_X(X)
         return logsumexp(self._weighted_log_prob(X), axis=1)
 
     def score(self, X, y=None, sample_weight=None):
         """Mean (weighted) log-likelihood of ``X``."""
+        if sample_weight is None and self._out_of_core_kind(X) is not None:
+            ll = self._infer_out_of_core("score_samples", X)
+            return float(ll.astype(np.float64).mean().compute() if hasattr(ll, "compute") else ll.mean(dtype=np.float64))
         X = self._check_X(X)
         w = V.check_sample_weight(sample_weight, X.shape[0], np.float64)
         ll = logsumexp(self._weighted_log_prob(X), axis=1)
@@ -354,6 +635,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def predict(self, X):
         """Most probable component of each row of ``X``."""
+        if self._out_of_core_kind(X) is not None:
+            return self._infer_out_of_core("predict", X)
         X = self._check_X(X)
         return np.argmax(self._weighted_log_prob(X), axis=1)
 
@@ -364,6 +647,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         -------
         resp : ndarray of shape (n_samples, n_components)
         """
+        if self._out_of_core_kind(X) is not None:
+            return self._infer_out_of_core("predict_proba", X)
         X = self._check_X(X)
         return np.exp(self._log_resp(X)[1])
 

@@ -1,0 +1,126 @@
+"""Online EM for :meth:`emix.GaussianMixture.partial_fit`: pure functions.
+
+Two modes, chosen with the estimator's ``online_mode``:
+
+``"stepwise"`` (default)
+    Stepwise EM (Cappé & Moulines 2009; Liang & Klein 2009). The running
+    statistics are a weighted average of per-row batch statistics,
+    ``S <- (1 - rho_t) S + rho_t s(batch) / |batch|``, with step sizes
+    ``rho_t = (t + learning_offset) ** -learning_decay`` (``t`` = batches seen
+    before this one, decay in (0.5, 1]), and new parameters are taken from
+    ``S`` after every batch. Use it on an endless or very long stream, or
+    when one pass over the data should already give a good model: it moves
+    after every batch. Smaller decay forgets faster (follows drift, noisier);
+    decay 1 with offset 0 averages all batches equally.
+
+``"exact"``
+    Mini-batch exact EM: statistics of every batch are computed with the same
+    parameters and summed; after ``batches_per_pass`` batches (one pass over a
+    finite data set) one M-step runs. Each pass is exactly one iteration of
+    batch EM, so P passes equal ``fit`` with ``max_iter=P`` from the same
+    start. Use it on a finite data set that you can replay, when you want the
+    batch answer (it needs one pass per iteration, as ``fit`` on a block
+    source does, which also checks convergence for you).
+
+Statistics are kept shifted at component means. Running statistics are moved
+to a new shift with :func:`recenter`, which is exact for every covariance
+structure because it only uses the structure's own ``scatter`` on K
+pseudo-points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .core.types import GaussianParams, SuffStats
+
+ONLINE_MODES = ("stepwise", "exact")
+
+
+def check_online_params(est):
+    """Validate the online constructor parameters (at partial_fit time)."""
+    from ._validation import check_int, check_real
+
+    if est.online_mode not in ONLINE_MODES:
+        raise ValueError(f"online_mode must be one of {list(ONLINE_MODES)}. Got {est.online_mode!r}.")
+    decay = check_real("learning_decay", est.learning_decay, 0.0)
+    if not 0.5 < decay <= 1.0:
+        raise ValueError(f"learning_decay must be in (0.5, 1] for stepwise EM to converge. Got {est.learning_decay!r}.")
+    check_real("learning_offset", est.learning_offset, 0.0)
+    if est.batches_per_pass is not None:
+        check_int("batches_per_pass", est.batches_per_pass, 1)
+    elif est.online_mode == "exact":
+        raise ValueError(
+            "online_mode='exact' needs batches_per_pass (the number of partial_fit calls that make one pass "
+            "over the data). Got None."
+        )
+
+
+def step_size(t, decay, offset):
+    """``rho_t = (t + offset) ** -decay``, capped at 1."""
+    return min(1.0, float(t + offset) ** -float(decay))
+
+
+def recenter(stats: SuffStats, new_shift, structure) -> SuffStats:
+    """The same statistics, shifted at ``new_shift`` instead of ``stats.shift``.
+
+    With ``e_k = c_k - c'_k`` and ``p_k = c_k + s1_k / n_k`` (the weighted mean),
+    ``sum r (x - c')(x - c')^T = sum r (x - c)(x - c)^T + n_k [(p - c')(p - c')^T - (p - c)(p - c)^T]``;
+    the bracket is the structure's scatter of the K points ``p_k`` with weights ``n_k``,
+    so this holds for any structure whose scatter is a weighted sum over rows.
+    """
+    c = np.asarray(stats.shift, dtype=np.float64)
+    c_new = np.asarray(new_shift, dtype=np.float64)
+    if c.shape != c_new.shape:
+        raise ValueError(f"new_shift has shape {c_new.shape}; the statistics have shift shape {c.shape}.")
+    nk = stats.nk
+    safe = np.where(nk > 0, nk, 1.0)
+    p = c + np.where((nk > 0)[:, None], stats.s1 / safe[:, None], 0.0)
+    resp = np.diag(nk)
+    s2 = stats.s2 + (
+        np.asarray(structure.scatter(p, resp, c_new), dtype=np.float64)
+        - np.asarray(structure.scatter(p, resp, c), dtype=np.float64)
+    )
+    s1 = stats.s1 + nk[:, None] * (c - c_new)
+    return SuffStats(nk=nk, s1=s1, s2=s2, shift=np.asarray(new_shift), loglik=stats.loglik, sum_w=stats.sum_w)
+
+
+def stats_of_params(params: GaussianParams, structure, reg_covar, weight=1.0) -> SuffStats:
+    """Statistics (per unit weight, times ``weight``) whose M-step gives back
+    ``params``: used to continue ``partial_fit`` from a fitted or loaded model.
+
+    Each component becomes 2D pseudo-points ``mu_k +- sqrt(D) a_j`` (columns of
+    a square root of ``Sigma_k - reg_covar I``) of total weight ``pi_k``; the
+    structure's own ``scatter`` turns them into its statistic.
+    """
+    means = np.asarray(params.means, dtype=np.float64)
+    K, D = means.shape
+    cov = np.asarray(structure.full_covariances(np.asarray(params.covariances, dtype=np.float64), K, D))
+    pts = np.empty((K * 2 * D, D))
+    resp = np.zeros((K * 2 * D, K))
+    nk = np.asarray(params.weights, dtype=np.float64) * weight
+    for k in range(K):
+        vals, vecs = np.linalg.eigh(cov[k] - reg_covar * np.eye(D))
+        root = vecs * np.sqrt(np.clip(vals, 0.0, None))
+        block = slice(k * 2 * D, (k + 1) * 2 * D)
+        pts[block] = means[k] + np.sqrt(D) * np.concatenate([root.T, -root.T])
+        resp[block, k] = nk[k] / (2 * D)
+    s2 = np.asarray(structure.scatter(pts, resp, means), dtype=np.float64)
+    return SuffStats(nk=nk, s1=np.zeros((K, D)), s2=s2, shift=np.asarray(params.means), loglik=0.0, sum_w=float(weight))
+
+
+@dataclass
+class OnlineState:
+    """Mutable bookkeeping of partial_fit, kept on the estimator as ``_online``."""
+
+    mode: str
+    params: GaussianParams  # the parameters the next batch's E-step uses
+    stats: SuffStats | None = None  # running (stepwise) or accumulated (exact) statistics
+    t: int = 0  # batches absorbed (stepwise) / batches in the current pass (exact)
+    passes: int = 0
+    history: list = field(default_factory=list)
+
+
+__all__ = ["ONLINE_MODES", "OnlineState", "check_online_params", "recenter", "stats_of_params", "step_size"]
