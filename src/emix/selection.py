@@ -228,7 +228,9 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
         Seeds every cell reproducibly (see the module notes).
     **gm_kwargs
         Other :class:`~emix.GaussianMixture` parameters (``init_params``,
-        ``tol``, ``reg_covar``, ``max_iter``...), used for every cell.
+        ``tol``, ``reg_covar``, ``max_iter``...), used for every cell. Unlike
+        ``GaussianMixture``, ``select`` defaults to mclust's strategy:
+        ``init_params='hierarchical'`` and ``tol=1e-5``.
 
     Returns
     -------
@@ -278,6 +280,11 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
         if bad in gm_kwargs:
             raise TypeError(f"{bad!r} is set by select() itself; it cannot be passed in gm_kwargs.")
 
+    # mclust's strategy: every cell starts from model-based hierarchical
+    # agglomeration, and EM runs to a tighter tolerance than scikit-learn's
+    # default (emix's tol is on the mean log-likelihood; 1e-5 is at least as
+    # strict as mclust's relative 1e-5 for typical data). Both can be overridden.
+    gm_kwargs = {"init_params": "hierarchical", "tol": 1e-5, **gm_kwargs}
     entropy = _entropy(random_state)
     cells = [(K, m) for K in Ks for m in models]
     results = Parallel(n_jobs=n_jobs)(
