@@ -130,7 +130,29 @@ class MclustFull:
     temp_per_row = staticmethod(Full.temp_per_row)
     log_prob = staticmethod(Full.log_prob)
     scatter = staticmethod(Full.scatter)
-    prec_chol_from_cov = staticmethod(Full.prec_chol_from_cov)
+
+    @staticmethod
+    def prec_chol_from_cov(cov):
+        # U_k = L_k^{-T} for cov_k = L_k L_k^T, batched in numpy (one LAPACK
+        # call per stack, not per component); the failing component is named.
+        if not np.all(np.isfinite(cov)):
+            bad = np.flatnonzero(~np.all(np.isfinite(cov.reshape(cov.shape[0], -1)), axis=1))
+            raise NotPositiveDefinite(int(bad[0]))
+        try:
+            L = np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:
+            for k, c in enumerate(cov):
+                try:
+                    np.linalg.cholesky(c)
+                except np.linalg.LinAlgError:
+                    raise NotPositiveDefinite(k) from None
+            raise NotPositiveDefinite(0) from None
+        diag = np.diagonal(L, axis1=1, axis2=2)
+        bad = np.flatnonzero(~np.all(diag > 0, axis=1))
+        if bad.size:
+            raise NotPositiveDefinite(int(bad[0]))
+        eye = np.broadcast_to(np.eye(cov.shape[1], dtype=cov.dtype), cov.shape)
+        return np.triu(np.linalg.solve(L, eye).transpose(0, 2, 1))
     prec_chol_from_precisions = staticmethod(Full.prec_chol_from_precisions)
     cov_from_prec_chol = staticmethod(Full.cov_from_prec_chol)
     precisions = staticmethod(Full.precisions)

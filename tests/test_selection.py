@@ -1,0 +1,132 @@
+"""emix.select: the table, reproducibility, failures recorded (never fatal),
+criteria conventions, plotting and uncertainty."""
+
+import math
+
+import numpy as np
+import pytest
+
+import emix
+from emix.selection import ROW_KEYS, SelectionResult, cell_seed, uncertainty
+from emix.testing import make_mixture
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, _, _ = make_mixture(n_samples=240, n_components=3, n_features=2, separation=5.0, random_state=1)
+    return X
+
+
+@pytest.fixture(scope="module")
+def result(data):
+    return emix.select(data, n_components=range(1, 5), covariance_types=["EII", "VVV", "EEE", "VEV"],
+                       random_state=0)
+
+
+def test_table_and_best(result, data):
+    assert isinstance(result, SelectionResult)
+    assert len(result.rows) == 16
+    for r in result.rows:
+        assert set(r) == set(ROW_KEYS)
+        assert r["error"] is None
+        # ICL adds the classification entropy to BIC: never smaller
+        assert r["icl"] >= r["bic"] - 1e-9
+        assert r["bic"] == pytest.approx(-2 * r["log_likelihood"] + r["n_parameters"] * math.log(240))
+        assert r["aic"] == pytest.approx(-2 * r["log_likelihood"] + 2 * r["n_parameters"])
+    best = min(result.rows, key=lambda r: r["bic"])
+    assert result.best_params_ == {"n_components": best["n_components"],
+                                   "covariance_type": best["covariance_type"]}
+    assert result.best_params_["n_components"] == 3
+    assert result.best_.n_components == 3
+    assert result.best_.bic(data) == pytest.approx(best["bic"], rel=1e-10)
+    assert result.criterion == "bic"
+    # grid order: K ascending, models in the given order
+    assert [(r["n_components"], r["covariance_type"]) for r in result.rows[:5]] == [
+        (1, "EII"), (1, "VVV"), (1, "EEE"), (1, "VEV"), (2, "EII")]
+
+
+def test_reproducible_and_independent_of_n_jobs_and_grid(result, data):
+    again = emix.select(data, n_components=range(1, 5), covariance_types=["EII", "VVV", "EEE", "VEV"],
+                        random_state=0, n_jobs=2)
+    assert again.rows == result.rows
+    sub = emix.select(data, n_components=[3], covariance_types=["VEV"], random_state=0,
+                      init_params="kmeans")
+    full = emix.select(data, n_components=[2, 3], covariance_types=["EII", "VEV"], random_state=0,
+                       init_params="kmeans")
+    cell = [r for r in full.rows if r["n_components"] == 3 and r["covariance_type"] == "VEV"][0]
+    assert sub.rows[0] == cell
+    assert cell_seed(0, 3, "VEV") != cell_seed(0, 3, "EEV")
+
+
+def test_a_failing_cell_is_recorded_not_fatal(data):
+    X = data[:12]
+    res = emix.select(X, n_components=[1, 2, 20], covariance_types=["VVV", "EII"], random_state=0,
+                      reg_covar=0.0)
+    errors = [r for r in res.rows if r["error"] is not None]
+    assert errors and all(r["n_components"] == 20 for r in errors)
+    assert all(math.isnan(r["bic"]) for r in errors)
+    assert "n_components" in errors[0]["error"]
+    assert res.best_params_["n_components"] in (1, 2)
+
+
+def test_all_failing_raises(data):
+    with pytest.raises(ValueError, match="Every fit in the grid failed"):
+        emix.select(data[:5], n_components=[10], covariance_types=["VVV"], random_state=0)
+
+
+def test_argument_checks(data):
+    with pytest.raises(ValueError, match="criterion"):
+        emix.select(data, criterion="bogus")
+    with pytest.raises(ValueError, match="covariance_type"):
+        emix.select(data, covariance_types=["XYZ"])
+    with pytest.raises(TypeError, match="n_components"):
+        emix.select(data, n_components=[1.5])
+    with pytest.raises(TypeError, match="select"):
+        emix.select(data, n_components=[1], covariance_types=["EII"], random_state=0, n_init=1,
+                    **{"covariance_type": "EII"})
+
+
+def test_criteria_icl_aic_choose(data):
+    for crit in ("icl", "aic"):
+        res = emix.select(data, n_components=[2, 3], covariance_types=["VVV"], criterion=crit, random_state=0)
+        vals = [r[crit] for r in res.rows]
+        assert res.criterion == crit
+        assert res.best_params_["n_components"] == [2, 3][int(np.argmin(vals))]
+
+
+def test_univariate_defaults_to_E_and_V():
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(0, 1, 100), rng.normal(6, 1, 100)][:, None]
+    res = emix.select(X, n_components=[1, 2, 3], random_state=0)
+    assert {r["covariance_type"] for r in res.rows} == {"E", "V"}
+    assert res.best_params_["n_components"] == 2
+
+
+def test_sample_weight_equals_repetition(data):
+    X = data[:60]
+    w = np.r_[np.full(30, 2.0), np.ones(30)]
+    Xr = np.r_[X[:30], X[:30], X[30:]]
+    a = emix.select(X, n_components=[2], covariance_types=["VVV"], sample_weight=w, random_state=0,
+                    init_params="kmeans", means_init=X[[0, 45]], tol=1e-10)
+    b = emix.select(Xr, n_components=[2], covariance_types=["VVV"], random_state=0,
+                    init_params="kmeans", means_init=X[[0, 45]], tol=1e-10)
+    assert a.rows[0]["log_likelihood"] == pytest.approx(b.rows[0]["log_likelihood"], rel=1e-6)
+    assert a.rows[0]["bic"] == pytest.approx(b.rows[0]["bic"], rel=1e-6)
+
+
+def test_to_frame_plot_and_uncertainty(result, data):
+    pd = pytest.importorskip("pandas")
+    df = result.to_frame()
+    assert isinstance(df, pd.DataFrame) and list(df.columns) == list(ROW_KEYS) and len(df) == 16
+    mpl = pytest.importorskip("matplotlib")
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ax = result.plot()
+    assert ax.get_ylabel().startswith("BIC")
+    assert len(ax.get_lines()) == 4 + 1
+    plt.close("all")
+    u = uncertainty(result.best_, data)
+    assert u.shape == (240,) and np.all(u >= 0) and np.all(u <= 1 - 1 / 3 + 1e-12)
+    np.testing.assert_allclose(result.best_.uncertainty(data), u)
+    np.testing.assert_allclose(u, 1 - result.best_.predict_proba(data).max(axis=1))
