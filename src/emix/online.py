@@ -59,8 +59,10 @@ def check_online_params(est):
 
 
 def step_size(t, decay, offset):
-    """``rho_t = (t + offset) ** -decay``, capped at 1."""
-    return min(1.0, float(t + offset) ** -float(decay))
+    """``rho_t = (t + offset) ** -decay``, capped at 1 (``t`` = batches
+    already absorbed, so the first update after initialization has ``t = 1``)."""
+    base = float(t + offset)
+    return 1.0 if base <= 1.0 else base ** -float(decay)
 
 
 def recenter(stats: SuffStats, new_shift, structure) -> SuffStats:

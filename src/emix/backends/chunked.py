@@ -142,7 +142,12 @@ class Reservoir:
         keys = self.gen.random(n)
         if wb is not None:  # rows of weight 0 are never drawn
             keys = np.where(wb > 0, keys, np.inf)
-        keep = np.argpartition(keys, min(self.size, n) - 1)[: self.size] if n > self.size else np.arange(n)
+        if len(self.keys) >= self.size:  # full: only keys under the current largest can enter
+            keep = np.flatnonzero(keys < self.keys.max())
+        else:
+            keep = np.arange(n)
+        if len(keep) > self.size:
+            keep = keep[np.argpartition(keys[keep], self.size - 1)[: self.size]]
         cand_keys = np.concatenate([self.keys, keys[keep]])
         cand_index = np.concatenate([self.index, keep + self.offset])
         cand_rows = Xb[keep] if self.rows is None else np.concatenate([self.rows, np.asarray(Xb[keep])])

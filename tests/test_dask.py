@@ -1,0 +1,205 @@
+"""EM on Dask: same fit as numpy, lazy inference, a lost worker loses nothing.
+
+One 2-worker LocalCluster (separate processes, so a worker can be killed) on
+127.0.0.1 serves the whole module.
+"""
+
+import os
+import signal
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from emix import GaussianMixture  # noqa: E402
+from emix.backends import chunked  # noqa: E402
+from emix.backends.dask import DaskReducer  # noqa: E402
+from emix.exceptions import ConvergenceWarning  # noqa: E402
+from emix.families.gaussian import structure_names  # noqa: E402
+from emix.testing import make_mixture  # noqa: E402
+
+ATTRS = ["weights_", "means_", "covariances_", "precisions_cholesky_"]
+
+
+@pytest.fixture(scope="module")
+def client():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # startup chatter (e.g. port warnings)
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None, silence_logs=50,
+        )
+        c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, _, _ = make_mixture(1200, 3, 3, separation=4.0, random_state=3)
+    w = np.random.default_rng(1).uniform(0.2, 2.0, size=X.shape[0])
+    return X, w
+
+
+def _start(X, name, w=None):
+    """Initial parameters for ``name``: two numpy iterations from k-means."""
+    D = X.shape[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        g = GaussianMixture(3, covariance_type=name, max_iter=2, random_state=0).fit(X, sample_weight=w)
+    del D
+    return dict(weights_init=g.weights_, means_init=g.means_, precisions_init=g.precisions_)
+
+
+def _data_for(name, X):
+    return X[:, :1].copy() if name in ("E", "V") else X  # univariate models
+
+
+def _fit(X, name, init, w=None, max_iter=8):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return GaussianMixture(3, covariance_type=name, tol=0.0, max_iter=max_iter, **init).fit(
+            X, sample_weight=w
+        )
+
+
+def _assert_same(a, b, tol=1e-10):
+    for name in ATTRS:
+        np.testing.assert_allclose(np.asarray(getattr(a, name)), np.asarray(getattr(b, name)),
+                                   rtol=tol, atol=tol, err_msg=name)
+    np.testing.assert_allclose(a.lower_bounds_, b.lower_bounds_, rtol=tol, atol=tol)
+    assert a.n_iter_ == b.n_iter_
+
+
+@pytest.mark.parametrize("name", structure_names())
+def test_dask_fit_equals_numpy_fit(client, data, name):
+    X = _data_for(name, data[0])
+    init = _start(X, name)
+    ref = _fit(X, name, init)
+    got = _fit(da.from_array(X, chunks=(300, -1)), name, init)
+    _assert_same(got, ref)
+
+
+@pytest.mark.parametrize("name", ["full", "diag"])
+def test_dask_weighted_fit_equals_numpy(client, data, name):
+    X, w = data
+    init = _start(X, name, w)
+    ref = _fit(X, name, init, w)
+    got = _fit(da.from_array(X, chunks=(250, -1)), name, init, da.from_array(w, chunks=400))
+    _assert_same(got, ref)
+
+
+def test_dask_default_init_matches_numpy_on_small_data(client, data):
+    # at most DEFAULT_INIT_SAMPLE rows: the sample is all rows, so k-means
+    # sees the same data and the same random_state as in memory
+    X = data[0]
+    ref = GaussianMixture(3, random_state=0, tol=1e-6).fit(X)
+    got = GaussianMixture(3, random_state=0, tol=1e-6).fit(da.from_array(X, chunks=(500, -1)))
+    _assert_same(got, ref)
+
+
+def test_dask_sampled_init_is_the_block_source_sample(client, data, monkeypatch):
+    monkeypatch.setattr(chunked, "DEFAULT_INIT_SAMPLE", 200)
+    X = data[0]
+    src = lambda: (X[i : i + 170] for i in range(0, len(X), 170))  # noqa: E731
+    a = GaussianMixture(3, random_state=1, max_iter=5, tol=0.0)
+    b = GaussianMixture(3, random_state=1, max_iter=5, tol=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a.fit(src)
+        b.fit(da.from_array(X, chunks=(333, -1)))
+    _assert_same(a, b)
+
+
+@settings(deadline=None, derandomize=True, max_examples=4)
+@given(st.lists(st.integers(1, 600), min_size=1, max_size=5))
+def test_dask_chunk_size_independence(client, data, sizes):
+    X = data[0]
+    cuts, total = [], 0
+    for s in sizes:
+        if total + s >= len(X):
+            break
+        cuts.append(s)
+        total += s
+    chunks = tuple(cuts) + (len(X) - total,)
+    init = _start(X, "full")
+    ref = _fit(X, "full", init, max_iter=5)
+    got = _fit(da.from_array(X, chunks=(chunks, -1)), "full", init, max_iter=5)
+    _assert_same(got, ref)
+
+
+def test_lazy_inference_returns_dask_arrays(client, data):
+    X = data[0]
+    g = GaussianMixture(3, random_state=0).fit(X)
+    Xd = da.from_array(X, chunks=(400, -1))
+    labels, proba, dens = g.predict(Xd), g.predict_proba(Xd), g.score_samples(Xd)
+    for a in (labels, proba, dens):
+        assert isinstance(a, da.Array)
+    assert proba.chunks == ((400, 400, 400), (3,))
+    np.testing.assert_array_equal(labels.compute(), g.predict(X))
+    np.testing.assert_allclose(proba.compute(), g.predict_proba(X), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(dens.compute(), g.score_samples(X), rtol=1e-12)
+    assert g.score(Xd) == pytest.approx(g.score(X), rel=1e-12)
+    assert isinstance(GaussianMixture(3, random_state=0).fit_predict(Xd), da.Array)
+
+
+def test_dask_dataframe_and_parquet(client, data, tmp_path):
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    X = data[0]
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    dd.from_pandas(frame, npartitions=3).to_parquet(tmp_path / "pq")
+    df = dd.read_parquet(tmp_path / "pq")
+    init = _start(X, "full")
+    got = _fit(df, "full", init)
+    _assert_same(got, _fit(X, "full", init))
+    assert list(got.feature_names_in_) == ["a", "b", "c"]
+
+
+def test_worker_blas_threads_are_limited(client, data):
+    X = data[0]
+    reducer = DaskReducer(da.from_array(X, chunks=(300, -1)), None, client)
+    # 2 workers x 1 thread on this host: cores // 2 BLAS threads each
+    assert reducer.blas_threads == max(1, os.cpu_count() // 2)
+    GaussianMixture(2, max_iter=2, tol=1e-1).fit(da.from_array(X, chunks=(300, -1)))
+
+    def blas_threads():
+        from threadpoolctl import threadpool_info
+
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    for threads in client.run(blas_threads).values():
+        assert all(t <= max(1, os.cpu_count() // 2) for t in threads)
+
+
+def test_killed_worker_does_not_lose_the_fit(client, data):
+    X = data[0]
+    Xd = da.from_array(X, chunks=(150, -1))
+    init = _start(X, "full")
+    ref = _fit(X, "full", init, max_iter=8)
+    pids = client.run(os.getpid)
+    killed = []
+
+    def kill_one(info):
+        if info["n_iter"] == 2 and not killed:
+            pid = sorted(pids.values())[0]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            time.sleep(0.2)  # let the next iteration start while the worker is gone
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        got = GaussianMixture(3, covariance_type="full", tol=0.0, max_iter=8, callback=kill_one, **init).fit(Xd)
+    assert killed, "the worker was not killed"
+    _assert_same(got, ref)
+    client.wait_for_workers(2, timeout=30)
+    assert killed[0] not in client.run(os.getpid).values()
