@@ -1,0 +1,541 @@
+"""Reading data tables and writing outputs for the command line.
+
+Inputs: CSV / TSV (delimiter and header detected), Parquet (needs pyarrow),
+``.npy`` and ``.npz``; ``-`` reads standard input (the format is recognized from
+its first bytes). A table is kept as an ordered ``{name: 1-D array}`` so that
+columns the fit does not use (an id, a text label) can be written back next to
+the results.
+
+Outputs are written to a temporary file in the target folder and moved into
+place with :func:`os.replace`, so a reader never sees half a file and Ctrl-C
+leaves nothing behind; an existing file is only replaced with ``force=True``.
+
+pandas and pyarrow are optional (``pip install "emix[io]"``) and imported
+lazily: pandas only speeds up large CSV files, pyarrow is needed for Parquet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import sys
+import tempfile
+import zipfile
+
+import numpy as np
+
+__all__ = [
+    "DataError",
+    "Table",
+    "atomic_output",
+    "check_writable",
+    "read_table",
+    "select_features",
+    "write_table",
+]
+
+_NA = {"", "na", "nan", "n/a", "null", "none", "-nan", "?"}
+_TEXT_EXT = {".csv", ".txt", ".dat", ".tsv", ".tab"}
+_PARQUET_EXT = {".parquet", ".pq"}
+
+
+class DataError(ValueError):
+    """A data file cannot be used: unreadable, empty, non-numeric, missing values."""
+
+
+def _display(path):
+    return "<stdin>" if path == "-" else os.fspath(path)
+
+
+def _suffix(path):
+    return os.path.splitext(os.fspath(path))[1].lower()
+
+
+class Table:
+    """Columns of a data file, in file order.
+
+    Attributes
+    ----------
+    columns : dict of str -> ndarray of shape (n_rows,)
+        float64 for numeric columns, object (str) for text columns.
+    source : str
+        The file name, for messages.
+    """
+
+    def __init__(self, columns, source, named=True):
+        self.columns = dict(columns)
+        self.source = source
+        self.named = named  # False when the names were made up (x0, x1, ...)
+        lengths = {len(v) for v in self.columns.values()}
+        self.n_rows = lengths.pop() if lengths else 0
+
+    @property
+    def names(self):
+        return list(self.columns)
+
+    def is_numeric(self, name):
+        return self.columns[name].dtype.kind in "fiub"
+
+    def __repr__(self):
+        return f"Table({self.source!r}, {self.n_rows} rows, columns={self.names})"
+
+
+# ----------------------------------------------------------------- reading
+def _is_number(s):
+    try:
+        float(s)
+    except ValueError:
+        return s.strip().lower() in _NA
+    return True
+
+
+def _sniff_delimiter(sample, path):
+    if _suffix(path) in (".tsv", ".tab"):
+        return "\t"
+    lines = [ln for ln in sample.splitlines()[:20] if ln.strip()]
+    if not lines:
+        return ","
+    try:
+        return csv.Sniffer().sniff("\n".join(lines), delimiters=",\t;| ").delimiter
+    except csv.Error:
+        pass
+    for d in (",", "\t", ";", "|"):
+        if d in lines[0]:
+            return d
+    return ","
+
+
+def _detect_header(first_row):
+    """A first row with any field that is neither a number nor empty is a header."""
+    return any(not _is_number(f) for f in first_row if f.strip() != "")
+
+
+def _column_from_strings(values):
+    """float64 if every non-missing value parses, else the strings (object)."""
+    out = np.empty(len(values), dtype=np.float64)
+    for i, v in enumerate(values):
+        try:
+            out[i] = float(v)
+        except ValueError:
+            if v.strip().lower() in _NA:
+                out[i] = np.nan
+            else:
+                return np.asarray(values, dtype=object)
+    return out
+
+
+def _read_text(data, path, delimiter=None, header=None):
+    """CSV / TSV text (already decoded) -> Table."""
+    if not data.strip():
+        raise DataError(f"{_display(path)} is empty.")
+    sample = data[: 1 << 16]
+    delim = delimiter or _sniff_delimiter(sample, path)
+    if delim == "\\t":
+        delim = "\t"
+    first = next(csv.reader(io.StringIO(sample), delimiter=delim))
+    has_header = _detect_header(first) if header is None else header
+    pd = _optional("pandas")
+    if pd is not None:
+        try:
+            frame = pd.read_csv(
+                io.StringIO(data), sep=delim, header=0 if has_header else None,
+                skipinitialspace=True, dtype=None, low_memory=False,
+                skip_blank_lines=True, na_values=["?", "n/a", "null", "None"],
+            )
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{_display(path)} is empty.") from None
+        except (pd.errors.ParserError, ValueError, UnicodeError) as exc:
+            raise DataError(f"{_display(path)} is not a valid delimited file: {_first_line(exc)}") from None
+        if not has_header:
+            frame.columns = [f"x{i}" for i in range(frame.shape[1])]
+        elif frame.shape[1] == 0:
+            raise DataError(f"{_display(path)} is empty.")
+        cols = {}
+        for name in frame.columns:
+            s = frame[name]
+            if s.dtype.kind in "fiub":
+                cols[str(name)] = s.to_numpy(dtype=np.float64, na_value=np.nan)
+            else:
+                vals = s.astype(str).where(s.notna(), "").tolist()
+                cols[str(name)] = _column_from_strings(vals)
+        return Table(cols, _display(path), named=has_header)
+
+    rows = [r for r in csv.reader(io.StringIO(data), delimiter=delim, skipinitialspace=True) if r]
+    names = [h.strip() for h in rows[0]] if has_header else [f"x{i}" for i in range(len(rows[0]))]
+    body = rows[1:] if has_header else rows
+    width = len(names)
+    for i, r in enumerate(body):
+        if len(r) != width:
+            line = i + (2 if has_header else 1)
+            raise DataError(
+                f"{_display(path)} line {line} has {len(r)} fields; expected {width} like the first line."
+            )
+    cols = {}
+    for j, name in enumerate(_unique(names)):
+        cols[name] = _column_from_strings([r[j] for r in body])
+    return Table(cols, _display(path), named=has_header)
+
+
+def _unique(names):
+    seen, out = {}, []
+    for i, n in enumerate(names):
+        n = n or f"x{i}"
+        if n in seen:
+            seen[n] += 1
+            n = f"{n}.{seen[n]}"
+        else:
+            seen[n] = 0
+        out.append(n)
+    return out
+
+
+def _first_line(exc):
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _optional(name):
+    try:
+        return __import__(name)
+    except ImportError:
+        return None
+
+
+def _need(module, what):
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError:
+        raise DataError(
+            f"{what} needs the optional package {module.split('.')[0]!r}: "
+            'pip install "emix[io]"'
+        ) from None
+
+
+def _table_from_array(a, path, key=None):
+    where = _display(path) + (f"[{key!r}]" if key else "")
+    if a.dtype.names:  # structured array: one field per column
+        return Table({n: _as_column(a[n], where, n) for n in a.dtype.names}, where)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2:
+        raise DataError(f"{where} holds an array of shape {a.shape}; expected 2-D (rows, columns).")
+    if a.dtype.kind not in "fiub":
+        raise DataError(f"{where} holds an array of dtype {a.dtype}; expected numbers.")
+    if a.shape[0] == 0:
+        raise DataError(f"{where} has no rows.")
+    return Table({f"x{j}": a[:, j].astype(np.float64) for j in range(a.shape[1])}, where, named=False)
+
+
+def _as_column(v, where, name):
+    v = np.asarray(v)
+    if v.ndim != 1:
+        raise DataError(f"{where}: column {name!r} has shape {v.shape}; expected 1-D.")
+    return v.astype(np.float64) if v.dtype.kind in "fiub" else v.astype(str).astype(object)
+
+
+def _read_npy(raw, path):
+    try:
+        a = np.load(io.BytesIO(raw), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{_display(path)} is not a valid .npy file: {_first_line(exc)}") from None
+    return _table_from_array(a, path)
+
+
+def _read_npz(raw, path, key=None):
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            keys = list(z.files)
+            if not keys:
+                raise DataError(f"{_display(path)} holds no arrays.")
+            if key is None:
+                if "X" in keys:
+                    key = "X"
+                elif len(keys) == 1:
+                    key = keys[0]
+                else:
+                    # one 1-D array per column, as write_table writes them
+                    arrays = {k: z[k] for k in keys}
+                    if all(a.ndim == 1 for a in arrays.values()) and len({len(a) for a in arrays.values()}) == 1:
+                        return Table({k: _as_column(a, _display(path), k) for k, a in arrays.items()}, _display(path))
+                    raise DataError(
+                        f"{_display(path)} holds several arrays ({', '.join(keys)}); name one, "
+                        f"e.g. {_display(path)}:{keys[0]}."
+                    )
+            if key not in keys:
+                raise DataError(f"{_display(path)} has no array {key!r}; it holds {', '.join(keys)}.")
+            a = z[key]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{_display(path)} is not a valid .npz file: {_first_line(exc)}") from None
+    return _table_from_array(a, path, key)
+
+
+def _read_parquet(raw_or_path, path):
+    pq = _need("pyarrow.parquet", "Reading Parquet files")
+    try:
+        t = pq.read_table(io.BytesIO(raw_or_path) if isinstance(raw_or_path, bytes) else raw_or_path)
+    except Exception as exc:  # pyarrow raises its own exception types
+        raise DataError(f"{_display(path)} is not a valid Parquet file: {_first_line(exc)}") from None
+    if t.num_columns == 0 or t.num_rows == 0:
+        raise DataError(f"{_display(path)} has no rows." if t.num_columns else f"{_display(path)} is empty.")
+    cols = {}
+    for name in t.column_names:
+        c = t.column(name)
+        import pyarrow.types as pat
+
+        if pat.is_integer(c.type) or pat.is_floating(c.type) or pat.is_boolean(c.type) or pat.is_decimal(c.type):
+            cols[name] = np.asarray(c.to_numpy(zero_copy_only=False), dtype=np.float64)
+        else:
+            cols[name] = np.asarray([("" if v is None else str(v)) for v in c.to_pylist()], dtype=object)
+    return Table(cols, _display(path))
+
+
+def read_table(path, *, delimiter=None, header=None):
+    """Read a data file into a :class:`Table`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.csv``/``.tsv``/``.txt``, ``.parquet``, ``.npy``, ``.npz`` (optionally
+        ``file.npz:key``) or ``-`` for standard input.
+    delimiter : str, optional
+        Field separator for text files; detected when omitted.
+    header : bool, optional
+        Whether a text file starts with a header line; detected when omitted
+        (a first line with a non-numeric field is a header).
+
+    Raises
+    ------
+    DataError
+        If the file is missing, empty or unreadable.
+    """
+    path = os.fspath(path)
+    key = None
+    if path != "-" and not os.path.exists(path) and ".npz:" in path:
+        path, key = path.rsplit(":", 1)
+    if path == "-":
+        raw = sys.stdin.buffer.read()
+    else:
+        if os.path.isdir(path):
+            raise DataError(f"{path} is a folder, not a data file.")
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            raise DataError(f"{path}: no such file.") from None
+        except OSError as exc:
+            raise DataError(f"cannot read {path}: {exc.strerror or exc}.") from None
+    if not raw.strip():
+        raise DataError(f"{_display(path)} is empty.")
+    ext = _suffix(path)
+    if raw.startswith(b"\x93NUMPY") or ext == ".npy":
+        return _read_npy(raw, path)
+    if raw.startswith(b"PAR1") or ext in _PARQUET_EXT:
+        return _read_parquet(raw, path)
+    if raw.startswith(b"PK\x03\x04") or ext == ".npz":
+        return _read_npz(raw, path, key)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(
+            f"{_display(path)} is neither UTF-8 text (CSV/TSV) nor a .npy, .npz or Parquet file."
+        ) from None
+    if "\x00" in text[:4096]:
+        raise DataError(f"{_display(path)} looks like a binary file, not CSV/TSV text.")
+    return _read_text(text, path, delimiter=delimiter, header=header)
+
+
+def _resolve(table, name):
+    """A column by name, or by 0-based position when no column has that name."""
+    if name in table.columns:
+        return name
+    if isinstance(name, str) and name.lstrip("-").isdigit():
+        i = int(name)
+        if -len(table.names) <= i < len(table.names):
+            return table.names[i]
+    raise DataError(
+        f"{table.source} has no column {name!r}; its columns are {', '.join(table.names)}."
+    )
+
+
+def select_features(table, columns=None, exclude=(), weights=None, expected=None):
+    """The numeric matrix a model is fitted on (or applied to).
+
+    Parameters
+    ----------
+    table : Table
+    columns : list of str, optional
+        Columns to use, by name or 0-based position. Default: every column not
+        in ``exclude`` and not ``weights``.
+    exclude : list of str
+    weights : str, optional
+        Column holding sample weights.
+    expected : list of str or int, optional
+        For applying a fitted model: its feature names (picked by name when the
+        table has them all) or its number of features (checked).
+
+    Returns
+    -------
+    X : ndarray of shape (n_rows, n_features), float64
+    names : list of str
+    w : ndarray of shape (n_rows,) or None
+
+    Raises
+    ------
+    DataError
+        Naming the offending column: not numeric, missing values, too few rows,
+        or a column count that does not match the model.
+    """
+    if table.n_rows == 0:
+        raise DataError(f"{table.source} has a header but no data rows.")
+    drop = {_resolve(table, c) for c in (exclude or ())}
+    wname = _resolve(table, weights) if weights is not None else None
+    if columns:
+        names = [_resolve(table, c) for c in columns]
+    elif isinstance(expected, (list, tuple)) and all(n in table.columns for n in expected):
+        names = list(expected)
+    else:
+        names = [n for n in table.names if n not in drop and n != wname]
+        if isinstance(expected, (list, tuple)) and len(names) != len(expected):
+            # the data's own (non-numeric) id columns are not features either
+            numeric = [n for n in names if table.is_numeric(n)]
+            if len(numeric) == len(expected):
+                names = numeric
+    if not names:
+        raise DataError(f"{table.source}: no columns left to use.")
+    n_expected = len(expected) if isinstance(expected, (list, tuple)) else expected
+    if n_expected is not None and len(names) != n_expected:
+        want = f" ({', '.join(expected)})" if isinstance(expected, (list, tuple)) else ""
+        raise DataError(
+            f"the model expects {n_expected} feature column(s){want}; {table.source} has "
+            f"{len(names)} ({', '.join(names)}). Pick them with --columns."
+        )
+    for n in names + ([wname] if wname else []):
+        _check_numeric(table, n, hint=n != wname)
+    X = np.column_stack([table.columns[n] for n in names]).astype(np.float64, copy=False)
+    w = None
+    if wname is not None:
+        w = table.columns[wname]
+        if np.any(w < 0):
+            i = int(np.argmax(w < 0))
+            raise DataError(f"weight column {wname!r} has a negative value at data row {i + 1}: {w[i]:g}.")
+    return X, names, w
+
+
+def _check_numeric(table, name, hint=True):
+    col = table.columns[name]
+    if not table.is_numeric(name):
+        bad = next((i for i, v in enumerate(col) if not _is_number(str(v))), 0)
+        extra = f"; leave it out with --exclude {name}" if hint else ""
+        raise DataError(
+            f"column {name!r} of {table.source} is not numeric (data row {bad + 1}: "
+            f"{str(col[bad])!r}){extra}."
+        )
+    finite = np.isfinite(col)
+    if not finite.all():
+        n_bad = int((~finite).sum())
+        i = int(np.argmin(finite))
+        what = "missing (empty or NaN)" if np.isnan(col[i]) else "infinite"
+        raise DataError(
+            f"column {name!r} of {table.source} has {n_bad} missing or infinite value(s); "
+            f"the first is {what}, at data row {i + 1}. Remove or impute those rows."
+        )
+
+
+# ----------------------------------------------------------------- writing
+def check_writable(path, force=False):
+    """Fail early (before a long fit) when ``path`` exists or its folder does not."""
+    if path is None or path == "-":
+        return
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise DataError(f"{path} is a folder; give a file name.")
+    if os.path.exists(path) and not force:
+        raise DataError(f"{path} exists; use --force to replace it.")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise DataError(f"cannot write {path}: folder {folder} does not exist.")
+
+
+@contextlib.contextmanager
+def atomic_output(path, force=False, mode="wb"):
+    """Open ``path`` for writing through a temporary file in the same folder.
+
+    On success the temporary file is fsynced and renamed over ``path``; on any
+    exception (including KeyboardInterrupt) it is deleted and ``path`` is left
+    as it was. ``-`` writes to standard output.
+    """
+    if path == "-":
+        stream = sys.stdout.buffer if "b" in mode else sys.stdout
+        yield stream
+        stream.flush()
+        return
+    path = os.fspath(path)
+    check_writable(path, force)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".part", dir=folder)
+    try:
+        kwargs = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        if not force and os.path.exists(path):
+            raise DataError(f"{path} appeared while writing; use --force to replace it.")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _fmt(v):
+    if isinstance(v, str):
+        return v
+    f = float(v)
+    if f.is_integer() and abs(f) < 1e15:
+        return str(int(f))
+    return repr(f)
+
+
+def output_format(path, default="csv"):
+    ext = _suffix(path) if path not in (None, "-") else ""
+    return {
+        ".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".tab": "tsv",
+        ".parquet": "parquet", ".pq": "parquet", ".npy": "npy", ".npz": "npz",
+    }.get(ext, default)
+
+
+def write_table(path, columns, force=False):
+    """Write ``{name: 1-D array}`` to ``path`` (format from the extension;
+    CSV for ``-`` and unknown extensions), atomically."""
+    fmt = output_format(path)
+    if fmt in ("csv", "tsv"):
+        delim = "\t" if fmt == "tsv" else ","
+        names = list(columns)
+        cols = [columns[n] for n in names]
+        n = len(cols[0]) if cols else 0
+        with atomic_output(path, force, mode="w") as fh:
+            w = csv.writer(fh, delimiter=delim, lineterminator="\n")
+            w.writerow(names)
+            text = [c.tolist() if hasattr(c, "tolist") else list(c) for c in cols]
+            for i in range(n):
+                w.writerow([_fmt(c[i]) for c in text])
+    elif fmt == "npz":
+        with atomic_output(path, force) as fh:
+            np.savez(fh, **{k: (np.asarray(v) if np.asarray(v).dtype.kind in "fiub" else np.asarray(v, dtype=str))
+                           for k, v in columns.items()})
+    elif fmt == "npy":
+        numeric = [np.asarray(v, dtype=np.float64) for v in columns.values() if np.asarray(v).dtype.kind in "fiub"]
+        with atomic_output(path, force) as fh:
+            np.save(fh, np.column_stack(numeric), allow_pickle=False)
+    elif fmt == "parquet":
+        pa = _need("pyarrow", "Writing Parquet files")
+        pq = _need("pyarrow.parquet", "Writing Parquet files")
+        t = pa.table({k: (np.asarray(v) if np.asarray(v).dtype.kind in "fiub" else [str(x) for x in v])
+                      for k, v in columns.items()})
+        with atomic_output(path, force) as fh:
+            pq.write_table(t, fh)
+    return path

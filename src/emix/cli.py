@@ -1,0 +1,766 @@
+"""The ``emix`` command line: a thin layer that parses, reads, calls the
+library and writes atomically.
+
+Exit codes: 0 success, 1 data or fit error (one line on stderr, a traceback
+only with ``--debug``), 2 usage error, 130 interrupted (Ctrl-C; no partial
+output is left behind). Results go to stdout, notes and warnings to stderr,
+so ``emix predict model data.csv -o - | ...`` pipes clean CSV.
+
+Run ``emix demo`` for a first look, ``emix COMMAND --help`` for the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import sys
+import warnings
+
+import numpy as np
+
+__all__ = ["main"]
+
+PROG = "emix"
+
+
+# =================================================================== helpers
+class _Err(ValueError):
+    """A usage-level problem found after parsing (reported with exit code 1)."""
+
+
+def _one_line(exc):
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _note(args, msg):
+    if not getattr(args, "quiet", False):
+        print(msg, file=sys.stderr)
+
+
+def _positive_int(s):
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
+
+
+def _nonneg_float(s):
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    if not (v >= 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {s!r}")
+    return v
+
+
+def _k_range(s):
+    """'1..9', '1-9', '2,3,5', '4' or combinations like '1..3,6'."""
+    import re
+
+    out = []
+    for part in s.replace(" ", "").split(","):
+        m = re.fullmatch(r"(\d+)(?:(?:\.\.|-|:)(\d+))?", part)
+        if not m:
+            raise argparse.ArgumentTypeError(f"expected K like 3, 1..9 or 2,4,6; got {s!r}")
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) else lo
+        if lo < 1 or hi < lo:
+            raise argparse.ArgumentTypeError(f"bad K range {part!r}: need 1 <= first <= last")
+        out.extend(range(lo, hi + 1))
+    return sorted(set(out))
+
+
+def _structures():
+    """Registered covariance types, aliases folded to their canonical name."""
+    from .families.gaussian import get_structure, structure_names
+
+    return list(dict.fromkeys(get_structure(n).name for n in structure_names()))
+
+
+def _covariance(s):
+    from .families.gaussian import get_structure, structure_names
+
+    if s not in structure_names():
+        raise argparse.ArgumentTypeError(
+            f"unknown covariance type {s!r}; choose from {', '.join(_structures())}")
+    return get_structure(s).name
+
+
+def _covariance_list(s):
+    if s.strip().lower() == "all":
+        return None  # select's default: mclust's models for the data's dimension
+    if s.strip().lower() == "sklearn":
+        return ["full", "tied", "diag", "spherical"]
+    out = [_covariance(t.strip()) for t in s.split(",") if t.strip()]
+    if not out:
+        raise argparse.ArgumentTypeError("expected 'all' or a comma-separated list of covariance types")
+    return list(dict.fromkeys(out))
+
+
+def _split_names(values):
+    if not values:
+        return None
+    out = []
+    for v in values:
+        out.extend(x.strip() for x in v.split(",") if x.strip())
+    return out
+
+
+class _Progress:
+    """tqdm bar on stderr fed by the estimator's ``callback``; shown only on a
+    TTY, without --quiet, and (``delay=1``) only for fits longer than ~1 s."""
+
+    def __init__(self, args, desc="EM", total_fits=None):
+        self.enabled = (not getattr(args, "quiet", False)) and _isatty(sys.stderr)
+        self.desc = desc
+        self.total_fits = total_fits
+        self.fits = 0
+        self.bar = None
+        self.init = None
+
+    def __call__(self, info):
+        if not self.enabled:
+            return
+        if self.bar is None:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                self.enabled = False
+                return
+            self.bar = tqdm(total=info["max_iter"], delay=1.0, file=sys.stderr, leave=False,
+                            dynamic_ncols=True, unit="iter")
+        if info["n_iter"] == 1 or info["init"] != self.init:
+            if info["n_iter"] == 1 and info["init"] == 0:
+                self.fits += 1
+            self.init = info["init"]
+            self.bar.reset(total=info["max_iter"])
+            parts = [self.desc]
+            if self.total_fits:
+                parts.append(f"fit {self.fits}/{self.total_fits}")
+            if info["n_init"] > 1:
+                parts.append(f"restart {info['init'] + 1}/{info['n_init']}")
+            self.bar.set_description(" ".join(parts), refresh=False)
+        self.bar.set_postfix_str(f"loglik {info['lower_bound']:.6g}  change {info['change']:.2e}", refresh=False)
+        self.bar.update(1)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _quiet_predict(fn, *a, **kw):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        return fn(*a, **kw)
+
+
+# ============================================================== data & model
+def _read(args, expected=None, weights=True):
+    from ._files import read_table, select_features
+
+    table = read_table(args.data, delimiter=args.delimiter, header=args.header)
+    X, names, w = select_features(table, _split_names(args.columns), _split_names(args.exclude) or (),
+                                  args.weights if weights else None, expected=expected)
+    return table, X, names, w
+
+
+def _model_names(model):
+    if hasattr(model, "feature_names_in_"):
+        return [str(n) for n in model.feature_names_in_]
+    return [f"x{j}" for j in range(model.n_features_in_)]
+
+
+def _expected(model):
+    return _model_names(model) if hasattr(model, "feature_names_in_") else int(model.n_features_in_)
+
+
+def _load_model(path):
+    from .io import load
+
+    return load(path)
+
+
+def _set_names(model, table, names):
+    """Record the data's column names on the model (saved in the model file),
+    as scikit-learn does for DataFrames, so `predict` can pick columns by name."""
+    if table is None or table.named:
+        model.feature_names_in_ = np.asarray(names, dtype=object)
+    elif hasattr(model, "feature_names_in_"):
+        del model.feature_names_in_
+
+
+def _gm_kwargs(args):
+    """EM options the user gave (others keep the library's defaults, which
+    differ between GaussianMixture and select)."""
+    kw = {"max_iter": args.max_iter, "tol": args.tol, "reg_covar": args.reg_covar, "init_params": args.init}
+    kw = {k: v for k, v in kw.items() if v is not None}
+    if args.n_init is not None:
+        kw["n_init"] = args.n_init
+    return kw
+
+
+def _n_eff(X, w):
+    return X.shape[0] if w is None else float(np.sum(w))
+
+
+def _fit_stats(model, X, w):
+    ll = float(_quiet_predict(model.score, X, sample_weight=w)) * _n_eff(X, w)
+    return {
+        "n_rows": int(X.shape[0]),
+        "log_likelihood": ll,
+        "mean_log_likelihood": ll / _n_eff(X, w),
+        "bic": float(_quiet_predict(model.bic, X, w)),
+        "aic": float(_quiet_predict(model.aic, X, w)),
+        "icl": float(_quiet_predict(model.icl, X, w)),
+    }
+
+
+def _fmt(v, width=10):
+    s = f"{v:.6g}" if isinstance(v, float) else str(v)
+    return s.rjust(width)
+
+
+def _summary(model, stats=None, names=None):
+    from .plotting import full_covariances
+
+    K, D = model.means_.shape
+    names = names or _model_names(model)
+    shown = names[:8]
+    lines = [f"GaussianMixture: K={K} components, covariance '{model.covariance_type}', "
+             f"{D} feature{'s' if D != 1 else ''} ({', '.join(names[:8])}{', ...' if D > 8 else ''})"]
+    state = "converged" if model.converged_ else "did NOT converge (raise --max-iter or --tol)"
+    lines.append(f"EM: {model.n_iter_} iterations, {state}; tol {model.tol:g}, n_init {model.n_init}")
+    if stats:
+        lines.append(f"rows {stats['n_rows']:,}   log-likelihood {stats['log_likelihood']:.6f} "
+                     f"(mean {stats['mean_log_likelihood']:.6f})")
+        lines.append(f"BIC {stats['bic']:.4f}   ICL {stats['icl']:.4f}   AIC {stats['aic']:.4f}   (lower is better)")
+    w = max(10, *(len(n) + 2 for n in shown))
+    cov = full_covariances(model)
+    lines.append("")
+    lines.append("component".rjust(9) + "weight".rjust(9) + "".join(("mean " + n).rjust(w + 5) for n in shown)
+                 + "".join(("sd " + n).rjust(w + 3) for n in shown))
+    for k in range(K):
+        sd = np.sqrt(np.clip(np.diag(cov[k]), 0, None))
+        lines.append(str(k).rjust(9) + f"{model.weights_[k]:.4f}".rjust(9)
+                     + "".join(f"{m:.5g}".rjust(w + 5) for m in model.means_[k][:8])
+                     + "".join(f"{s:.4g}".rjust(w + 3) for s in sd[:8]))
+    return "\n".join(lines)
+
+
+# ================================================================ selection
+def _select(X, w, ks, types, criterion, seed, gm_kwargs, args, n_jobs=None):
+    """Fit the grid with :func:`emix.selection.select`; return (best model,
+    rows, best params). ``types=None`` means mclust's default models."""
+    from .selection import select
+
+    serial = n_jobs in (None, 1)
+    n_types = len(types) if types else (2 if X.shape[1] == 1 else 14)
+    progress = _Progress(args, desc="select", total_fits=len(ks) * n_types)
+    extra = {"callback": progress} if serial else {}  # a tqdm bar cannot travel to worker processes
+    with progress:
+        res = select(X, n_components=ks, covariance_types=types, criterion=criterion, sample_weight=w,
+                     random_state=seed, n_jobs=n_jobs, **extra, **gm_kwargs)
+    best = res.best_
+    best.set_params(callback=None)
+    return best, [dict(r) for r in res.rows], dict(res.best_params_)
+
+
+def _selection_table(rows, criterion, best, per_block=7):
+    """mclust-style table of the criterion: K down, covariance types across
+    (in blocks of ``per_block`` columns to fit a terminal)."""
+    key = criterion.lower()
+    types = list(dict.fromkeys(r["covariance_type"] for r in rows))
+    ks = sorted({r["n_components"] for r in rows})
+    by = {(r["n_components"], r["covariance_type"]): r for r in rows}
+    width = max(11, *(len(t) + 3 for t in types))
+    lines = [f"{key.upper()} by K and covariance type (lower is better; * chosen, ! failed, ~ not converged)"]
+    for start in range(0, len(types), per_block):
+        block = types[start:start + per_block]
+        lines.append("K".rjust(4) + "".join(t.rjust(width) for t in block))
+        for k in ks:
+            cells = []
+            for t in block:
+                r = by.get((k, t))
+                if r is None:
+                    cells.append("".rjust(width))
+                elif r.get("error"):
+                    cells.append("!".rjust(width))
+                else:
+                    mark = "*" if (k, t) == (best["n_components"], best["covariance_type"]) else (
+                        "~" if r.get("converged") is False else " ")
+                    cells.append((f"{r[key]:.2f}" + mark).rjust(width))
+            lines.append(str(k).rjust(4) + "".join(cells))
+    failed = [r for r in rows if r.get("error")]
+    for r in failed[:5]:
+        lines.append(f"  ! K={r['n_components']} {r['covariance_type']}: {r['error']}")
+    if len(failed) > 5:
+        lines.append(f"  ! ... and {len(failed) - 5} more failures")
+    return "\n".join(lines)
+
+
+# ================================================================= commands
+def cmd_fit(args):
+    from . import GaussianMixture
+    from ._files import check_writable
+    from .io import save
+
+    check_writable(args.output, args.force)
+    table, X, names, w = _read(args)
+    with _Progress(args) as progress:
+        model = GaussianMixture(args.n_components, covariance_type=args.covariance, random_state=args.seed,
+                                callback=progress, **_gm_kwargs(args))
+        model.fit(X, sample_weight=w)
+    model.set_params(callback=None)
+    _set_names(model, table, names)
+    check_writable(args.output, args.force)
+    save(model, args.output)
+    if not args.quiet:
+        print(_summary(model, _fit_stats(model, X, w), names))
+    _note(args, f"wrote {args.output}")
+    return 0
+
+
+def cmd_predict(args):
+    from ._files import check_writable, write_table
+
+    check_writable(args.output, args.force)
+    model = _load_model(args.model)
+    table, X, names, _ = _read(args, expected=_expected(model), weights=False)
+    resp = _quiet_predict(model.predict_proba, X)
+    cols = dict(table.columns)
+
+    def fresh(name):
+        while name in cols:
+            name = name + "_"
+        return name
+
+    cols[fresh(args.label_column)] = np.argmax(resp, axis=1)
+    cols[fresh("probability")] = resp.max(axis=1)
+    if args.all_probabilities:
+        for k in range(resp.shape[1]):
+            cols[fresh(f"p{k}")] = resp[:, k]
+    if args.log_likelihood:
+        cols[fresh("log_density")] = _quiet_predict(model.score_samples, X)
+    write_table(args.output, cols, force=args.force)
+    if args.output != "-":
+        counts = np.bincount(np.argmax(resp, axis=1), minlength=resp.shape[1])
+        _note(args, f"wrote {args.output}: {X.shape[0]:,} rows; rows per component: "
+                    + ", ".join(f"{k}: {c:,}" for k, c in enumerate(counts)))
+    return 0
+
+
+def cmd_select(args):
+    from ._files import check_writable, write_table
+    from .io import save
+
+    for out in (args.output, args.plot, args.table):
+        check_writable(out, args.force)
+    table, X, names, w = _read(args)
+    model, rows, best = _select(X, w, args.n_components, args.covariance, args.criterion, args.seed,
+                                _gm_kwargs(args), args, n_jobs=args.jobs)
+    _set_names(model, table, names)
+    if not args.quiet:
+        print(_selection_table(rows, args.criterion, best))
+        print()
+        print("chosen: K={n_components}, covariance '{covariance_type}'".format(**best))
+        print(_summary(model, _fit_stats(model, X, w), names))
+    if args.output:
+        check_writable(args.output, args.force)
+        save(model, args.output)
+        _note(args, f"wrote {args.output}")
+    if args.table:
+        keys = ["n_components", "covariance_type", "log_likelihood", "n_parameters", "bic", "icl", "aic",
+                "converged", "n_iter", "error"]
+        cols = {k: np.asarray([("" if r.get(k) is None else r.get(k)) for r in rows],
+                              dtype=object if k in ("covariance_type", "error", "converged") else None)
+                for k in keys}
+        cols = {k: (v.astype(str).astype(object) if v.dtype == object else v) for k, v in cols.items()}
+        write_table(args.table, cols, force=args.force)
+        _note(args, f"wrote {args.table}")
+    if args.plot:
+        from . import plotting as P
+
+        fig = P.new_figure(figsize=(7.2, 4.8))
+        P.plot_criterion(rows, args.criterion, ax=fig.add_subplot(1, 1, 1), best=best)
+        fig.tight_layout()
+        P.save_figure(fig, args.plot, force=args.force)
+        _note(args, f"wrote {args.plot}")
+    return 0
+
+
+def cmd_sample(args):
+    from ._files import check_writable, write_table
+
+    check_writable(args.output, args.force)
+    model = _load_model(args.model)
+    if args.seed is not None:
+        model.set_params(random_state=args.seed)
+    X, y = model.sample(args.n_samples)
+    names = _model_names(model)
+    cols = {n: X[:, j] for j, n in enumerate(names)}
+    cols["component" if "component" not in cols else "component_"] = y
+    write_table(args.output, cols, force=args.force)
+    if args.output != "-":
+        _note(args, f"wrote {args.output}: {args.n_samples:,} rows")
+    return 0
+
+
+def cmd_score(args):
+    model = _load_model(args.model)
+    _, X, names, w = _read(args, expected=_expected(model))
+    stats = _fit_stats(model, X, w)
+    if args.json:
+        print(json.dumps(stats, indent=1))
+    else:
+        print(f"rows                 {stats['n_rows']:,}")
+        print(f"log-likelihood       {stats['log_likelihood']:.6f}")
+        print(f"mean log-likelihood  {stats['mean_log_likelihood']:.6f}")
+        print(f"BIC                  {stats['bic']:.6f}")
+        print(f"ICL                  {stats['icl']:.6f}")
+        print(f"AIC                  {stats['aic']:.6f}")
+    return 0
+
+
+def cmd_info(args):
+    model = _load_model(args.model)
+    if args.json:
+        info = {
+            "n_components": int(model.n_components), "covariance_type": model.covariance_type,
+            "n_features": int(model.n_features_in_), "feature_names": _model_names(model),
+            "weights": model.weights_.tolist(), "means": model.means_.tolist(),
+            "covariances": model.covariances_.tolist(), "converged": bool(model.converged_),
+            "n_iter": int(model.n_iter_), "lower_bound": float(model.lower_bound_),
+            "params": {k: v for k, v in model.get_params().items()
+                       if isinstance(v, (int, float, str, bool, type(None)))},
+        }
+        print(json.dumps(info, indent=1))
+    else:
+        print(f"model file: {args.model}")
+        print(_summary(model))
+        print(f"mean log-likelihood at the end of the fit: {model.lower_bound_:.6f}")
+    return 0
+
+
+_PLOT_KINDS = ("clusters", "uncertainty", "convergence")
+
+
+def cmd_plot(args):
+    from . import plotting as P
+    from ._files import check_writable
+
+    check_writable(args.output, args.force)
+    model = _load_model(args.model)
+    if args.kind != "convergence" and args.data is None:
+        raise _Err(f"--kind {args.kind} needs the DATA file")
+    X = names = None
+    if args.data is not None:
+        _, X, names, _ = _read(args, expected=_expected(model), weights=False)
+    D = model.n_features_in_
+    dims = tuple(args.dims) if args.dims else None
+    if dims and any(not 0 <= d < D for d in dims):
+        raise _Err(f"--dims must be two feature indices in 0..{D - 1}; got {args.dims}")
+    if args.kind == "convergence":
+        fig = P.new_figure(figsize=(7.2, 4.2))
+        P.plot_convergence(model, ax=fig.add_subplot(1, 1, 1))
+        fig.tight_layout()
+    elif args.kind == "uncertainty":
+        if D < 2:
+            raise _Err("the uncertainty plot needs at least 2 features")
+        fig = P.new_figure(figsize=(7.2, 5.4))
+        P.plot_uncertainty(model, X, ax=fig.add_subplot(1, 1, 1), dims=dims, feature_names=names,
+                           max_points=args.max_points, projection="pca" if (D > 2 and not dims) else None)
+        fig.tight_layout()
+    elif dims is not None:
+        K = model.n_components
+        fig = P.new_figure(figsize=(8.6, 5.8) if K > 8 else (7.2, 5.6))
+        P.plot_clusters(model, X, ax=fig.add_subplot(1, 1, 1), dims=dims, feature_names=names,
+                        max_points=args.max_points)
+        fig.tight_layout()
+    else:
+        fig = P.plot_model(model, X, feature_names=names, max_points=args.max_points)
+    P.save_figure(fig, args.output, force=args.force, dpi=args.dpi)
+    _note(args, f"wrote {args.output}")
+    return 0
+
+
+def _write_report(path, model, X, names, source, rows, criterion, best, w, command, force):
+    from ._files import atomic_output
+    from .report import build_report
+
+    text = build_report(model, X, feature_names=names, source=source, selection_rows=rows, criterion=criterion,
+                        best=best, sample_weight=w, command=command)
+    with atomic_output(path, force, mode="w") as fh:
+        fh.write(text)
+
+
+def cmd_report(args):
+    from ._files import check_writable
+
+    check_writable(args.output, args.force)
+    if args.model:
+        model = _load_model(args.model)
+        table, X, names, w = _read(args, expected=_expected(model))
+        rows, best = None, None
+    else:
+        table, X, names, w = _read(args)
+        model, rows, best = _select(X, w, args.n_components, args.covariance, args.criterion, args.seed,
+                                    _gm_kwargs(args), args, n_jobs=args.jobs)
+        _set_names(model, table, names)
+    command = " ".join(shlex.quote(a) for a in [PROG] + list(args.argv))
+    _write_report(args.output, model, X, names, args.data if args.data != "-" else "<stdin>", rows,
+                  args.criterion, best, w, command, args.force)
+    _note(args, f"wrote {args.output}")
+    return 0
+
+
+def cmd_demo(args):
+    from . import plotting as P
+    from ._files import DataError, check_writable
+    from .datasets import load_faithful
+    from .io import save
+
+    out = args.output
+    files = {k: os.path.join(out, f) for k, f in (
+        ("model", "faithful.emix"), ("clusters", "clusters.png"), ("uncertainty", "uncertainty.png"),
+        ("criterion", "criterion.png"), ("convergence", "convergence.png"), ("report", "report.html"))}
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise DataError(f"{out} exists and is not a folder")
+    os.makedirs(out, exist_ok=True)
+    for p in files.values():
+        check_writable(p, args.force)
+    X, names = load_faithful()
+    model, rows, best = _select(X, None, args.n_components, args.covariance, args.criterion, args.seed,
+                                {}, args, n_jobs=args.jobs)
+    model.feature_names_in_ = np.asarray(names, dtype=object)
+    save(model, files["model"])
+
+    fig = P.plot_model(model, X, feature_names=names)
+    fig.axes[0].set_title(f"Old Faithful: {best['n_components']} components, covariance "
+                          f"'{best['covariance_type']}' (chosen by {args.criterion.upper()})")
+    P.save_figure(fig, files["clusters"], force=args.force)
+    fig = P.new_figure(figsize=(7.2, 5.4))
+    P.plot_uncertainty(model, X, ax=fig.add_subplot(1, 1, 1), feature_names=names)
+    fig.tight_layout()
+    P.save_figure(fig, files["uncertainty"], force=args.force)
+    fig = P.new_figure(figsize=(7.2, 4.8))
+    P.plot_criterion(rows, args.criterion, ax=fig.add_subplot(1, 1, 1), best=best)
+    fig.tight_layout()
+    P.save_figure(fig, files["criterion"], force=args.force)
+    fig = P.new_figure(figsize=(7.2, 4.2))
+    P.plot_convergence(model, ax=fig.add_subplot(1, 1, 1))
+    fig.tight_layout()
+    P.save_figure(fig, files["convergence"], force=args.force)
+    _write_report(files["report"], model, X, names, "Old Faithful geyser (emix.datasets.load_faithful)",
+                  rows, args.criterion, best, None, " ".join([PROG] + list(args.argv)), args.force)
+    if not args.quiet:
+        print("Old Faithful geyser: 272 eruptions, duration (min) and waiting time (min).")
+        print(_selection_table(rows, args.criterion, best))
+        print()
+        print(_summary(model, _fit_stats(model, X, None), names))
+        print()
+        print(f"wrote into {os.path.abspath(out)}:")
+        for p in files.values():
+            print(f"  {p}")
+        print(f"open {files['report']} in a browser; try: emix info {files['model']}")
+    return 0
+
+
+# =================================================================== parser
+def build_parser():
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("general")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar, summary or notes")
+    g.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+
+    force = argparse.ArgumentParser(add_help=False)
+    force.add_argument("-f", "--force", action="store_true", help="replace existing output files")
+
+    data = argparse.ArgumentParser(add_help=False)
+    d = data.add_argument_group("data file")
+    d.add_argument("--columns", nargs="+", metavar="COL",
+                   help="feature columns, by name or 0-based index (default: all but --exclude/--weights)")
+    d.add_argument("--exclude", nargs="+", metavar="COL", help="columns to leave out (ids, text labels)")
+    d.add_argument("--weights", metavar="COL", help="column of non-negative sample weights")
+    d.add_argument("--delimiter", help="CSV field separator (default: detected; \\t for TSV)")
+    h = d.add_mutually_exclusive_group()
+    h.add_argument("--header", dest="header", action="store_const", const=True, default=None,
+                   help="the first line is a header (default: detected)")
+    h.add_argument("--no-header", dest="header", action="store_const", const=False,
+                   help="the first line is data")
+
+    em = argparse.ArgumentParser(add_help=False)
+    e = em.add_argument_group("EM")
+    e.add_argument("--n-init", type=_positive_int, default=None, help="restarts; the best is kept (default 1)")
+    e.add_argument("--max-iter", type=_positive_int, default=None, help="EM iterations per restart (default 100)")
+    e.add_argument("--tol", type=_nonneg_float, default=None,
+                   help="stop when the mean log-likelihood gains less (default 1e-3; select/report: 1e-5)")
+    e.add_argument("--reg-covar", type=_nonneg_float, default=None,
+                   help="added to covariance diagonals (default 1e-6)")
+    e.add_argument("--init", default=None,
+                   choices=["kmeans", "k-means++", "random", "random_from_data", "hierarchical"],
+                   help="initialization (default kmeans; select/report: hierarchical, as mclust)")
+    e.add_argument("--seed", type=int, default=None, help="random seed for reproducible fits")
+
+    sel = argparse.ArgumentParser(add_help=False)
+    s = sel.add_argument_group("model selection")
+    s.add_argument("-k", "--n-components", type=_k_range, default=list(range(1, 10)), metavar="K",
+                   help="numbers of components to try: 3, 1..9, 2,4,6 (default 1..9)")
+    s.add_argument("--covariance", type=_covariance_list, default=None, metavar="all|sklearn|LIST",
+                   help="covariance types to try, comma-separated; all = mclust's 14 models (E, V for "
+                        "one feature), the default; sklearn = full,tied,diag,spherical")
+    s.add_argument("--criterion", choices=["bic", "icl", "aic"], default="bic", help="(default bic)")
+    s.add_argument("-j", "--jobs", type=int, default=None,
+                   help="worker processes for the grid (-1: all cores; default 1, with a progress bar)")
+
+    from . import __version__
+
+    p = argparse.ArgumentParser(
+        prog=PROG, description="Gaussian mixtures fitted by EM: fit, predict, select, plot and report.",
+        epilog="Start with: emix demo.  Help on a command: emix COMMAND --help.", parents=[common])
+    p.add_argument("--version", action="version", version=f"emix {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    c = sub.add_parser("fit", parents=[common, force, data, em], help="fit a mixture and save the model",
+                       description="Fit a Gaussian mixture to DATA, print a summary and write the model file.")
+    c.add_argument("data", metavar="DATA", help="CSV/TSV/Parquet/.npy/.npz file, or - for stdin")
+    c.add_argument("-k", "--n-components", type=_positive_int, required=True, metavar="K",
+                   help="number of components")
+    c.add_argument("--covariance", type=_covariance, default="full", metavar="TYPE",
+                   help=f"covariance structure: {', '.join(_structures())} (default full)")
+    c.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write")
+    c.set_defaults(func=cmd_fit)
+
+    c = sub.add_parser("predict", parents=[common, force, data], help="label the rows of a data file",
+                       description="Write DATA's rows with the most probable component (label) and its "
+                                   "probability; optionally every responsibility and the log density.")
+    c.add_argument("model", metavar="MODEL")
+    c.add_argument("data", metavar="DATA")
+    c.add_argument("-o", "--output", default="-", metavar="OUT",
+                   help="output file (.csv/.tsv/.parquet/.npy/.npz; - for stdout, the default)")
+    c.add_argument("-a", "--all-probabilities", action="store_true", help="add p0..pK-1, every responsibility")
+    c.add_argument("--log-likelihood", action="store_true",
+                   help="add log_density, each row's log density (low = outlier)")
+    c.add_argument("--label-column", default="label", help="name of the label column (default label)")
+    c.set_defaults(func=cmd_predict)
+
+    c = sub.add_parser("select", parents=[common, force, data, em, sel],
+                       help="choose K and the covariance type by BIC/ICL",
+                       description="Fit every (K, covariance type) of the grid, print the criterion "
+                                   "table and the chosen model; optionally save it, the table and a plot.")
+    c.add_argument("data", metavar="DATA")
+    c.add_argument("-o", "--output", metavar="MODEL", help="write the chosen model")
+    c.add_argument("--plot", metavar="FIG", help="write the criterion curves (.png/.svg/.pdf)")
+    c.add_argument("--table", metavar="OUT", help="write the grid as a table (.csv/...)")
+    c.set_defaults(func=cmd_select)
+
+    c = sub.add_parser("sample", parents=[common, force], help="draw rows from a model")
+    c.add_argument("model", metavar="MODEL")
+    c.add_argument("-n", "--n-samples", type=_positive_int, required=True, metavar="N")
+    c.add_argument("-o", "--output", default="-", metavar="OUT", help="output file (default: stdout, CSV)")
+    c.add_argument("--seed", type=int, default=None)
+    c.set_defaults(func=cmd_sample)
+
+    c = sub.add_parser("score", parents=[common, data], help="log-likelihood, BIC, ICL, AIC of a model on data")
+    c.add_argument("model", metavar="MODEL")
+    c.add_argument("data", metavar="DATA")
+    c.add_argument("--json", action="store_true", help="print JSON")
+    c.set_defaults(func=cmd_score)
+
+    c = sub.add_parser("info", parents=[common], help="describe a model file")
+    c.add_argument("model", metavar="MODEL")
+    c.add_argument("--json", action="store_true", help="print JSON (all parameters)")
+    c.set_defaults(func=cmd_info)
+
+    c = sub.add_parser("plot", parents=[common, force, data], help="draw a model with its data",
+                       description="clusters: points, 1σ/2σ ellipses and density contours (1 feature: "
+                                   "histogram; 3-5: pair plot; more: first two principal axes); "
+                                   "uncertainty; convergence (needs no DATA). Criterion curves: emix select --plot.")
+    c.add_argument("model", metavar="MODEL")
+    c.add_argument("data", metavar="DATA", nargs="?")
+    c.add_argument("-o", "--output", required=True, metavar="FIG", help=".png, .svg or .pdf")
+    c.add_argument("--kind", choices=_PLOT_KINDS, default="clusters", help="(default clusters)")
+    c.add_argument("--dims", type=int, nargs=2, metavar=("I", "J"), help="draw features I and J")
+    c.add_argument("--max-points", type=_positive_int, default=20000,
+                   help="draw at most this many points (default 20000)")
+    c.add_argument("--dpi", type=_positive_int, default=None)
+    c.set_defaults(func=cmd_plot)
+
+    c = sub.add_parser("report", parents=[common, force, data, em, sel], help="self-contained HTML report",
+                       description="Select (or load with --model) a mixture for DATA and write one HTML "
+                                   "file with the data summary, selection table, parameters and plots.")
+    c.add_argument("data", metavar="DATA")
+    c.add_argument("--model", metavar="MODEL", help="report on this model instead of selecting one")
+    c.add_argument("-o", "--output", required=True, metavar="HTML")
+    c.set_defaults(func=cmd_report)
+
+    c = sub.add_parser("demo", parents=[common, force, sel], help="fit Old Faithful; write plots and a report",
+                       description="Select a mixture for the Old Faithful data shipped with emix and write "
+                                   "the model, four plots and report.html into a folder.")
+    c.add_argument("-o", "--output", default="emix-demo", metavar="DIR", help="folder (default ./emix-demo)")
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(func=cmd_demo, n_components=list(range(1, 7)), jobs=-1)
+    return p
+
+
+# ===================================================================== main
+def main(argv=None) -> int:
+    """Run the ``emix`` command line; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage errors (2), --help and --version (0)
+        return exc.code if isinstance(exc.code, int) else 2
+    args.argv = argv
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"{PROG}: warning: {_one_line(message)}", file=sys.stderr)
+
+    from ._files import DataError
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        try:
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            if args.debug:
+                raise
+            print(f"{PROG}: interrupted; no partial output was written", file=sys.stderr)
+            return 130
+        except (DataError, _Err, ValueError, OSError, ImportError, MemoryError,
+                ArithmeticError, np.linalg.LinAlgError) as exc:
+            if args.debug:
+                raise
+            if isinstance(exc, BrokenPipeError):
+                return 1
+            msg = _one_line(exc)
+            if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in msg:
+                msg = f"{exc.filename}: {msg}"
+            print(f"{PROG}: error: {msg}", file=sys.stderr)
+            return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

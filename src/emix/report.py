@@ -1,0 +1,260 @@
+"""A self-contained HTML report of a fitted mixture.
+
+One file, no external resources: CSS inline, plots as base64 PNG ``<img>``
+data URIs. Sections (each an ``<section id=...>``): ``data`` (summary of the
+columns), ``selection`` (the grid of a model selection, when there was one),
+``model`` (fit statistics, weights, means, standard deviations and
+correlations per component, cluster sizes), ``plots`` and ``reproduce``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import math
+import warnings
+
+import numpy as np
+
+from . import __version__
+
+__all__ = ["build_report", "figure_to_data_uri", "SECTIONS"]
+
+SECTIONS = ("data", "selection", "model", "plots", "reproduce")
+
+_CSS = """
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:2em auto;max-width:1000px;
+color:#222;background:#fff;line-height:1.45;padding:0 1em}
+h1{font-size:1.6em;border-bottom:2px solid #1f4e79;padding-bottom:.2em}
+h2{font-size:1.25em;color:#1f4e79;margin-top:1.8em}
+h3{font-size:1.05em;margin-bottom:.3em}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
+th,td{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:right}
+th{background:#f3f6fa;border-bottom:2px solid #bbb}
+td.l,th.l{text-align:left}
+tr.best td{background:#fff6cc;font-weight:600}
+tr.failed td{color:#999}
+.meta{color:#555;font-size:.9em}
+figure{margin:1em 0 2em}
+figure img{max-width:100%;border:1px solid #eee}
+figcaption{color:#555;font-size:.9em;margin-top:.3em}
+code,pre{background:#f5f5f5;padding:.1em .3em;border-radius:3px}
+pre{padding:.6em;overflow-x:auto}
+.warn{color:#a94400}
+"""
+
+
+def figure_to_data_uri(fig, dpi=100):
+    """PNG bytes of a matplotlib figure as a ``data:image/png;base64,...`` URI."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _e(x):
+    return html.escape(str(x), quote=True)
+
+
+def _num(v, digits=4):
+    if v is None:
+        return "–"
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}"
+    v = float(v)
+    if not math.isfinite(v):
+        return "–"
+    if v != 0 and (abs(v) >= 1e6 or abs(v) < 1e-3):
+        return f"{v:.{digits}e}"
+    return f"{v:,.{digits}g}" if abs(v) >= 1e4 else f"{v:.{digits}g}"
+
+
+def _table(header, rows, left=(0,), row_classes=None):
+    out = ["<table><thead><tr>"]
+    out += [f'<th class="{"l" if i in left else ""}">{_e(h)}</th>' for i, h in enumerate(header)]
+    out.append("</tr></thead><tbody>")
+    for r, row in enumerate(rows):
+        cls = row_classes[r] if row_classes else ""
+        out.append(f'<tr class="{cls}">' if cls else "<tr>")
+        out += [f'<td class="{"l" if i in left else ""}">{_e(c)}</td>' for i, c in enumerate(row)]
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _data_section(X, names, source, sample_weight):
+    n, d = X.shape
+    rows = []
+    for j, name in enumerate(names):
+        x = X[:, j]
+        q = np.quantile(x, [0.0, 0.25, 0.5, 0.75, 1.0])
+        rows.append([name, _num(float(x.mean())), _num(float(x.std(ddof=1)) if n > 1 else 0.0)] + [_num(v) for v in q])
+    w = "" if sample_weight is None else (
+        f" Rows are weighted (total weight {_num(float(np.sum(sample_weight)))}).")
+    return (
+        f'<section id="data"><h2>Data</h2><p>{_e(source)}: <b>{n:,}</b> rows, <b>{d}</b> feature'
+        f"{'s' if d != 1 else ''} used in the fit.{_e(w)}</p>"
+        + _table(["column", "mean", "sd", "min", "25%", "median", "75%", "max"], rows)
+        + "</section>"
+    )
+
+
+def _selection_section(rows, criterion, best):
+    if not rows:
+        return ('<section id="selection"><h2>Model selection</h2><p>No selection was run: the number of '
+                "components and the covariance type were given.</p></section>")
+    key = criterion.lower()
+    head = ["K", "covariance", "log-likelihood", "parameters", "BIC", "ICL", "AIC", "iterations", "converged", "note"]
+    body, classes = [], []
+    for r in sorted(rows, key=lambda r: (str(r["covariance_type"]), r["n_components"])):
+        is_best = best and r["n_components"] == best["n_components"] and r["covariance_type"] == best["covariance_type"]
+        body.append([r["n_components"], r["covariance_type"], _num(r.get("log_likelihood"), 6),
+                     _num(r.get("n_parameters")), _num(r.get("bic"), 6), _num(r.get("icl"), 6),
+                     _num(r.get("aic"), 6), _num(r.get("n_iter")),
+                     "–" if r.get("converged") is None else _num(bool(r.get("converged"))),
+                     (str(r.get("error"))[:120] if r.get("error") else ("chosen" if is_best else ""))])
+        classes.append("best" if is_best else ("failed" if r.get("error") else ""))
+    n_fail = sum(1 for r in rows if r.get("error"))
+    fail = f' <span class="warn">{n_fail} fit(s) failed; see the note column.</span>' if n_fail else ""
+    return (
+        f'<section id="selection"><h2>Model selection</h2><p>{len(rows)} models compared by '
+        f"<b>{_e(key.upper())}</b> (lower is better; mclust reports minus these values). Chosen: "
+        f"<b>K = {best['n_components']}, covariance '{_e(best['covariance_type'])}'</b>.{fail}</p>"
+        + _table(head, body, left=(1, 9), row_classes=classes) + "</section>"
+    )
+
+
+def _model_section(model, X, names, sample_weight, resp):
+    from .plotting import full_covariances
+
+    K, D = model.means_.shape
+    ll = float(model.score(X, sample_weight=sample_weight)) * (
+        X.shape[0] if sample_weight is None else float(np.sum(sample_weight)))
+    stats = [
+        ["components K", K], ["covariance type", model.covariance_type],
+        ["log-likelihood", _num(ll, 8)], ["BIC", _num(model.bic(X, sample_weight), 8)],
+        ["ICL", _num(model.icl(X, sample_weight), 8)], ["AIC", _num(model.aic(X, sample_weight), 8)],
+        ["EM iterations", model.n_iter_], ["converged", _num(bool(model.converged_))],
+        ["tol / reg_covar / n_init", f"{model.tol:g} / {model.reg_covar:g} / {model.n_init}"],
+    ]
+    labels = np.argmax(resp, axis=1)
+    counts = np.bincount(labels, minlength=K)
+    unc = 1.0 - resp.max(axis=1)
+    comp = [[k, _num(float(model.weights_[k])), f"{counts[k]:,}",
+             _num(float(np.mean(unc[labels == k])) if counts[k] else None)]
+            + [_num(float(m)) for m in model.means_[k]] for k in range(K)]
+    covs = full_covariances(model)
+    sds = [[k] + [_num(math.sqrt(max(covs[k, j, j], 0.0))) for j in range(D)] for k in range(K)]
+    parts = [
+        '<section id="model"><h2>Chosen model</h2>',
+        _table(["statistic", "value"], stats, left=(0, 1)),
+        "<h3>Components</h3><p class=meta>weight = mixing proportion; rows = points whose most probable "
+        "component it is; mean uncertainty = average of 1 − max responsibility over those rows.</p>",
+        _table(["component", "weight", "rows", "mean uncertainty"] + [f"mean {n}" for n in names], comp),
+        "<h3>Standard deviations</h3>",
+        _table(["component"] + [f"sd {n}" for n in names], sds),
+    ]
+    if 2 <= D <= 8:
+        corr_rows = []
+        for k in range(K):
+            s = np.sqrt(np.clip(np.diag(covs[k]), 1e-300, None))
+            C = covs[k] / np.outer(s, s)
+            corr_rows.append([k] + [_num(float(C[i, j]), 3) for i in range(D) for j in range(i + 1, D)])
+        pair_names = [f"{names[i]} ~ {names[j]}" for i in range(D) for j in range(i + 1, D)]
+        parts += ["<h3>Correlations within components</h3>", _table(["component"] + pair_names, corr_rows)]
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _plots_section(model, X, names, rows, criterion, best, max_points):
+    from . import plotting as P
+
+    figs = []
+    D = model.means_.shape[1]
+    fig = P.plot_model(model, X, feature_names=names, max_points=max_points)
+    what = {1: "Histogram of the data with the mixture density and the weighted component densities.",
+            2: "Points coloured by most probable component; 1σ (solid) and 2σ (dashed) covariance "
+               "ellipses; grey contours enclose 50%, 90% and 99% of the mixture's probability."}
+    figs.append(("clusters", fig, what.get(D, "Pairs of features (D ≤ 5) or the first two principal axes "
+                                            "(D > 5), points coloured by most probable component, with "
+                                            "the projected covariance ellipses.")))
+    if D >= 2:
+        fig = P.new_figure(figsize=(7.2, 5.4))
+        P.plot_uncertainty(model, X, ax=fig.add_subplot(1, 1, 1), feature_names=names, max_points=max_points,
+                           projection="pca" if D > 2 else None)
+        fig.tight_layout()
+        figs.append(("uncertainty", fig, "Classification uncertainty 1 − max responsibility: large dark "
+                                         "points lie between components."))
+    if rows:
+        fig = P.new_figure(figsize=(7.2, 4.8))
+        P.plot_criterion(rows, criterion, ax=fig.add_subplot(1, 1, 1), best=best)
+        fig.tight_layout()
+        figs.append(("criterion", fig, f"{criterion.upper()} of every fitted model against K; the star marks "
+                                       "the chosen model."))
+    fig = P.new_figure(figsize=(7.2, 4.2))
+    P.plot_convergence(model, ax=fig.add_subplot(1, 1, 1))
+    fig.tight_layout()
+    figs.append(("convergence", fig, "EM trace of the chosen model's best restart: mean log-likelihood "
+                                     "per iteration and its change against tol."))
+    out = ['<section id="plots"><h2>Plots</h2>']
+    for name, fig, caption in figs:
+        uri = figure_to_data_uri(fig)
+        out.append(f'<figure id="plot-{name}"><img alt="{_e(name)} plot" src="{uri}">'
+                   f"<figcaption>{_e(caption)}</figcaption></figure>")
+    out.append("</section>")
+    return "".join(out)
+
+
+def build_report(model, X, *, feature_names=None, source="data", selection_rows=None, criterion="bic",
+                 best=None, sample_weight=None, command=None, max_points=20000, title=None):
+    """HTML text of the report.
+
+    Parameters
+    ----------
+    model : fitted GaussianMixture
+    X : ndarray of shape (n_samples, n_features)
+        The data the model was fitted on (or is to be judged on).
+    feature_names : list of str, optional
+    source : str
+        Where the data came from (shown in the report).
+    selection_rows : list of dict, optional
+        Rows of a model selection (see :func:`emix.selection.select`).
+    criterion : str
+    best : dict, optional
+        ``{"n_components", "covariance_type"}`` of the chosen model.
+    command : str, optional
+        The command line that produced the report.
+
+    Returns
+    -------
+    str
+    """
+    X = np.asarray(X, dtype=np.float64)
+    K, D = model.means_.shape
+    names = list(feature_names) if feature_names is not None else [f"x{j}" for j in range(D)]
+    best = best or {"n_components": K, "covariance_type": model.covariance_type}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        resp = model.predict_proba(X)
+        body = [
+            _data_section(X, names, source, sample_weight),
+            _selection_section(selection_rows or [], criterion, best),
+            _model_section(model, X, names, sample_weight, resp),
+            _plots_section(model, X, names, selection_rows, criterion, best, max_points),
+        ]
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    repro = (f"<pre>{_e(command)}</pre>" if command else
+             "<p>Fitted with the emix Python API.</p>")
+    title = title or f"Gaussian mixture of {source}"
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_e(title)}</title>"
+        f"<style>{_CSS}</style></head><body>"
+        f"<h1>{_e(title)}</h1><p class=meta>emix {_e(__version__)} · {now} · "
+        f"K = {K}, covariance '{_e(model.covariance_type)}', {X.shape[0]:,} rows × {D} features</p>"
+        + "".join(body)
+        + f'<section id="reproduce"><h2>Reproduce</h2>{repro}</section></body></html>\n'
+    )
