@@ -140,7 +140,7 @@ def plot_ellipses(means, covariances, ax=None, n_std=N_STD, colors=None, linewid
     ax = _ax(ax)
     means = np.asarray(means, dtype=np.float64)
     covariances = np.asarray(covariances, dtype=np.float64)
-    colors = colors or component_colors(len(means))
+    colors = [_darker(c) for c in (colors or component_colors(len(means)))]
     styles = ["-", "--", ":", "-."]
     for k, (m, c) in enumerate(zip(means, covariances)):
         for j, s in enumerate(n_std):
@@ -155,6 +155,14 @@ def plot_ellipses(means, covariances, ax=None, n_std=N_STD, colors=None, linewid
 
 
 # ------------------------------------------------------------ helpers
+def _darker(color, factor=0.72):
+    """The same hue, darker: ellipses stay visible over points of their colour."""
+    from matplotlib.colors import to_rgba
+
+    r, g, b, a = to_rgba(color)
+    return (r * factor, g * factor, b * factor, a)
+
+
 def _subsample(n, max_points, random_state=0):
     if max_points is None or n <= max_points:
         return np.arange(n)
@@ -163,7 +171,7 @@ def _subsample(n, max_points, random_state=0):
 
 
 def _point_style(n_drawn):
-    size = float(np.clip(40.0 * 300.0 / max(n_drawn, 1), 2.0, 28.0))
+    size = float(np.clip(40.0 * 300.0 / max(n_drawn, 1), 3.5, 28.0))
     alpha = float(np.clip(0.9 * (2000.0 / max(n_drawn, 1)) ** 0.35, 0.25, 0.85))
     return size, alpha
 
@@ -317,8 +325,9 @@ def plot_clusters(model, X, ax=None, *, dims=None, projection=None, feature_name
         lv = sorted(levels.values())
         if len(set(lv)) == len(lv):
             cs = ax.contour(gx, gy, logf, levels=lv, colors="0.45", linewidths=0.9, zorder=3)
-            names = {v: f"{100 * p:g}%" for p, v in levels.items()}
-            ax.clabel(cs, fmt=lambda v: names.get(v, ""), fontsize=7, inline=True)
+            if K <= 6:  # with many components the labels would cover the picture
+                names = {v: f"{100 * p:g}%" for p, v in levels.items()}
+                ax.clabel(cs, fmt=lambda v: names.get(v, ""), fontsize=7, inline=True)
     if ellipses:
         plot_ellipses(means, covs, ax=ax, colors=colors)
     ax.set_xlim(lo[0], hi[0])
@@ -371,9 +380,8 @@ def plot_uncertainty(model, X, ax=None, *, dims=None, projection=None, feature_n
     ax.set_ylim(lo[1], hi[1])
     ax.set_xlabel(axis_labels[0])
     ax.set_ylabel(axis_labels[1])
-    n_unc = int(np.sum(u > 0.1))
     ax.set_title(title if title is not None else
-                 f"Classification uncertainty: {n_unc:,} of {len(u):,} points above 0.1")
+                 f"Classification uncertainty: {np.mean(u > 0.1):.1%} of points above 0.1")
     ax.grid(True, color="0.92", linewidth=0.6, zorder=0)
     ax.set_axisbelow(True)
     _shown_note(ax, len(P), len(X))
@@ -456,8 +464,13 @@ def plot_pairs(model, X, fig=None, *, feature_names=None, max_points=5000, rando
                 ax.set_ylabel(names[i], fontsize=9)
             if i < D - 1:
                 ax.set_xticklabels([])
-    fig.legend(handles=_component_handles(model.weights_, colors), loc="upper right", fontsize=8, frameon=False)
-    fig.suptitle(f"{K} components, covariance '{model.covariance_type}' (pairs of features)")
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.07, top=0.93, hspace=0.12, wspace=0.12)
+    # the empty upper triangle holds the legend
+    fig.legend(handles=_component_handles(model.weights_, colors) + _style_handles(False)[:2],
+               loc="upper right", bbox_to_anchor=(0.97, 0.88), fontsize=9, frameon=False,
+               ncol=1 if K <= 10 else 2)
+    fig.suptitle(f"{K} components, covariance '{model.covariance_type}' (pairs of features; "
+                 "1σ and 2σ ellipses of the marginals)")
     return axes
 
 

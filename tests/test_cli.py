@@ -1,0 +1,453 @@
+"""The emix command line: every subcommand through main(argv), a few through
+the installed console script, round trips against the library, bad files,
+atomic writes and exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import emix
+from emix import _files
+
+pytestmark = pytest.mark.filterwarnings("ignore:X does not have valid feature names")
+from emix.cli import main
+from emix.datasets import faithful_path, load_faithful
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read_csv(path_or_text, text=False):
+    fh = io.StringIO(path_or_text) if text else open(path_or_text, newline="")
+    with fh:
+        rows = list(csv.reader(fh))
+    return rows[0], rows[1:]
+
+
+@pytest.fixture(scope="module")
+def data_csv(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    p = d / "faithful.csv"
+    shutil.copyfile(faithful_path(), p)
+    return p
+
+
+@pytest.fixture(scope="module")
+def model_file(data_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "m.emix"
+    assert main(["fit", str(data_csv), "-k", "2", "--seed", "0", "-o", str(out), "-q"]) == 0
+    return out
+
+
+# ------------------------------------------------------------------ fit
+def test_fit_prints_summary_and_writes_model(data_csv, tmp_path, capsys):
+    out = tmp_path / "m.emix"
+    code, stdout, err = run(["fit", data_csv, "-k", 2, "--seed", 0, "-o", out], capsys)
+    assert code == 0, err
+    assert out.exists()
+    for word in ("K=2", "covariance 'full'", "log-likelihood", "BIC", "iterations", "converged",
+                 "mean eruptions", "mean waiting", "weight"):
+        assert word in stdout
+    assert f"wrote {out}" in err
+    m = emix.load(out)
+    assert list(m.feature_names_in_) == ["eruptions", "waiting"]
+    X, _ = load_faithful()
+    ref = emix.GaussianMixture(2, random_state=0).fit(X)
+    np.testing.assert_allclose(m.means_, ref.means_, rtol=1e-10)
+    # the printed BIC is the library's
+    assert f"BIC {ref.bic(X):.4f}" in stdout
+
+
+def test_fit_with_weights_column_matches_library(tmp_path, capsys):
+    X, _ = load_faithful()
+    w = np.tile([1.0, 2.0, 0.5, 3.0], len(X) // 4)
+    p = tmp_path / "w.csv"
+    with open(p, "w") as fh:
+        fh.write("eruptions,waiting,w\n")
+        for (a, b), c in zip(X, w):
+            fh.write(f"{float(a)!r},{float(b)!r},{float(c)!r}\n")
+    out = tmp_path / "m.emix"
+    code, _, err = run(["fit", p, "-k", 2, "--seed", 1, "--weights", "w", "-o", out, "-q", "--covariance", "spherical"],
+                       capsys)
+    assert code == 0, err
+    ref = emix.GaussianMixture(2, covariance_type="spherical", random_state=1).fit(X, sample_weight=w)
+    m = emix.load(out)
+    assert m.n_features_in_ == 2
+    np.testing.assert_allclose(m.weights_, ref.weights_, rtol=1e-10)
+
+
+def test_fit_from_stdin_and_other_formats(tmp_path, capsys, monkeypatch):
+    X, names = load_faithful()
+    ref = emix.GaussianMixture(2, random_state=0).fit(X)
+    raw = open(faithful_path(), "rb").read()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    out = tmp_path / "stdin.emix"
+    assert run(["fit", "-", "-k", 2, "--seed", 0, "-o", out, "-q"], capsys)[0] == 0
+    np.testing.assert_allclose(emix.load(out).means_, ref.means_, rtol=1e-10)
+
+    tsv = tmp_path / "f.tsv"
+    tsv.write_text(raw.decode().replace(",", "\t"))
+    np.save(tmp_path / "f.npy", X)
+    np.savez(tmp_path / "f.npz", X=X, other=np.arange(3))
+    paths = [tsv, tmp_path / "f.npy", tmp_path / "f.npz"]
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"eruptions": X[:, 0], "waiting": X[:, 1]}), tmp_path / "f.parquet")
+        paths.append(tmp_path / "f.parquet")
+    except ImportError:
+        pass
+    for p in paths:
+        out = tmp_path / (p.name + ".emix")
+        code, _, err = run(["fit", p, "-k", 2, "--seed", 0, "-o", out, "-q"], capsys)
+        assert code == 0, (p, err)
+        np.testing.assert_allclose(emix.load(out).means_, ref.means_, rtol=1e-10, err_msg=str(p))
+
+
+def test_text_column_can_be_excluded(tmp_path, capsys):
+    X, _ = load_faithful()
+    p = tmp_path / "ids.csv"
+    with open(p, "w") as fh:
+        fh.write("id,eruptions,waiting,kind\n")
+        for i, (a, b) in enumerate(X):
+            fh.write(f"r{i},{float(a)!r},{float(b)!r},{'long' if a > 3 else 'short'}\n")
+    out = tmp_path / "m.emix"
+    code, _, err = run(["fit", p, "-k", 2, "-o", out], capsys)
+    assert code == 1
+    assert "column 'id'" in err and "not numeric" in err and "--exclude id" in err
+    code, _, err = run(["fit", p, "-k", 2, "--seed", 0, "--exclude", "id,kind", "-o", out, "-q"], capsys)
+    assert code == 0, err
+    # predict keeps the text columns and picks the features by name
+    pred = tmp_path / "pred.csv"
+    code, _, err = run(["predict", out, p, "-o", pred, "-q"], capsys)
+    assert code == 0, err
+    header, rows = read_csv(pred)
+    assert header == ["id", "eruptions", "waiting", "kind", "label", "probability"]
+    assert rows[0][0] == "r0" and rows[0][3] in ("long", "short")
+
+
+# -------------------------------------------------------------- predict
+def test_predict_round_trip_same_labels_as_library(model_file, data_csv, tmp_path, capsys):
+    out = tmp_path / "pred.csv"
+    code, _, err = run(["predict", model_file, data_csv, "-o", out, "-a", "--log-likelihood"], capsys)
+    assert code == 0, err
+    header, rows = read_csv(out)
+    assert header == ["eruptions", "waiting", "label", "probability", "p0", "p1", "log_density"]
+    X, _ = load_faithful()
+    m = emix.load(model_file)
+    ref = emix.GaussianMixture(2, random_state=0).fit(X)
+    labels = np.array([int(r[2]) for r in rows])
+    np.testing.assert_array_equal(labels, m.predict(X))
+    np.testing.assert_array_equal(labels, ref.predict(X))
+    vals = np.array([[float(v) for v in r] for r in rows])
+    np.testing.assert_allclose(vals[:, :2], X)
+    np.testing.assert_allclose(vals[:, 4:6], ref.predict_proba(X), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(vals[:, 3], ref.predict_proba(X).max(axis=1), rtol=1e-9)
+    np.testing.assert_allclose(vals[:, 6], ref.score_samples(X), rtol=1e-9)
+    assert "rows per component" in err
+
+
+def test_predict_to_stdout_and_npz(model_file, data_csv, tmp_path, capsys):
+    code, out, err = run(["predict", model_file, data_csv], capsys)
+    assert code == 0 and err == ""
+    header, rows = read_csv(out, text=True)
+    assert header[-2:] == ["label", "probability"] and len(rows) == 272
+    npz = tmp_path / "p.npz"
+    assert run(["predict", model_file, data_csv, "-o", npz], capsys)[0] == 0
+    with np.load(npz) as z:
+        np.testing.assert_array_equal(z["label"], emix.load(model_file).predict(load_faithful()[0]))
+
+
+def test_no_overwrite_without_force(model_file, data_csv, tmp_path, capsys):
+    out = tmp_path / "pred.csv"
+    out.write_text("precious\n")
+    code, _, err = run(["predict", model_file, data_csv, "-o", out], capsys)
+    assert code == 1 and "exists; use --force" in err
+    assert out.read_text() == "precious\n"
+    assert run(["predict", model_file, data_csv, "-o", out, "--force", "-q"], capsys)[0] == 0
+    assert out.read_text().startswith("eruptions,waiting,label")
+    # fit refuses before fitting
+    code, _, err = run(["fit", data_csv, "-k", 2, "-o", out], capsys)
+    assert code == 1 and "exists" in err
+
+
+def test_ctrl_c_leaves_no_partial_file(model_file, data_csv, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "pred.csv"
+    calls = {"n": 0}
+    real = _files._fmt
+
+    def interrupt_midway(v):
+        calls["n"] += 1
+        if calls["n"] == 300:
+            raise KeyboardInterrupt
+        return real(v)
+
+    monkeypatch.setattr(_files, "_fmt", interrupt_midway)
+    code, _, err = run(["predict", model_file, data_csv, "-o", out], capsys)
+    assert code == 130 and "interrupted" in err
+    assert calls["n"] == 300
+    assert os.listdir(tmp_path) == []  # neither the output nor a temporary file
+
+    def interrupt_fit(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(emix.GaussianMixture, "fit", interrupt_fit)
+    code, _, _ = run(["fit", data_csv, "-k", 2, "-o", tmp_path / "m.emix"], capsys)
+    assert code == 130 and os.listdir(tmp_path) == []
+
+
+def test_atomic_output_keeps_old_file_on_error(tmp_path):
+    p = tmp_path / "x.txt"
+    p.write_text("old")
+    with pytest.raises(RuntimeError):
+        with _files.atomic_output(p, force=True, mode="w") as fh:
+            fh.write("new, half")
+            raise RuntimeError("boom")
+    assert p.read_text() == "old" and os.listdir(tmp_path) == ["x.txt"]
+
+
+# ------------------------------------------------------------- bad files
+def _bad_files(tmp_path):
+    X, _ = load_faithful()
+    good = "".join(f"{a},{b}\n" for a, b in X[:20])
+    files = {
+        "empty": ("", "is empty"),
+        "header_only": ("eruptions,waiting\n", "header but no data rows"),
+        "text_column": ("eruptions,waiting\n" + good + "3.1,long\n",
+                        "column 'waiting'"),
+        "nan": ("eruptions,waiting\n" + good + "NaN,70\n" + good, "column 'eruptions'"),
+        "missing": ("eruptions,waiting\n" + good + ",70\n", "missing"),
+        "binary": ("\x00\x01\x02garbage", "binary"),
+    }
+    out = {}
+    for name, (text, msg) in files.items():
+        p = tmp_path / f"{name}.csv"
+        p.write_text(text)
+        out[name] = (p, msg)
+    return out
+
+
+@pytest.mark.parametrize("name", ["empty", "header_only", "text_column", "nan", "missing", "binary"])
+def test_bad_data_file_one_line_error(name, tmp_path, capsys):
+    p, msg = _bad_files(tmp_path)[name]
+    code, out, err = run(["fit", p, "-k", 2, "-o", tmp_path / "m.emix"], capsys)
+    assert code == 1
+    assert msg in err, err
+    assert err.startswith("emix: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "m.emix").exists()
+
+
+def test_nan_message_names_row(tmp_path, capsys):
+    p = tmp_path / "n.csv"
+    p.write_text("a,b\n1,2\n3,4\n5,NaN\n")
+    code, _, err = run(["fit", p, "-k", 1, "-o", tmp_path / "m"], capsys)
+    assert code == 1 and "column 'b'" in err and "data row 3" in err
+
+
+def test_missing_file_and_bad_column(tmp_path, data_csv, capsys):
+    code, _, err = run(["fit", tmp_path / "nope.csv", "-k", 2, "-o", tmp_path / "m"], capsys)
+    assert code == 1 and "no such file" in err
+    code, _, err = run(["fit", data_csv, "-k", 2, "--columns", "speed", "-o", tmp_path / "m"], capsys)
+    assert code == 1 and "no column 'speed'" in err and "eruptions" in err
+
+
+def test_wrong_column_count_at_predict(model_file, tmp_path, capsys):
+    p = tmp_path / "three.csv"
+    p.write_text("a,b,c\n1,2,3\n4,5,6\n")
+    code, _, err = run(["predict", model_file, p, "-o", tmp_path / "o.csv"], capsys)
+    assert code == 1 and "expects 2 feature column(s)" in err and "eruptions, waiting" in err
+    assert "Traceback" not in err and not (tmp_path / "o.csv").exists()
+    np.save(tmp_path / "one.npy", np.ones((5, 1)))
+    code, _, err = run(["score", model_file, tmp_path / "one.npy"], capsys)
+    assert code == 1 and "expects 2" in err
+
+
+def test_corrupt_model(data_csv, model_file, tmp_path, capsys):
+    bad = tmp_path / "bad.emix"
+    bad.write_bytes(model_file.read_bytes()[:200])
+    for argv in (["predict", bad, data_csv], ["info", bad], ["score", bad, data_csv],
+                 ["sample", bad, "-n", 3], ["plot", bad, data_csv, "-o", tmp_path / "f.png"]):
+        code, _, err = run(argv, capsys)
+        assert code == 1, argv
+        assert "Cannot load model file" in err and err.count("\n") == 1
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_debug_shows_traceback(tmp_path):
+    p = tmp_path / "e.csv"
+    p.write_text("")
+    with pytest.raises(_files.DataError, match="is empty"):
+        main(["fit", str(p), "-k", "2", "-o", str(tmp_path / "m"), "--debug"])
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["frobnicate"], ["fit", "x.csv", "-o", "m"], ["fit", "x.csv", "-k", "0", "-o", "m"],
+    ["fit", "x.csv", "-k", "2", "--covariance", "banana", "-o", "m"], ["select", "x.csv", "-k", "5..2"],
+    ["plot", "m", "d", "-o", "f.png", "--kind", "pie"],
+])
+def test_usage_errors_exit_2(argv, capsys):
+    assert main(argv) == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_help_and_version(capsys):
+    assert main(["--version"]) == 0
+    assert emix.__version__ in capsys.readouterr().out
+    assert main(["fit", "--help"]) == 0
+    assert "--covariance" in capsys.readouterr().out
+
+
+# ------------------------------------------------ other subcommands
+def test_select_table_model_plot(data_csv, tmp_path, capsys):
+    out, fig, table = tmp_path / "best.emix", tmp_path / "bic.png", tmp_path / "grid.csv"
+    code, stdout, err = run(["select", data_csv, "-k", "1..3", "--covariance", "EII,EEE", "--seed", 0,
+                             "-o", out, "--plot", fig, "--table", table], capsys)
+    assert code == 0, err
+    assert "BIC by K" in stdout and "*" in stdout and "chosen: K=3, covariance 'EEE'" in stdout
+    assert emix.load(out).covariance_type == "EEE"
+    assert fig.read_bytes()[:8] == PNG
+    header, rows = read_csv(table)
+    assert len(rows) == 6 and header[:2] == ["n_components", "covariance_type"]
+    ref = emix.select(load_faithful()[0], n_components=range(1, 4), covariance_types=["EII", "EEE"],
+                      random_state=0)
+    bic = {(int(r[0]), r[1]): float(r[header.index("bic")]) for r in rows}
+    for r in ref.rows:
+        assert bic[(r["n_components"], r["covariance_type"])] == pytest.approx(r["bic"], rel=1e-9)
+
+
+def test_sample_score_info(model_file, data_csv, tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    code, _, err = run(["sample", model_file, "-n", 50, "--seed", 3, "-o", out], capsys)
+    assert code == 0, err
+    header, rows = read_csv(out)
+    assert header == ["eruptions", "waiting", "component"] and len(rows) == 50
+
+    code, stdout, _ = run(["score", model_file, data_csv, "--json"], capsys)
+    assert code == 0
+    s = json.loads(stdout)
+    X, _ = load_faithful()
+    m = emix.load(model_file)
+    assert s["bic"] == pytest.approx(m.bic(X), rel=1e-12)
+    assert s["mean_log_likelihood"] == pytest.approx(m.score(X), rel=1e-12)
+    assert s["n_rows"] == 272
+    code, stdout, _ = run(["score", model_file, data_csv], capsys)
+    assert code == 0 and "BIC" in stdout and "ICL" in stdout
+
+    code, stdout, _ = run(["info", model_file], capsys)
+    assert code == 0 and "K=2" in stdout and "eruptions" in stdout
+    code, stdout, _ = run(["info", model_file, "--json"], capsys)
+    info = json.loads(stdout)
+    assert info["n_components"] == 2 and info["feature_names"] == ["eruptions", "waiting"]
+    np.testing.assert_allclose(info["means"], m.means_)
+
+
+@pytest.mark.parametrize("kind,size", [("clusters", (720, 560)), ("uncertainty", (720, 540)),
+                                       ("convergence", (720, 420))])
+def test_plot_kinds(kind, size, model_file, data_csv, tmp_path, capsys):
+    from PIL import Image
+
+    fig = tmp_path / f"{kind}.png"
+    argv = ["plot", model_file] + ([] if kind == "convergence" else [data_csv]) + ["-o", fig, "--kind", kind]
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    with Image.open(fig) as im:
+        assert im.format == "PNG" and im.size == size
+
+
+def test_plot_svg_and_needs_data(model_file, data_csv, tmp_path, capsys):
+    svg = tmp_path / "f.svg"
+    assert run(["plot", model_file, data_csv, "-o", svg, "--dims", 1, 0], capsys)[0] == 0
+    assert b"<svg" in svg.read_bytes()[:500]
+    code, _, err = run(["plot", model_file, "-o", tmp_path / "g.png"], capsys)
+    assert code == 1 and "needs the DATA file" in err
+    code, _, err = run(["plot", model_file, data_csv, "-o", tmp_path / "g.gif"], capsys)
+    assert code == 1 and ".png, .svg or .pdf" in err
+
+
+def test_report_with_model(model_file, data_csv, tmp_path, capsys):
+    from html.parser import HTMLParser
+
+    out = tmp_path / "r.html"
+    code, _, err = run(["report", data_csv, "--model", model_file, "-o", out], capsys)
+    assert code == 0, err
+    ids = []
+
+    class P(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag == "section":
+                ids.append(dict(attrs)["id"])
+
+    P().feed(out.read_text())
+    assert ids == ["data", "selection", "model", "plots", "reproduce"]
+
+
+def test_demo_writes_plots_and_report(tmp_path, capsys):
+    d = tmp_path / "demo"
+    code, out, err = run(["demo", "-o", d, "-k", "2..3", "--covariance", "EEE,VVV", "-j", 1], capsys)
+    assert code == 0, err
+    names = sorted(os.listdir(d))
+    assert names == ["clusters.png", "convergence.png", "criterion.png", "faithful.emix", "report.html",
+                     "uncertainty.png"]
+    assert "K=3" in out and str(d) in out and "report.html" in out
+    # a second run does not overwrite without --force
+    code, _, err = run(["demo", "-o", d, "-k", "2", "--covariance", "EEE"], capsys)
+    assert code == 1 and "--force" in err
+
+
+def test_progress_bar_only_on_tty(monkeypatch):
+    from emix.cli import _Progress
+
+    class Args:
+        quiet = False
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert not _Progress(Args()).enabled  # not a TTY
+
+    class TTY(io.StringIO):
+        def isatty(self):
+            return True
+
+    fake = TTY()
+    monkeypatch.setattr(sys, "stderr", fake)
+    p = _Progress(Args())
+    assert p.enabled
+    Args.quiet = True
+    assert not _Progress(Args()).enabled
+    pytest.importorskip("tqdm")
+    for i in range(1, 4):
+        p({"init": 0, "n_init": 2, "n_iter": i, "max_iter": 100, "lower_bound": -4.0 + i * 0.01, "change": 0.01})
+    assert p.bar is not None and p.bar.n == 3
+    p.close()
+
+
+# ---------------------------------------------------- console script
+@pytest.mark.skipif(shutil.which("emix") is None, reason="console script not installed")
+def test_console_script(data_csv, tmp_path):
+    exe = shutil.which("emix")
+    m = tmp_path / "m.emix"
+    r = subprocess.run([exe, "fit", str(data_csv), "-k", "2", "--seed", "0", "-o", str(m)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "K=2" in r.stdout and r.stderr.strip() == f"wrote {m}"  # no progress bar off a TTY
+    r = subprocess.run([exe, "predict", str(m), str(data_csv)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("eruptions,waiting,label,probability\n")
+    r = subprocess.run([exe, "predict", str(m), str(tmp_path / "missing.csv")], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1 and r.stderr.strip() == f"emix: error: {tmp_path / 'missing.csv'}: no such file."
+    r = subprocess.run([exe, "fit"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "usage:" in r.stderr
