@@ -1,0 +1,85 @@
+"""The HTML report is one self-contained file that parses and holds its sections."""
+
+from __future__ import annotations
+
+import base64
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+import emix  # noqa: E402
+from emix.datasets import load_faithful  # noqa: E402
+from emix.report import SECTIONS, build_report  # noqa: E402
+
+
+class Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sections, self.imgs, self.links, self.tables, self.h2 = [], [], [], 0, []
+        self._in_h2 = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section":
+            self.sections.append(a.get("id"))
+        elif tag == "img":
+            self.imgs.append(a["src"])
+        elif tag in ("link", "script") or (tag == "a" and "href" in a):
+            self.links.append(a)
+        elif tag == "table":
+            self.tables += 1
+        elif tag == "h2":
+            self._in_h2 = True
+
+    def handle_endtag(self, tag):
+        if tag == "h2":
+            self._in_h2 = False
+
+    def handle_data(self, data):
+        if self._in_h2:
+            self.h2.append(data)
+
+
+@pytest.fixture(scope="module")
+def selection():
+    X, names = load_faithful()
+    return emix.select(X, n_components=range(1, 4), covariance_types=["EII", "VVV"], random_state=0), X, names
+
+
+def test_report_parses_and_is_self_contained(selection):
+    res, X, names = selection
+    html = build_report(res.best_, X, feature_names=names, source="faithful.csv", selection_rows=res.rows,
+                        criterion="bic", best=res.best_params_, command="emix report faithful.csv -o r.html")
+    p = Collect()
+    p.feed(html)
+    p.close()
+    assert p.sections == list(SECTIONS)
+    assert p.h2 == ["Data", "Model selection", "Chosen model", "Plots", "Reproduce"]
+    assert p.links == []  # no external stylesheet, script or link
+    assert "http://" not in html and "https://" not in html
+    assert len(p.imgs) == 4  # clusters, uncertainty, criterion, convergence
+    for src in p.imgs:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert p.tables >= 5
+    assert "272" in html and "eruptions" in html and "emix report faithful.csv" in html
+    # every grid row appears; the chosen one is marked
+    assert html.count("<tr class=\"best\">") == 1
+    bic = f"{res.best_.bic(X):.6g}"
+    assert bic in html
+
+
+def test_report_without_selection_escapes_names():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (100, 2)), rng.normal(4, 1, (100, 2))])
+    m = emix.GaussianMixture(2, random_state=0).fit(X)
+    html = build_report(m, X, feature_names=["<b>x</b>", "y & z"], source="a<b>.csv")
+    p = Collect()
+    p.feed(html)
+    assert p.sections == list(SECTIONS)
+    assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html and "y &amp; z" in html
+    assert "No selection was run" in html
+    assert len(p.imgs) == 3
