@@ -71,7 +71,7 @@ def check_sample_weight(sample_weight, n_samples, dtype):
     if not np.all(np.isfinite(w)):
         raise ValueError(f"sample_weight must be finite. Got {int(np.sum(~np.isfinite(w)))} NaN or infinite values.")
     if np.any(w < 0):
-        raise ValueError(f"sample_weight must be >= 0. Got minimum {w.min()!r}.")
+        raise ValueError(f"sample_weight must be >= 0. Got minimum {float(w.min())!r}.")
     if not np.any(w > 0):
         raise ValueError("sample_weight must have at least one positive value. Got all zeros.")
     return w.astype(dtype, copy=False)
@@ -81,8 +81,10 @@ def check_weights_init(weights, K, dtype):
     w = np.asarray(weights, dtype=dtype)
     if w.shape != (K,):
         raise ValueError(f"weights_init must have shape ({K},). Got shape {w.shape}.")
-    if not np.all(np.isfinite(w)) or np.any(w < 0) or np.any(w > 1):
-        raise ValueError(f"weights_init must be in [0, 1]. Got min {w.min()!r}, max {w.max()!r}.")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("weights_init contains NaN or infinite values.")
+    if np.any(w < 0) or np.any(w > 1):
+        raise ValueError(f"weights_init must be in [0, 1]. Got min {float(w.min())!r}, max {float(w.max())!r}.")
     if not np.isclose(float(np.sum(w, dtype=np.float64)), 1.0, atol=1e-6, rtol=0):
         raise ValueError(f"weights_init must sum to 1. Got sum {float(np.sum(w)):.8g}.")
     return w

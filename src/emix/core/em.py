@@ -16,7 +16,7 @@ import numpy as np
 
 from ..exceptions import DegenerateComponentError
 from ..families.gaussian._common import NotPositiveDefinite
-from .numerics import eps_nk, logsumexp
+from .numerics import eps_nk, logsumexp, normalize_log
 from .types import FitResult, GaussianParams, SuffStats
 
 
@@ -58,14 +58,22 @@ def stats_from_resp(X, sample_weight, resp, shift, structure, loglik=0.0) -> Suf
 
 def e_step(X, sample_weight, params: GaussianParams, structure) -> SuffStats:
     """E-step on a block of rows: responsibilities, then their statistics,
-    shifted at the current means."""
-    norm, lr = log_resp(X, params, structure)
-    resp = np.exp(lr, out=lr)
+    shifted at the current means.
+
+    A structure may provide a fused ``suff_stats(X, sample_weight, params)``
+    that computes the same thing sharing work between the two halves.
+    """
+    fused = getattr(structure, "suff_stats", None)
+    if fused is not None:
+        return fused(X, sample_weight, params)
+    norm, resp = normalize_log(weighted_log_prob(X, params, structure))
+    return stats_from_resp(X, sample_weight, resp, params.means, structure, _loglik(norm, sample_weight))
+
+
+def _loglik(norm, sample_weight):
     if sample_weight is None:
-        loglik = float(np.sum(norm, dtype=np.float64))
-    else:
-        loglik = float(np.dot(norm.astype(np.float64), sample_weight.astype(np.float64)))
-    return stats_from_resp(X, sample_weight, resp, params.means, structure, loglik)
+        return float(np.sum(norm, dtype=np.float64))
+    return float(np.dot(norm.astype(np.float64), sample_weight.astype(np.float64)))
 
 
 def m_step(stats: SuffStats, structure, reg_covar: float, dtype) -> GaussianParams:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...core.numerics import LOG_2PI
+from . import _gram
 from ._common import (
-    center_reference,
     check_spd_stack,
     chol_precision_stack,
     cov_from_upper_prec_chol,
@@ -28,33 +28,21 @@ class Full:
 
     @staticmethod
     def temp_per_row(K, D):
-        return 2 * K * D + 4 * K + D
+        return D * (D + 1) // 2 + 2 * D + 6 * K
 
     @staticmethod
     def log_prob(X, means, prec_chol):
-        # y_nk = (x_n - mu_k) U_k for all k in one GEMM, after centering X at a
-        # point near the means so a common offset cancels before the product.
-        n, D = X.shape
-        K = means.shape[0]
-        g = center_reference(means)
-        W = np.ascontiguousarray(prec_chol.transpose(1, 0, 2)).reshape(D, K * D)
-        b = np.einsum("kd,kde->ke", means - g, prec_chol).reshape(K * D)
-        Y = (X - g) @ W
-        Y -= b
-        np.square(Y, out=Y)
-        maha = Y.reshape(n, K, D).sum(axis=2)
-        log_det = np.sum(np.log(np.diagonal(prec_chol, axis1=1, axis2=2)), axis=1)
-        return (log_det - 0.5 * D * LOG_2PI) - 0.5 * maha
+        D = X.shape[1]
+        maha = _gram.mahalanobis(X, means, prec_chol)
+        log_det = np.sum(np.log(np.diagonal(prec_chol, axis1=1, axis2=2)), axis=1, dtype=np.float64)
+        out = (log_det - 0.5 * D * LOG_2PI) - 0.5 * maha
+        return out.astype(X.dtype, copy=False)
 
     @staticmethod
     def scatter(X, resp, shift):
-        K = shift.shape[0]
-        D = X.shape[1]
-        out = np.empty((K, D, D))
-        for k in range(K):
-            Z = X - shift[k]
-            out[k] = (Z * resp[:, k : k + 1]).T @ Z
-        return out
+        return _gram.scatter_stack(X, resp, shift)
+
+    suff_stats = staticmethod(_gram.suff_stats_full)
 
     @staticmethod
     def covariances(s2, nk, delta, reg_covar, dtype):

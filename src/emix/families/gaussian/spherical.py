@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._common import NotPositiveDefinite, check_positive
-from .diag import _diag_log_prob, _diag_scatter
+from .diag import _diag_log_prob, _diag_scatter, _fused
 
 
 class Spherical:
@@ -29,6 +29,12 @@ class Spherical:
         return _diag_log_prob(X, means, prec)
 
     scatter = staticmethod(_diag_scatter)
+
+    @staticmethod
+    def suff_stats(X, sample_weight, params):
+        pc = params.precisions_cholesky
+        prec = np.broadcast_to((pc * pc)[:, None], params.means.shape)
+        return _fused(X, sample_weight, params, prec)
 
     @staticmethod
     def covariances(s2, nk, delta, reg_covar, dtype):
