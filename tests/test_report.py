@@ -68,7 +68,7 @@ def test_report_parses_and_is_self_contained(selection):
     assert "272" in html and "eruptions" in html and "emix report faithful.csv" in html
     # every grid row appears; the chosen one is marked
     assert html.count("<tr class=\"best\">") == 1
-    bic = f"{res.best_.bic(X):.6g}"
+    bic = f"{res.best_.bic(X):.3f}"
     assert bic in html
 
 

@@ -43,6 +43,10 @@ figcaption{color:#555;font-size:.9em;margin-top:.3em}
 code,pre{background:#f5f5f5;padding:.1em .3em;border-radius:3px}
 pre{padding:.6em;overflow-x:auto}
 .warn{color:#a94400}
+table.grid td.bestcell{background:#fff6cc;font-weight:700;outline:2px solid #d4a017}
+table.grid td.noconv{font-style:italic;color:#666}
+table.grid td.failed{color:#b00}
+details summary{cursor:pointer;color:#1f4e79;margin:.5em 0}
 """
 
 
@@ -74,12 +78,12 @@ def _num(v, digits=4):
 
 def _table(header, rows, left=(0,), row_classes=None):
     out = ["<table><thead><tr>"]
-    out += [f'<th class="{"l" if i in left else ""}">{_e(h)}</th>' for i, h in enumerate(header)]
+    out += [(f'<th class="l">{_e(h)}</th>' if i in left else f"<th>{_e(h)}</th>") for i, h in enumerate(header)]
     out.append("</tr></thead><tbody>")
     for r, row in enumerate(rows):
         cls = row_classes[r] if row_classes else ""
         out.append(f'<tr class="{cls}">' if cls else "<tr>")
-        out += [f'<td class="{"l" if i in left else ""}">{_e(c)}</td>' for i, c in enumerate(row)]
+        out += [(f'<td class="l">{_e(c)}</td>' if i in left else f"<td>{_e(c)}</td>") for i, c in enumerate(row)]
         out.append("</tr>")
     out.append("</tbody></table>")
     return "".join(out)
@@ -102,28 +106,63 @@ def _data_section(X, names, source, sample_weight):
     )
 
 
+def _fixed(v, digits=2):
+    return "–" if v is None or not math.isfinite(float(v)) else f"{float(v):.{digits}f}"
+
+
 def _selection_section(rows, criterion, best):
     if not rows:
         return ('<section id="selection"><h2>Model selection</h2><p>No selection was run: the number of '
                 "components and the covariance type were given.</p></section>")
     key = criterion.lower()
-    head = ["K", "covariance", "log-likelihood", "parameters", "BIC", "ICL", "AIC", "iterations", "converged", "note"]
+    ok = [r for r in rows if not r.get("error") and r.get(key) is not None and math.isfinite(r[key])]
+    is_best = lambda r: best and (r["n_components"], r["covariance_type"]) == (  # noqa: E731
+        best["n_components"], best["covariance_type"])
+    # mclust-style grid: K down, covariance types across, the chosen cell marked
+    types = list(dict.fromkeys(r["covariance_type"] for r in rows))
+    ks = sorted({r["n_components"] for r in rows})
+    by = {(r["n_components"], r["covariance_type"]): r for r in rows}
+    grid = ['<table class="grid"><thead><tr><th>K</th>'] + [f"<th>{_e(t)}</th>" for t in types] + ["</tr></thead><tbody>"]
+    for k in ks:
+        grid.append(f"<tr><td>{k}</td>")
+        for t in types:
+            r = by.get((k, t))
+            if r is None:
+                grid.append("<td></td>")
+            elif r.get("error"):
+                grid.append(f'<td class="failed" title="{_e(r["error"])}">failed</td>')
+            else:
+                cls = ' class="bestcell"' if is_best(r) else (' class="noconv"' if r.get("converged") is False else "")
+                grid.append(f"<td{cls}>{_fixed(r[key])}</td>")
+        grid.append("</tr>")
+    grid.append("</tbody></table>")
+    head = ["rank", "K", "covariance", "log-likelihood", "parameters", "BIC", "ICL", "AIC", "iterations",
+            "converged", "note"]
+    ordered = sorted(ok, key=lambda r: r[key]) + [r for r in rows if r not in ok]
     body, classes = [], []
-    for r in sorted(rows, key=lambda r: (str(r["covariance_type"]), r["n_components"])):
-        is_best = best and r["n_components"] == best["n_components"] and r["covariance_type"] == best["covariance_type"]
-        body.append([r["n_components"], r["covariance_type"], _num(r.get("log_likelihood"), 6),
-                     _num(r.get("n_parameters")), _num(r.get("bic"), 6), _num(r.get("icl"), 6),
-                     _num(r.get("aic"), 6), _num(r.get("n_iter")),
+    for i, r in enumerate(ordered):
+        failed = r not in ok
+        body.append(["" if failed else i + 1, r["n_components"], r["covariance_type"],
+                     _fixed(r.get("log_likelihood")), _num(r.get("n_parameters")), _fixed(r.get("bic")),
+                     _fixed(r.get("icl")), _fixed(r.get("aic")), _num(r.get("n_iter")),
                      "–" if r.get("converged") is None else _num(bool(r.get("converged"))),
-                     (str(r.get("error"))[:120] if r.get("error") else ("chosen" if is_best else ""))])
-        classes.append("best" if is_best else ("failed" if r.get("error") else ""))
-    n_fail = sum(1 for r in rows if r.get("error"))
-    fail = f' <span class="warn">{n_fail} fit(s) failed; see the note column.</span>' if n_fail else ""
+                     (str(r.get("error"))[:160] if failed else ("chosen" if is_best(r) else ""))])
+        classes.append("best" if is_best(r) else ("failed" if failed else ""))
+    n_fail = len(rows) - len(ok)
+    n_noconv = sum(1 for r in ok if r.get("converged") is False)
+    notes = []
+    if n_fail:
+        notes.append(f'<span class="warn">{n_fail} fit(s) failed</span> (hover a cell for the reason)')
+    if n_noconv:
+        notes.append(f"{n_noconv} fit(s) stopped at max_iter before converging (in italics)")
     return (
         f'<section id="selection"><h2>Model selection</h2><p>{len(rows)} models compared by '
         f"<b>{_e(key.upper())}</b> (lower is better; mclust reports minus these values). Chosen: "
-        f"<b>K = {best['n_components']}, covariance '{_e(best['covariance_type'])}'</b>.{fail}</p>"
-        + _table(head, body, left=(1, 9), row_classes=classes) + "</section>"
+        f"<b>K = {best['n_components']}, covariance '{_e(best['covariance_type'])}'</b>.</p>"
+        + (f"<p class=meta>{'; '.join(notes)}.</p>" if notes else "")
+        + "".join(grid)
+        + f"<details><summary>All {len(rows)} fits, best first</summary>"
+        + _table(head, body, left=(2, 10), row_classes=classes) + "</details></section>"
     )
 
 
@@ -135,8 +174,8 @@ def _model_section(model, X, names, sample_weight, resp):
         X.shape[0] if sample_weight is None else float(np.sum(sample_weight)))
     stats = [
         ["components K", K], ["covariance type", model.covariance_type],
-        ["log-likelihood", _num(ll, 8)], ["BIC", _num(model.bic(X, sample_weight), 8)],
-        ["ICL", _num(model.icl(X, sample_weight), 8)], ["AIC", _num(model.aic(X, sample_weight), 8)],
+        ["log-likelihood", _fixed(ll, 3)], ["BIC", _fixed(model.bic(X, sample_weight), 3)],
+        ["ICL", _fixed(model.icl(X, sample_weight), 3)], ["AIC", _fixed(model.aic(X, sample_weight), 3)],
         ["EM iterations", model.n_iter_], ["converged", _num(bool(model.converged_))],
         ["tol / reg_covar / n_init", f"{model.tol:g} / {model.reg_covar:g} / {model.n_init}"],
     ]
@@ -144,7 +183,7 @@ def _model_section(model, X, names, sample_weight, resp):
     counts = np.bincount(labels, minlength=K)
     unc = 1.0 - resp.max(axis=1)
     comp = [[k, _num(float(model.weights_[k])), f"{counts[k]:,}",
-             _num(float(np.mean(unc[labels == k])) if counts[k] else None)]
+             _fixed(float(np.mean(unc[labels == k])), 3) if counts[k] else "–"]
             + [_num(float(m)) for m in model.means_[k]] for k in range(K)]
     covs = full_covariances(model)
     sds = [[k] + [_num(math.sqrt(max(covs[k, j, j], 0.0))) for j in range(D)] for k in range(K)]
