@@ -92,8 +92,23 @@ def cell_seed(entropy, n_components, covariance_type):
     return int(ss.generate_state(1, dtype=np.uint32)[0])
 
 
-def _fit_cell(X, sample_weight, K, model, seed, n_init, gm_kwargs):
-    """Fit one cell; never raises (a failure becomes the row's ``error``)."""
+def _start_from_labels(X, sample_weight, K, structure, labels, reg_covar):
+    """weights/means/precisions ``*_init`` from a hard partition: the same
+    M-step that ``init_params`` methods go through inside the estimator."""
+    from .core import em
+
+    resp = np.zeros((X.shape[0], K), dtype=X.dtype)
+    resp[np.arange(X.shape[0]), labels] = 1
+    shift = np.broadcast_to(np.average(X, axis=0, weights=sample_weight).astype(X.dtype), (K, X.shape[1])).copy()
+    stats = em.stats_from_resp(X, sample_weight, resp, shift, structure)
+    p0 = em.m_step(stats, structure, reg_covar, X.dtype)
+    return {"weights_init": p0.weights, "means_init": p0.means,
+            "precisions_init": structure.precisions(p0.precisions_cholesky)}
+
+
+def _fit_cell(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels=None):
+    """Fit one cell; never raises (a failure becomes the row's ``error``).
+    ``labels``: a shared hierarchical partition into K groups to start from."""
     from .estimator import GaussianMixture
 
     row = dict.fromkeys(ROW_KEYS)
@@ -104,6 +119,9 @@ def _fit_cell(X, sample_weight, K, model, seed, n_init, gm_kwargs):
         gm = GaussianMixture(n_components=K, covariance_type=model, n_init=n_init,
                              random_state=seed, **gm_kwargs)
         row["n_parameters"] = int(criteria.n_parameters(gm._structure(), K, X.shape[1]))
+        if labels is not None:
+            gm.set_params(**_start_from_labels(X, sample_weight, K, gm._structure(), labels,
+                                               gm_kwargs.get("reg_covar", gm.reg_covar)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             gm.fit(X, sample_weight=sample_weight)
@@ -136,7 +154,10 @@ class SelectionResult:
     Attributes
     ----------
     best_ : emix.GaussianMixture
-        The fitted model with the lowest criterion.
+        The fitted model with the lowest criterion. With the hierarchical
+        start shared across the grid, its ``weights_init``, ``means_init``
+        and ``precisions_init`` hold that start, so refitting it reproduces
+        the fit.
     best_params_ : dict
         ``{"n_components": K, "covariance_type": name}`` of ``best_``.
     criterion : str
@@ -286,9 +307,18 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
     # strict as mclust's relative 1e-5 for typical data). Both can be overridden.
     gm_kwargs = {"init_params": "hierarchical", "tol": 1e-5, **gm_kwargs}
     entropy = _entropy(random_state)
+    # One hierarchical tree serves every cell (as in mclust): cut once per K
+    # here instead of rebuilding it in each of the len(models) cells per K.
+    partitions = {}
+    if (gm_kwargs.get("init_params") == "hierarchical" and n_init == 1
+            and not any(gm_kwargs.get(k) is not None for k in ("weights_init", "means_init", "precisions_init"))):
+        from .core.hierarchical import hierarchical_partitions
+
+        partitions = hierarchical_partitions(X, [K for K in Ks if K <= X.shape[0]],
+                                             np.random.RandomState(cell_seed(entropy, 0, "hc")))
     cells = [(K, m) for K in Ks for m in models]
     results = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_cell)(X, w, K, m, cell_seed(entropy, K, m), n_init, gm_kwargs)
+        delayed(_fit_cell)(X, w, K, m, cell_seed(entropy, K, m), n_init, gm_kwargs, partitions.get(K))
         for K, m in cells
     )
     rows = [r for r, _ in results]

@@ -64,8 +64,10 @@ def _merged(n, m, W, i, j):
 
 
 def _vvv_agglomerate(Z, labels, n_clusters, nu=1.0):
-    """Merge the clusters given by ``labels`` (0..M-1) on rows ``Z`` down to
-    ``n_clusters`` with the regularized VVV criterion; returns new labels."""
+    """Merge the clusters given by ``labels`` (0..M-1) on rows ``Z`` with the
+    regularized VVV criterion. ``n_clusters`` is an int or a collection of
+    ints; returns the labels at that number of clusters (or a dict of them)."""
+    targets = {int(n_clusters)} if np.ndim(n_clusters) == 0 else {int(k) for k in n_clusters}
     M = int(labels.max()) + 1
     d = Z.shape[1]
     n = np.bincount(labels, minlength=M).astype(np.float64)
@@ -80,7 +82,17 @@ def _vvv_agglomerate(Z, labels, n_clusters, nu=1.0):
     delta[iu, ju] = _cost(nij, Wij, Psi, nu) - own[iu] - own[ju]
     delta[ju, iu] = delta[iu, ju]
     parent = np.arange(M)
-    for _ in range(M - n_clusters):
+    out = {}
+
+    def snapshot():
+        roots = np.flatnonzero(alive)
+        relabel = np.full(M, -1)
+        relabel[roots] = np.arange(roots.size)
+        return relabel[parent[labels]]
+
+    if M in targets:
+        out[M] = snapshot()
+    for step in range(M - max(1, min(targets))):
         flat = int(np.argmin(delta))
         i, j = divmod(flat, M)
         i, j = min(i, j), max(i, j)
@@ -96,46 +108,67 @@ def _vvv_agglomerate(Z, labels, n_clusters, nu=1.0):
             row = _cost(nij, Wij, Psi, nu) - own[i] - own[others]
             delta[i, others] = row
             delta[others, i] = row
-    roots = np.flatnonzero(alive)
-    relabel = np.full(M, -1)
-    relabel[roots] = np.arange(roots.size)
-    return relabel[parent[labels]]
+        if M - step - 1 in targets:
+            out[M - step - 1] = snapshot()
+    return out[int(n_clusters)] if np.ndim(n_clusters) == 0 else out
 
 
-def hierarchical_labels(X, n_clusters, random_state, max_samples=HC_MAX_SAMPLES,
-                        vvv_start=HC_VVV_START):
-    """Partition the rows of ``X`` into ``n_clusters`` groups by model-based
-    agglomerative hierarchical clustering. Returns integer labels (n,)."""
+def hierarchical_partitions(X, n_clusters, random_state, max_samples=HC_MAX_SAMPLES,
+                            vvv_start=HC_VVV_START):
+    """One agglomeration tree cut at several numbers of clusters: a dict
+    ``{K: labels (n,)}``. The partitions are nested and equal to those of
+    :func:`hierarchical_labels` called with each K (for K <= vvv_start / 4)."""
     from scipy.cluster.hierarchy import fcluster, ward
 
     X = np.asarray(X, dtype=np.float64)
     n = X.shape[0]
-    K = int(n_clusters)
-    if K >= n:
-        return np.arange(n) % K
+    Ks = sorted({int(k) for k in n_clusters})
+    out = {K: np.arange(n) % K for K in Ks if K >= n}
+    Ks = [K for K in Ks if K < n]
+    if not Ks:
+        return out
     if n > max_samples:
         sub = np.sort(random_state.choice(n, size=max_samples, replace=False))
     else:
         sub = np.arange(n)
     Zs, mean, Vt, scale = _whiten(X[sub])
     m = Zs.shape[0]
-    if Zs.shape[1] == 0 or K == 1:
-        labels_sub = np.zeros(m, dtype=int)
+    parts = {}
+    if Zs.shape[1] == 0:
+        parts = {K: np.zeros(m, dtype=int) for K in Ks}
     else:
-        M = min(m, max(vvv_start, 4 * K))
+        M = min(m, max(vvv_start, 4 * max(Ks)))
         tree = ward(Zs)
-        labels_sub = fcluster(tree, t=M, criterion="maxclust") - 1
+        start = fcluster(tree, t=M, criterion="maxclust") - 1
         # fcluster may return fewer groups when distances tie; relabel densely
-        _, labels_sub = np.unique(labels_sub, return_inverse=True)
-        if labels_sub.max() + 1 > K:
-            labels_sub = _vvv_agglomerate(Zs, labels_sub, K)
+        _, start = np.unique(start, return_inverse=True)
+        G = int(start.max()) + 1
+        small = [K for K in Ks if K < G]
+        if small:
+            parts.update(_vvv_agglomerate(Zs, start, small))
+        for K in Ks:
+            if K >= G:
+                _, lab = np.unique(fcluster(tree, t=K, criterion="maxclust") - 1, return_inverse=True)
+                parts[K] = lab
     if sub.size == n:
-        return labels_sub
+        out.update(parts)
+        return out
     # the other rows join the nearest cluster mean in the whitened space
     Zall = ((X - mean) @ Vt.T) / scale
-    G = int(labels_sub.max()) + 1
-    centers = np.stack([Zs[labels_sub == c].mean(axis=0) for c in range(G)])
-    d2 = (Zall * Zall).sum(1)[:, None] - 2.0 * Zall @ centers.T + (centers * centers).sum(1)[None]
-    labels = np.argmin(d2, axis=1)
-    labels[sub] = labels_sub
-    return labels
+    zz = (Zall * Zall).sum(1)[:, None]
+    for K, lab in parts.items():
+        G = int(lab.max()) + 1
+        centers = np.stack([Zs[lab == c].mean(axis=0) for c in range(G)])
+        d2 = zz - 2.0 * Zall @ centers.T + (centers * centers).sum(1)[None]
+        labels = np.argmin(d2, axis=1)
+        labels[sub] = lab
+        out[K] = labels
+    return out
+
+
+def hierarchical_labels(X, n_clusters, random_state, max_samples=HC_MAX_SAMPLES,
+                        vvv_start=HC_VVV_START):
+    """Partition the rows of ``X`` into ``n_clusters`` groups by model-based
+    agglomerative hierarchical clustering. Returns integer labels (n,)."""
+    K = int(n_clusters)
+    return hierarchical_partitions(X, [K], random_state, max_samples, vvv_start)[K]
