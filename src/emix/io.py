@@ -240,15 +240,42 @@ def _check_parameters(path, arrays, structure):
     for name, a in (("covariances", cov), ("precisions_cholesky", pc)):
         if a.shape != shape:
             _fail(path, f"{name} has shape {a.shape}; expected {shape} for covariance_type={structure.name!r}.")
-    full_pc = pc.reshape((-1, D, D)) if pc.ndim >= 2 and pc.shape[-1] == D and pc.shape[-2] == D else None
-    if full_pc is not None:
-        if not np.allclose(full_pc, np.triu(full_pc)) or np.any(np.diagonal(full_pc, axis1=1, axis2=2) <= 0):
-            _fail(path, "precisions_cholesky must be upper triangular with a positive diagonal.")
-        for k, c in enumerate(cov.reshape((-1, D, D))):
+    # Everything below goes through the structure's own functions: the array
+    # shapes alone cannot tell a (K, D) diagonal from a (D, D) matrix when K == D.
+    cov64, pc64 = cov.astype(np.float64), pc.astype(np.float64)
+    try:
+        full_cov = np.asarray(structure.full_covariances(cov64, K, D), dtype=np.float64)
+        prec = structure.precisions(pc64)
+        full_prec = np.asarray(structure.full_covariances(prec, K, D), dtype=np.float64)
+    except (ValueError, TypeError, ArithmeticError, np.linalg.LinAlgError) as exc:
+        _fail(path, f"covariances or precisions_cholesky are invalid ({exc}).")
+    for what, stack in (("covariance", full_cov), ("precision", full_prec)):
+        for k, c in enumerate(stack):
             try:
                 np.linalg.cholesky(c)
             except np.linalg.LinAlgError:
-                _fail(path, f"covariance {k} is not positive definite.")
-    else:
-        if np.any(pc <= 0) or np.any(cov <= 0):
-            _fail(path, "variances and precisions_cholesky must be > 0.")
+                _fail(path, f"{what} {k} is not positive definite.")
+    # precisions_cholesky must be the factor emix (and scikit-learn) store:
+    # upper triangular with a positive diagonal, or positive square roots
+    rtol = 1e-3 if pc.dtype == np.float32 else 1e-6
+    try:
+        canonical = np.asarray(structure.prec_chol_from_precisions(prec), dtype=np.float64)
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+        canonical = None
+    if canonical is None or not _rel_close(canonical, pc64, rtol):
+        _fail(path, "precisions_cholesky is not the stored factor of a precision (upper triangular "
+                    "with a positive diagonal, or positive square roots of precisions).")
+    # and the factor of the inverse of covariances, not of something else
+    if not _rel_close(np.asarray(structure.cov_from_prec_chol(pc64), dtype=np.float64), cov64, rtol):
+        _fail(path, "covariances and precisions_cholesky do not describe the same covariances.")
+
+
+def _rel_close(a, b, rtol):
+    """Equal up to ``rtol`` relative to each component's (or the array's) scale."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        return False
+    if a.ndim == 3:
+        return all(_rel_close(x, y, rtol) for x, y in zip(a, b))
+    scale = np.max(np.abs(b)) if b.size else 0.0
+    return bool(np.all(np.abs(a - b) <= rtol * scale))
