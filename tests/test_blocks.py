@@ -1,0 +1,113 @@
+"""Blocks of rows give the whole-array result to rounding."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import emix
+from emix.backends import BlockReducer, default_block_rows
+from emix.core import em
+from emix.families.gaussian import get_structure
+from emix.testing import make_mixture, random_params
+
+COV_TYPES = ["full", "tied", "diag", "spherical"]
+FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_")
+TINY = 0.002  # MiB: a few rows per block
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, _, _ = make_mixture(300, 3, 3, separation=4.0, random_state=0)
+    w = np.random.default_rng(1).uniform(0.2, 2.0, size=300)
+    return X, w
+
+
+def _close(a, b, rtol=1e-10):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(1.0, float(np.max(np.abs(b)))))
+
+
+def _assert_same_fit(a, b):
+    for name in FITTED:
+        _close(getattr(a, name), getattr(b, name))
+    _close(a.lower_bounds_, b.lower_bounds_)
+    assert a.n_iter_ == b.n_iter_ and a.converged_ == b.converged_
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_tiny_working_memory_really_makes_many_blocks(covariance_type):
+    rows = default_block_rows(300, get_structure(covariance_type).temp_per_row(3, 3), 8, TINY)
+    assert 1 <= rows <= 30
+    assert default_block_rows(300, get_structure(covariance_type).temp_per_row(3, 3), 8, None) == 300
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("init_params", ["kmeans", "random"])
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_blocked_fit_equals_whole_array_fit(data, covariance_type, init_params, weighted):
+    X, w = data
+    sw = w if weighted else None
+    kw = dict(n_components=3, covariance_type=covariance_type, init_params=init_params,
+              tol=0.0, max_iter=15, random_state=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", emix.ConvergenceWarning)
+        whole = emix.GaussianMixture(**kw).fit(X, sample_weight=sw)
+        blocked = emix.GaussianMixture(working_memory=TINY, **kw).fit(X, sample_weight=sw)
+    _assert_same_fit(blocked, whole)
+    # and inference in blocks
+    _close(blocked.score_samples(X), whole.score_samples(X))
+    _close(blocked.predict_proba(X), whole.predict_proba(X))
+    np.testing.assert_array_equal(blocked.predict(X), whole.predict(X))
+    _close(blocked.bic(X, sample_weight=sw), whole.bic(X, sample_weight=sw))
+    _close(blocked.score(X, sample_weight=sw), whole.score(X, sample_weight=sw))
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_blocked_float32_fit_equals_whole_array_fit(data, covariance_type):
+    X, _ = data
+    X32 = (X + 1e3).astype(np.float32)
+    kw = dict(n_components=3, covariance_type=covariance_type, random_state=3)
+    whole = emix.GaussianMixture(**kw).fit(X32)
+    blocked = emix.GaussianMixture(working_memory=TINY, **kw).fit(X32)
+    for name in FITTED:
+        assert getattr(blocked, name).dtype == np.float32
+        np.testing.assert_allclose(getattr(blocked, name), getattr(whole, name), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(blocked.lower_bounds_, whole.lower_bounds_, rtol=1e-5)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_block_reducer_statistics_do_not_depend_on_block_rows(data, covariance_type, weighted):
+    X, w = data
+    sw = w if weighted else None
+    params, structure = random_params(covariance_type, 3, 3, random_state=4)
+    step = lambda Xb, wb: em.e_step(Xb, wb, params, structure)  # noqa: E731
+    whole = em.e_step(X, sw, params, structure)
+    for rows in (None, 1, 7, 64, 299, 300, 10_000):
+        reducer = BlockReducer(X, sw, rows)
+        blocks = list(reducer.blocks())
+        assert sum(b.shape[0] for b, _ in blocks) == 300
+        if rows is not None:
+            assert len(blocks) == -(-300 // min(rows, 300))
+        total = reducer(step)
+        for f in ("nk", "s1", "s2"):
+            _close(getattr(total, f), getattr(whole, f))
+        _close(total.loglik, whole.loglik)
+        _close(total.sum_w, whole.sum_w)
+
+
+def test_block_reducer_map_concatenates_in_order(data):
+    X, w = data
+    reducer = BlockReducer(X, w, 7)
+    np.testing.assert_array_equal(reducer.map(lambda Xb: Xb[:, 0] * 2), X[:, 0] * 2)
+    seen_w = np.concatenate([wb for _, wb in reducer.blocks()])
+    np.testing.assert_array_equal(seen_w, w)
+
+
+def test_default_block_rows_respects_the_budget():
+    # 64 MiB default, 10 elements per row of 8 bytes
+    assert default_block_rows(10**9, 10, 8) * 10 * 8 <= 64 * 2**20
+    assert default_block_rows(10**9, 10, 8, working_memory=1) * 10 * 8 <= 2**20
+    assert default_block_rows(5, 10, 8) == 5
+    assert default_block_rows(10**6, 10**9, 8, working_memory=1) == 1
