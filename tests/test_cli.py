@@ -211,6 +211,20 @@ def test_ctrl_c_leaves_no_partial_file(model_file, data_csv, tmp_path, capsys, m
     assert code == 130 and os.listdir(tmp_path) == []
 
 
+def test_outputs_get_normal_permissions(model_file, data_csv, tmp_path, capsys):
+    mask = os.umask(0o022)
+    os.umask(mask)
+    out = tmp_path / "p.csv"
+    assert run(["predict", model_file, data_csv, "-o", out], capsys)[0] == 0
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's private 0600
+    out.chmod(0o640)
+    assert run(["predict", model_file, data_csv, "-o", out, "--force"], capsys)[0] == 0
+    assert out.stat().st_mode & 0o777 == 0o640  # a replaced file keeps its mode
+    m = tmp_path / "m.emix"
+    assert run(["fit", data_csv, "-k", 1, "-o", m, "-q"], capsys)[0] == 0
+    assert m.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
 def test_atomic_output_keeps_old_file_on_error(tmp_path):
     p = tmp_path / "x.txt"
     p.write_text("old")

@@ -477,6 +477,14 @@ def atomic_output(path, force=False, mode="wb"):
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".part", dir=folder)
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would
+        # (or the mode of the file it replaces)
+        try:
+            bits = os.stat(path).st_mode & 0o7777
+        except OSError:
+            bits = 0o666 & ~_umask()
+        with contextlib.suppress(OSError, AttributeError):
+            os.fchmod(fd, bits)
         kwargs = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
@@ -489,6 +497,12 @@ def atomic_output(path, force=False, mode="wb"):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fmt(v):

@@ -202,6 +202,20 @@ def _load_model(path):
     return load(path)
 
 
+def _save_model(model, path):
+    """emix.save, then the file mode a plain open() would give (emix.io writes
+    through mkstemp, whose files are private 0600; drop this once io does it)."""
+    from ._files import _umask
+    from .io import save
+
+    old = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else None
+    save(model, path)
+    try:
+        os.chmod(path, old if old is not None else 0o666 & ~_umask())
+    except OSError:
+        pass
+
+
 def _set_names(model, table, names):
     """Record the data's column names on the model (saved in the model file),
     as scikit-learn does for DataFrames, so `predict` can pick columns by name."""
@@ -324,7 +338,6 @@ def _selection_table(rows, criterion, best, per_block=7):
 def cmd_fit(args):
     from . import GaussianMixture
     from ._files import check_writable
-    from .io import save
 
     check_writable(args.output, args.force)
     table, X, names, w = _read(args)
@@ -335,7 +348,7 @@ def cmd_fit(args):
     model.set_params(callback=None)
     _set_names(model, table, names)
     check_writable(args.output, args.force)
-    save(model, args.output)
+    _save_model(model, args.output)
     if not args.quiet:
         print(_summary(model, _fit_stats(model, X, w), names))
     _note(args, f"wrote {args.output}")
@@ -373,7 +386,6 @@ def cmd_predict(args):
 
 def cmd_select(args):
     from ._files import check_writable, write_table
-    from .io import save
 
     for out in (args.output, args.plot, args.table):
         check_writable(out, args.force)
@@ -388,7 +400,7 @@ def cmd_select(args):
         print(_summary(model, _fit_stats(model, X, w), names))
     if args.output:
         check_writable(args.output, args.force)
-        save(model, args.output)
+        _save_model(model, args.output)
         _note(args, f"wrote {args.output}")
     if args.table:
         keys = ["n_components", "covariance_type", "log_likelihood", "n_parameters", "bic", "icl", "aic",
@@ -539,7 +551,6 @@ def cmd_demo(args):
     from . import plotting as P
     from ._files import DataError, check_writable
     from .datasets import load_faithful
-    from .io import save
 
     out = args.output
     files = {k: os.path.join(out, f) for k, f in (
@@ -554,7 +565,7 @@ def cmd_demo(args):
     model, rows, best = _select(X, None, args.n_components, args.covariance, args.criterion, args.seed,
                                 {}, args, n_jobs=args.jobs)
     model.feature_names_in_ = np.asarray(names, dtype=object)
-    save(model, files["model"])
+    _save_model(model, files["model"])
 
     fig = P.plot_model(model, X, feature_names=names)
     fig.axes[0].set_title(f"Old Faithful: {best['n_components']} components, covariance "
