@@ -465,3 +465,16 @@ def test_console_script(data_csv, tmp_path):
     assert r.returncode == 1 and r.stderr.strip() == f"emix: error: {tmp_path / 'missing.csv'}: no such file."
     r = subprocess.run([exe, "fit"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "usage:" in r.stderr
+
+
+def test_unnamed_model_picks_x_columns_of_its_own_output(tmp_path, capsys):
+    X, _ = load_faithful()
+    np.save(tmp_path / "f.npy", X)
+    m, pred = tmp_path / "m.emix", tmp_path / "p.csv"
+    assert run(["fit", tmp_path / "f.npy", "-k", 2, "--seed", 0, "-o", m, "-q"], capsys)[0] == 0
+    assert not hasattr(emix.load(m), "feature_names_in_")
+    assert run(["predict", m, tmp_path / "f.npy", "-o", pred, "-q"], capsys)[0] == 0
+    assert read_csv(pred)[0] == ["x0", "x1", "label", "probability"]
+    code, out, err = run(["score", m, pred, "--json"], capsys)  # label/probability are not features
+    assert code == 0, err
+    assert json.loads(out)["bic"] == pytest.approx(emix.load(m).bic(X), rel=1e-12)

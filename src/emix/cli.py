@@ -193,7 +193,9 @@ def _model_names(model):
 
 
 def _expected(model):
-    return _model_names(model) if hasattr(model, "feature_names_in_") else int(model.n_features_in_)
+    """The model's feature names; a model fitted without names (a headerless
+    file, .npy) has the names emix gives such columns: x0, x1, ..."""
+    return _model_names(model)
 
 
 def _load_model(path):
