@@ -200,12 +200,12 @@ def _hdr_levels(weights, means, covs, probs=HDR_LEVELS, n=4000, seed=0):
     return {p: float(np.quantile(logf, 1.0 - p)) for p in probs}
 
 
-def _limits(P, means, covs, pad=0.05):
+def _limits(P, means, covs, pad=0.05, n_sd=2.2):
     lo = np.min(P, axis=0) if len(P) else means.min(axis=0)
     hi = np.max(P, axis=0) if len(P) else means.max(axis=0)
     sd = np.sqrt(np.stack([np.diag(c) for c in covs]))
-    lo = np.minimum(lo, (means - 2.2 * sd).min(axis=0))
-    hi = np.maximum(hi, (means + 2.2 * sd).max(axis=0))
+    lo = np.minimum(lo, (means - n_sd * sd).min(axis=0))
+    hi = np.maximum(hi, (means + n_sd * sd).max(axis=0))
     span = np.where(hi > lo, hi - lo, 1.0)
     return lo - pad * span, hi + pad * span
 
@@ -316,7 +316,7 @@ def plot_clusters(model, X, ax=None, *, dims=None, projection=None, feature_name
     point_colors = np.asarray(colors)[labels]
     ax.scatter(P[:, 0], P[:, 1], s=size, c=point_colors, alpha=alpha, linewidths=0,
                rasterized=len(P) > 5000, zorder=2)
-    lo, hi = _limits(P, means, covs)
+    lo, hi = _limits(P, means, covs, n_sd=3.0 if contours else 2.2)  # room for the 99% contour
     if contours:
         gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 160), np.linspace(lo[1], hi[1], 160))
         G = np.column_stack([gx.ravel(), gy.ravel()])
@@ -324,7 +324,7 @@ def plot_clusters(model, X, ax=None, *, dims=None, projection=None, feature_name
         levels = _hdr_levels(model.weights_, means, covs)
         lv = sorted(levels.values())
         if len(set(lv)) == len(lv):
-            cs = ax.contour(gx, gy, logf, levels=lv, colors="0.45", linewidths=0.9, zorder=3)
+            cs = ax.contour(gx, gy, logf, levels=lv, colors="0.5", linewidths=0.8, linestyles="solid", zorder=3)
             if K <= 6:  # with many components the labels would cover the picture
                 names = {v: f"{100 * p:g}%" for p, v in levels.items()}
                 ax.clabel(cs, fmt=lambda v: names.get(v, ""), fontsize=7, inline=True)
