@@ -154,6 +154,25 @@ def test_scaling_all_weights_changes_nothing(seed, covariance_type, scale):
     _assert_same_model(c, d, rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("scale", [1e-300, 1e-45, 1e-30, 1e30, 1e300])
+def test_extreme_weight_scales_change_nothing(scale, dtype):
+    """Tiny weights used to meet the 10 eps added to n_k (the fit never moved);
+    huge ones overflowed the cast to float32."""
+    K, D = 2, 2
+    X = _problem(5, K, D, n=80).astype(dtype)
+    w = np.random.default_rng(5).uniform(0.5, 2.0, size=80)
+    init = _inits("full", X.astype(np.float64), K, 5)
+    a = _fit(X, "full", init, sample_weight=w)
+    b = _fit(X, "full", init, sample_weight=w * scale)
+    tol = 1e-5 if dtype == np.float32 else 1e-9
+    _assert_same_model(a, b, rtol=tol, atol=tol)
+    for kind in ("kmeans", "random_from_data"):
+        c = emix.GaussianMixture(K, init_params=kind, random_state=0).fit(X, sample_weight=w)
+        d = emix.GaussianMixture(K, init_params=kind, random_state=0).fit(X, sample_weight=w * scale)
+        np.testing.assert_allclose(c.means_, d.means_, rtol=tol, atol=tol)
+
+
 # ------------------------------------- randomized starts with sample weights
 @pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random_from_data"])
 @pytest.mark.parametrize("covariance_type", COV_TYPES)

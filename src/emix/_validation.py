@@ -54,8 +54,15 @@ def check_estimator_params(est):
             raise ValueError(f"working_memory must be > 0 (MiB). Got {est.working_memory!r}.")
 
 
-def check_sample_weight(sample_weight, n_samples, dtype):
-    """1-D, length n_samples, finite, non-negative, not all zero."""
+def check_sample_weight(sample_weight, n_samples, dtype, normalize=False):
+    """1-D, length n_samples, finite, non-negative, not all zero.
+
+    With ``normalize`` the weights are scaled (in float64, before the cast to
+    ``dtype``) to a mean of 1. A fit is invariant to a common scale of the
+    weights except for the ``10 * eps`` added to every ``n_k``, which dominates
+    when the weights are tiny (1e-30), and for under/overflow in float32
+    (1e-45, 1e300); normalizing removes both.
+    """
     if sample_weight is None:
         return None
     try:
@@ -74,6 +81,9 @@ def check_sample_weight(sample_weight, n_samples, dtype):
         raise ValueError(f"sample_weight must be >= 0. Got minimum {float(w.min())!r}.")
     if not np.any(w > 0):
         raise ValueError("sample_weight must have at least one positive value. Got all zeros.")
+    if normalize:
+        w = w / np.max(w)  # cannot overflow, then the mean is >= 1 / n_samples
+        w = w / np.mean(w)
     return w.astype(dtype, copy=False)
 
 

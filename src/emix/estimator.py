@@ -221,7 +221,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         V.check_estimator_params(self)
         structure = self._structure()
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
-        w = V.check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        # the fit is invariant to a common scale of the weights: bring them to a
+        # mean of 1 so that tiny or huge weights neither meet eps nor overflow float32
+        w = V.check_sample_weight(sample_weight, X.shape[0], X.dtype, normalize=True)
         n_eff = X.shape[0] if w is None else int(np.count_nonzero(w))
         if n_eff < self.n_components:
             raise ValueError(
