@@ -612,9 +612,10 @@ def build_parser():
 
     data = argparse.ArgumentParser(add_help=False)
     d = data.add_argument_group("data file")
-    d.add_argument("--columns", nargs="+", metavar="COL",
+    d.add_argument("--columns", action="append", metavar="COL[,COL...]",
                    help="feature columns, by name or 0-based index (default: all but --exclude/--weights)")
-    d.add_argument("--exclude", nargs="+", metavar="COL", help="columns to leave out (ids, text labels)")
+    d.add_argument("--exclude", action="append", metavar="COL[,COL...]",
+                   help="columns to leave out (ids, text labels)")
     d.add_argument("--weights", metavar="COL", help="column of non-negative sample weights")
     d.add_argument("--delimiter", help="CSV field separator (default: detected; \\t for TSV)")
     h = d.add_mutually_exclusive_group()
