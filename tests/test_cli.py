@@ -478,3 +478,34 @@ def test_unnamed_model_picks_x_columns_of_its_own_output(tmp_path, capsys):
     code, out, err = run(["score", m, pred, "--json"], capsys)  # label/probability are not features
     assert code == 0, err
     assert json.loads(out)["bic"] == pytest.approx(emix.load(m).bic(X), rel=1e-12)
+
+
+def test_csv_reader_without_pandas_matches_pandas(tmp_path, monkeypatch):
+    p = tmp_path / "t.csv"
+    p.write_text('id,"x, with comma",y\n"a",1.5,2\n"b",  -3e2 ,4\n\n"c",7,8\n')
+    with_pd = _files.read_table(p)
+    monkeypatch.setattr(_files, "_optional", lambda name: None)
+    no_pd = _files.read_table(p)
+    for t in (with_pd, no_pd):
+        assert t.names == ["id", "x, with comma", "y"] and t.n_rows == 3 and t.named
+        assert list(t.columns["id"]) == ["a", "b", "c"]
+        np.testing.assert_array_equal(t.columns["x, with comma"], [1.5, -300.0, 7.0])
+    X, names, _ = _files.select_features(no_pd, exclude=["id"])
+    assert names == ["x, with comma", "y"] and X.shape == (3, 2)
+    q = tmp_path / "noheader.txt"
+    q.write_text("1;2\n3;4\n")
+    t = _files.read_table(q)
+    assert t.names == ["x0", "x1"] and not t.named and t.n_rows == 2
+    r = tmp_path / "ragged.csv"
+    r.write_text("a,b\n1,2\n3\n")
+    with pytest.raises(_files.DataError, match="line 3 has 1 fields"):
+        _files.read_table(r)
+
+
+def test_missing_optional_package_names_the_extra(tmp_path, monkeypatch, capsys):
+    p = tmp_path / "f.parquet"
+    p.write_bytes(b"PAR1" + b"\0" * 16 + b"PAR1")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    code, _, err = run(["fit", p, "-k", 1, "-o", tmp_path / "m"], capsys)
+    assert code == 1 and 'pip install "emix[io]"' in err and "pyarrow" in err
