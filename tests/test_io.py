@@ -228,7 +228,7 @@ def test_pickled_object_array_is_never_unpickled(tmp_path, data):
         def edit(members, header, member=member):
             members[member + ".npy"] = hostile
         bad = _tampered(tmp_path, data, edit)
-        with pytest.raises(emix.ModelFileError, match=rf"array '{member}' is corrupt or not a plain numeric array"):
+        with pytest.raises(emix.ModelFileError, match=rf"array '{member}' has dtype object; expected float"):
             emix.load(bad)
         assert not marker.exists(), member
 
@@ -339,7 +339,11 @@ def test_corrupted_member_bytes(tmp_path, data):
     members["means.npy"] = members["means.npy"][:-9]  # short data
     bad = tmp_path / "bad.emix"
     _write_members(bad, members)
-    with pytest.raises(emix.ModelFileError, match=r"array 'means' is corrupt"):
+    with pytest.raises(emix.ModelFileError, match=r"array 'means' declares shape \(2, 2\) \(32 bytes\) but holds 23 bytes"):
+        emix.load(bad)
+    members["means.npy"] = b"\x93NUMPY garbage"
+    _write_members(bad, members)
+    with pytest.raises(emix.ModelFileError, match=r"array 'means' is corrupt or not a plain numeric array"):
         emix.load(bad)
     # flipped bytes inside a compressed member: the zip CRC catches them
     raw = bytearray(path.read_bytes())
@@ -350,6 +354,20 @@ def test_corrupted_member_bytes(tmp_path, data):
     flipped.write_bytes(bytes(raw))
     with pytest.raises(emix.ModelFileError):
         emix.load(flipped)
+
+
+@pytest.mark.parametrize("shape", [(200_000, 200_000), (2**40, 2**40), (-1, 2)])
+def test_member_declaring_a_huge_shape_is_refused_before_allocation(tmp_path, data, shape):
+    """A few bytes that declare a 300 GB array must not make numpy allocate it
+    (a MemoryError, or worse a successful allocation, would escape)."""
+    def edit(members, header):
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": shape})
+        members["means.npy"] = buf.getvalue() + b"\0" * 32
+
+    bad = _tampered(tmp_path, data, edit)
+    with pytest.raises(emix.ModelFileError, match=r"array 'means' (declares shape|is corrupt)"):
+        emix.load(bad)
 
 
 def test_random_bytes_file(tmp_path):

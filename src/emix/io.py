@@ -121,6 +121,39 @@ def _read_member(zf, name, limit, path):
         _fail(path, f"member {name!r} is corrupt ({exc}).")
 
 
+def _read_npy(data, name, path):
+    """A float32/float64 array from the bytes of a ``.npy`` member.
+
+    The header is read first: its dtype must be float32 or float64 (so an
+    object array is refused before anything could be unpickled) and its shape
+    must match the bytes that follow (so a tiny member declaring a huge shape
+    cannot make numpy allocate it).
+    """
+    fp = _io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        _fail(path, f"array {name!r} is corrupt or not a plain numeric array ({exc}).")
+    if dtype not in (np.float32, np.float64):
+        _fail(path, f"array {name!r} has dtype {dtype}; expected float32 or float64.")
+    count = 1
+    for n in shape:
+        count *= int(n)
+    if count * dtype.itemsize != len(data) - fp.tell():
+        _fail(path, f"array {name!r} declares shape {tuple(shape)} ({count * dtype.itemsize} bytes) "
+                    f"but holds {len(data) - fp.tell()} bytes (truncated or corrupt).")
+    try:
+        return np.lib.format.read_array(_io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        _fail(path, f"array {name!r} is corrupt or not a plain numeric array ({exc}).")
+
+
 def load(path):
     """Load a model written by :func:`save`, validating everything in it.
 
@@ -164,12 +197,7 @@ def load(path):
                     _fail(path, f"header declares no array {name!r}.")
                 continue
             data = _read_member(zf, name + ".npy", _MAX_ARRAY_BYTES, path)
-            try:
-                a = np.lib.format.read_array(_io.BytesIO(data), allow_pickle=False)
-            except (ValueError, OSError, EOFError) as exc:
-                _fail(path, f"array {name!r} is corrupt or not a plain numeric array ({exc}).")
-            if a.dtype not in (np.float32, np.float64):
-                _fail(path, f"array {name!r} has dtype {a.dtype}; expected float32 or float64.")
+            a = _read_npy(data, name, path)
             if list(a.shape) != list(declared[name].get("shape", [])):
                 _fail(path, f"array {name!r} has shape {a.shape}, the header says {declared[name].get('shape')}.")
             if not np.all(np.isfinite(a)):
