@@ -411,3 +411,44 @@ def test_save_and_load_accept_os_pathlike(tmp_path, data):
     emix.save(gm, os.fspath(tmp_path / "a.emix"))
     emix.save(gm, tmp_path / "b.emix")
     assert emix.load(tmp_path / "a.emix").n_components == emix.load(os.fspath(tmp_path / "b.emix")).n_components
+
+
+FUZZ_VALUES = [None, 0, -1, 1.5, 1e308, "x", [], [1, 2], {}, {"a": 1}, True, float("nan")]
+
+
+def _header_paths(obj, prefix=()):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield prefix + (k,)
+            yield from _header_paths(v, prefix + (k,))
+
+
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")  # names replaced by [1, 2]
+def test_every_header_field_replaced_by_junk(tmp_path, data):
+    """Every field of the header, replaced by each of a dozen JSON values: load
+    either raises ModelFileError or returns a model that works."""
+    path = tmp_path / "m.emix"
+    emix.save(_fit(data), path)
+    members = _members(path)
+    header = json.loads(members["header.json"])
+    bad = tmp_path / "bad.emix"
+    n_loaded = 0
+    for field in _header_paths(header):
+        for value in FUZZ_VALUES:
+            if field == ("params", "working_memory") and value == 1e308:
+                continue  # a valid parameter that fit itself cannot use: test_validation.py::test_huge_working_memory
+            h = json.loads(json.dumps(header))
+            target = h
+            for k in field[:-1]:
+                target = target[k]
+            target[field[-1]] = value
+            _write_members(bad, dict(members, **{"header.json": json.dumps(h).encode()}))
+            try:
+                model = emix.load(bad)
+            except emix.ModelFileError:
+                continue
+            n_loaded += 1
+            assert model.predict(data).shape == (len(data),), field
+            assert np.isfinite(model.score(data)), field
+            model.sample(3)
+    assert n_loaded > 0  # some fields (e.g. verbose, tol) accept other valid values

@@ -184,3 +184,14 @@ def test_feature_names_are_checked():
     np.testing.assert_array_equal(gm.feature_names_in_, ["a", "b"])
     with pytest.raises(ValueError, match="Feature names"):
         gm.predict(pd.DataFrame(X, columns=["b", "c"]))
+
+
+@pytest.mark.xfail(
+    strict=True, raises=ValueError,
+    reason=("working_memory=1e308 passes check_estimator_params (finite, > 0) but "
+            "emix.backends.reduce.default_block_rows computes mib * 2**20 // (...) = inf, then "
+            "int(nan): 'cannot convert float NaN to integer'; fix: clamp before converting"),
+)
+def test_huge_working_memory():
+    gm = GM(2, working_memory=1e308, random_state=0).fit(X)
+    assert gm.predict(X).shape == (20,)

@@ -39,15 +39,28 @@ _SCALAR_PARAMS = (
 )
 
 
+def _target_mode(path):
+    """The mode a plain ``open(path, "w")`` would give: the existing file's, or
+    0o666 less the umask (``mkstemp`` alone would leave 0o600)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def _write_atomic(path, write):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    mode = _target_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=".emix-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -196,6 +209,9 @@ def load(path):
                 if name in _PARAM_ARRAYS:
                     _fail(path, f"header declares no array {name!r}.")
                 continue
+            spec = declared[name]
+            if not isinstance(spec, dict) or not isinstance(spec.get("shape"), list):
+                _fail(path, f"the header's entry for array {name!r} is malformed: {spec!r:.80}.")
             data = _read_member(zf, name + ".npy", _MAX_ARRAY_BYTES, path)
             a = _read_npy(data, name, path)
             if list(a.shape) != list(declared[name].get("shape", [])):
@@ -211,7 +227,10 @@ def load(path):
     _check_parameters(path, arrays, structure)
 
     init_kwargs = {k: params[k] for k in _SCALAR_PARAMS if k in params}
-    init_kwargs["random_state"] = header.get("random_state")
+    rs = header.get("random_state")
+    if rs is not None and not (isinstance(rs, int) and not isinstance(rs, bool) and 0 <= rs < 2**32):
+        _fail(path, f"random_state must be null or an integer in [0, 2**32). Got {rs!r:.80}.")
+    init_kwargs["random_state"] = rs
     for name in _INIT_ARRAYS:
         if name in arrays:
             init_kwargs[name] = arrays[name]
