@@ -163,6 +163,9 @@ def test_dask_dataframe_and_parquet(client, data, tmp_path):
     got = _fit(df, "full", init)
     _assert_same(got, _fit(X, "full", init))
     assert list(got.feature_names_in_) == ["a", "b", "c"]
+    labels = got.predict(df)  # lazy: row counts of the partitions are not computed
+    assert isinstance(labels, da.Array)
+    np.testing.assert_array_equal(labels.compute(), got.predict(frame))
 
 
 def test_worker_blas_threads_are_limited(client, data):

@@ -192,3 +192,22 @@ def test_fits_ten_times_more_data_than_the_memory_limit(monkeypatch):
     assert peak < limit, f"peak {peak / 1e6:.2f} MB >= limit {limit / 1e6:.2f} MB"
     order = np.argsort(gm.means_[:, 0])
     np.testing.assert_allclose(gm.means_[order], means[np.argsort(means[:, 0])], atol=0.05)
+
+
+def test_table_source_picks_columns_and_weights(X, tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    w = np.linspace(0.5, 2.0, len(X))
+    frame = pd.DataFrame({"id": np.arange(len(X)), "a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "w": w})
+    frame.to_parquet(tmp_path / "t.parquet", row_group_size=400)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    ref = _fit(X, w=w)
+    for path in (tmp_path / "t.parquet", tmp_path / "t.csv"):
+        source, names = chunked.table_source(path, chunk_rows=333, exclude=["id"], weights="w")
+        assert names == ["a", "b", "c"]
+        _assert_same(_fit(source), ref, tol=1e-9)
+    np.save(tmp_path / "t.npy", np.column_stack([X, w]))
+    source, names = chunked.table_source(tmp_path / "t.npy", chunk_rows=500, columns=["0", "1", "2"], weights="3")
+    _assert_same(_fit(source), ref)
+    with pytest.raises(ValueError, match="No column 'zz'"):
+        chunked.table_source(tmp_path / "t.parquet", columns=["zz"])

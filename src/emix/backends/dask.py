@@ -62,18 +62,19 @@ def feature_names(X):
     return None
 
 
-def as_dask_array(X, dtype=None):
-    """A 2-D Dask array with one chunk across the columns and known row
-    chunks, in float32/float64 (or ``dtype``)."""
+def as_dask_array(X, dtype=None, known_rows=True):
+    """A 2-D Dask array with one chunk across the columns, in float32/float64
+    (or ``dtype``), with known row chunks unless ``known_rows`` is false (lazy
+    inference does not need them, and finding them costs a pass)."""
     import dask.array as da
 
     if hasattr(X, "to_dask_array"):  # Dask DataFrame
-        X = X.to_dask_array(lengths=True)
+        X = X.to_dask_array(lengths=True) if known_rows else X.to_dask_array()
     elif not isinstance(X, da.Array):
         raise TypeError(f"Expected a Dask array or DataFrame. Got {type(X).__name__}.")
     if X.ndim != 2:
         raise ValueError(f"Expected a 2-D Dask array (rows, features). Got {X.ndim} dimension(s), shape {X.shape}.")
-    if any(math.isnan(c) for c in X.chunks[0]):
+    if known_rows and any(math.isnan(c) for c in X.chunks[0]):
         X = X.compute_chunk_sizes()
     if dtype is None:
         dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
@@ -377,7 +378,7 @@ def _block_score_samples(Xb, params, structure):
 
 def lazy_inference(kind, X, params, structure, n_features):
     """A lazy Dask array of ``kind`` in {'predict', 'predict_proba', 'score_samples'}."""
-    Xd = as_dask_array(X)
+    Xd = as_dask_array(X, known_rows=False)
     if Xd.shape[1] != n_features:
         raise ValueError(
             f"X has {Xd.shape[1]} features, but GaussianMixture is expecting {n_features} features as input."
