@@ -75,8 +75,8 @@ def _assert_same_fit(sk, em, X, skip_first_bound=False):
         np.testing.assert_allclose(em.score(Z), sk.score(Z), rtol=RTOL)
         np.testing.assert_allclose(em.bic(Z), sk.bic(Z), rtol=RTOL)
         np.testing.assert_allclose(em.aic(Z), sk.aic(Z), rtol=RTOL)
-        proba = sk.predict_proba(Z)
-        clear = np.sort(proba, axis=1)[:, -1] - np.sort(proba, axis=1)[:, -2] > 1e-6
+        proba = np.sort(np.c_[np.zeros(len(Z)), sk.predict_proba(Z)], axis=1)
+        clear = proba[:, -1] - proba[:, -2] > 1e-6
         np.testing.assert_array_equal(em.predict(Z)[clear], sk.predict(Z)[clear])
     Xs_em, ys_em = em.sample(57)
     Xs_sk, ys_sk = sk.sample(57)
@@ -266,3 +266,16 @@ def test_weights_init_with_a_zero_entry_fits_quietly(X):
         assert gm.weights_[1] < 1e-12
         assert np.all(np.isfinite(gm.score_samples(X)))
         np.testing.assert_allclose(gm.predict_proba(X)[:, 0], 1.0)
+
+
+@pytest.mark.parametrize("K,D", [(1, 1), (2, 1), (1, 4), (5, 6)])
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_same_fit_other_shapes(covariance_type, K, D):
+    Z, _, _ = make_mixture(40 * K * D + 60, max(K, 2), D, separation=3.0, random_state=K * 10 + D)
+    init = _initial_params(covariance_type, K, D, seed=K + D)
+    kw = dict(n_components=K, covariance_type=covariance_type, tol=0.0, max_iter=8, random_state=1, **init)
+    sk, em = _fit_both(Z, **kw)
+    _assert_same_fit(sk, em, Z)
+    kw = dict(n_components=K, covariance_type=covariance_type, tol=0.0, max_iter=8, random_state=1)
+    sk, em = _fit_both(Z, **kw)
+    _assert_same_fit(sk, em, Z)
