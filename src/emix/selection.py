@@ -109,12 +109,23 @@ def _start_from_labels(X, sample_weight, K, structure, labels, reg_covar):
 def _fit_cell(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels=None):
     """Fit one cell; never raises (a failure becomes the row's ``error``).
     ``labels``: a shared hierarchical partition into K groups to start from."""
-    from .estimator import GaussianMixture
+    from threadpoolctl import threadpool_limits
 
     row = dict.fromkeys(ROW_KEYS)
     row.update(n_components=int(K), covariance_type=model, converged=False, n_iter=0)
     for key in ("log_likelihood", "bic", "icl", "aic"):
         row[key] = math.nan
+
+    # Cells are the unit of parallelism: BLAS threads inside one (usually
+    # small) fit only lose time, badly so for the many tiny LAPACK calls on a
+    # loaded machine (11x on Old Faithful with 2 contended cores).
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels, row)
+
+
+def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels, row):
+    from .estimator import GaussianMixture
+
     try:
         gm = GaussianMixture(n_components=K, covariance_type=model, n_init=n_init,
                              random_state=seed, **gm_kwargs)

@@ -153,8 +153,18 @@ class MclustFull:
             raise NotPositiveDefinite(int(bad[0]))
         eye = np.broadcast_to(np.eye(cov.shape[1], dtype=cov.dtype), cov.shape)
         return np.triu(np.linalg.solve(L, eye).transpose(0, 2, 1))
-    prec_chol_from_precisions = staticmethod(Full.prec_chol_from_precisions)
-    cov_from_prec_chol = staticmethod(Full.cov_from_prec_chol)
+
+    @staticmethod
+    def prec_chol_from_precisions(prec):
+        # upper U with U U^T = P: reverse rows and columns, lower Cholesky, reverse back
+        L = np.linalg.cholesky(prec[:, ::-1, ::-1])
+        return np.ascontiguousarray(L[:, ::-1, ::-1])
+
+    @staticmethod
+    def cov_from_prec_chol(prec_chol):
+        eye = np.broadcast_to(np.eye(prec_chol.shape[1], dtype=prec_chol.dtype), prec_chol.shape)
+        Uinv = np.linalg.solve(prec_chol, eye)
+        return Uinv.transpose(0, 2, 1) @ Uinv
     precisions = staticmethod(Full.precisions)
     full_covariances = staticmethod(Full.full_covariances)
     draw = staticmethod(Full.draw)
