@@ -130,3 +130,36 @@ def test_to_frame_plot_and_uncertainty(result, data):
     assert u.shape == (240,) and np.all(u >= 0) and np.all(u <= 1 - 1 / 3 + 1e-12)
     np.testing.assert_allclose(result.best_.uncertainty(data), u)
     np.testing.assert_allclose(u, 1 - result.best_.predict_proba(data).max(axis=1))
+
+
+def test_hierarchical_partitions():
+    from emix.core.hierarchical import hierarchical_labels, hierarchical_partitions
+
+    X, y, _ = make_mixture(n_samples=900, n_components=3, n_features=3, separation=6.0, random_state=3)
+    rs = np.random.RandomState(0)
+    parts = hierarchical_partitions(X, range(1, 7), rs, max_samples=400)  # subset path
+    for K, lab in parts.items():
+        assert lab.shape == (900,) and sorted(np.unique(lab)) == list(range(K))
+    # well separated groups are recovered (up to label names)
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(y, parts[3]) > 0.95
+    # without a subset the tree is deterministic and the cuts are nested
+    full = hierarchical_partitions(X[:300], [2, 3, 4], np.random.RandomState(1))
+    for a, b in ((2, 3), (3, 4)):
+        for c in range(b):
+            assert len(np.unique(full[a][full[b] == c])) == 1
+    np.testing.assert_array_equal(full[3], hierarchical_labels(X[:300], 3, np.random.RandomState(5)))
+    # degenerate inputs: a constant feature, one feature, K >= n
+    Xc = np.c_[X[:50], np.ones(50)]
+    assert len(np.unique(hierarchical_labels(Xc, 4, rs))) == 4
+    assert len(np.unique(hierarchical_labels(X[:50, :1], 3, rs))) == 3
+    assert len(np.unique(hierarchical_labels(X[:5], 5, rs))) == 5
+
+
+def test_estimator_accepts_hierarchical_init():
+    X, y, _ = make_mixture(n_samples=300, n_components=3, n_features=2, separation=6.0, random_state=4)
+    gm = emix.GaussianMixture(3, covariance_type="VEV", init_params="hierarchical", random_state=0).fit(X)
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(y, gm.predict(X)) > 0.9

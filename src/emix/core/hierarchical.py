@@ -17,7 +17,8 @@ model the least (Banfield & Raftery 1993; Fraley 1998). Two stages:
    ``sum_k [n_k log|Sigma_k| + tr(W_k Sigma_k^{-1})]``.
 
 For large data the tree is built on a random subset of rows (``max_samples``);
-the other rows join the cluster whose mean is nearest in the whitened space.
+each other row joins the subset cluster under whose (regularized) Gaussian it
+is most probable.
 The whole procedure is affine invariant up to the random subset.
 """
 
@@ -153,14 +154,24 @@ def hierarchical_partitions(X, n_clusters, random_state, max_samples=HC_MAX_SAMP
     if sub.size == n:
         out.update(parts)
         return out
-    # the other rows join the nearest cluster mean in the whitened space
+    # the other rows join the cluster under which they are most probable: a
+    # Gaussian per subset cluster (covariance regularized as in the VVV stage)
     Zall = ((X - mean) @ Vt.T) / scale
-    zz = (Zall * Zall).sum(1)[:, None]
+    d = Zs.shape[1]
     for K, lab in parts.items():
         G = int(lab.max()) + 1
-        centers = np.stack([Zs[lab == c].mean(axis=0) for c in range(G)])
-        d2 = zz - 2.0 * Zall @ centers.T + (centers * centers).sum(1)[None]
-        labels = np.argmin(d2, axis=1)
+        Psi = np.cov(Zs, rowvar=False).reshape(d, d) * G ** (-2.0 / d)
+        score = np.empty((n, G))
+        for c in range(G):
+            Zc = Zs[lab == c]
+            nc = Zc.shape[0]
+            mu = Zc.mean(axis=0)
+            S = ((Zc - mu).T @ (Zc - mu) + Psi) / (nc + 1)
+            L = np.linalg.cholesky(S)
+            Y = np.linalg.solve(L, (Zall - mu).T)
+            score[:, c] = (np.log(nc / Zs.shape[0]) - np.sum(np.log(np.diag(L)))
+                           - 0.5 * np.einsum("ij,ij->j", Y, Y))
+        labels = np.argmax(score, axis=1)
         labels[sub] = lab
         out[K] = labels
     return out
