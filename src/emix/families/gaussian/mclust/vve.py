@@ -5,8 +5,9 @@ No closed form. Iterative M-step of Browne & McNicholas (2014):
 
 - given ``D``: ``lambda_k A_k = diag(D^T W_k D) / n_k`` (a VVI fit in the
   rotated coordinates);
-- given the ``lambda_k A_k``: one majorize-minimize step on ``D`` (see
-  :func:`~emix.families.gaussian.mclust._eigen.orientation_mm_step`).
+- given the ``lambda_k A_k``: one sweep of exact plane rotations of ``D``
+  (see :func:`~emix.families.gaussian.mclust._eigen.orientation_sweep`;
+  Browne & McNicholas use a majorize-minimize step here).
 
 Q never decreases; ``-1/2 sum_k n_k log|Sigma_k|`` (Q up to a constant) is
 monitored until its relative change is below ``INNER_TOL``. ``D`` starts at
@@ -23,7 +24,7 @@ from ._eigen import (
     MclustFull,
     compose,
     eigh_desc,
-    orientation_mm_step,
+    orientation_sweep,
     relative_change,
 )
 
@@ -37,7 +38,6 @@ class VVE(MclustFull):
 
     @staticmethod
     def solve(W, nk):
-        w_max = np.linalg.eigvalsh(W)[:, -1]
         _, D = eigh_desc(W.sum(axis=0))
         obj = np.inf
         for _ in range(INNER_MAX_ITER):
@@ -46,5 +46,5 @@ class VVE(MclustFull):
             if relative_change(obj, new) < INNER_TOL:
                 break
             obj = new
-            D = orientation_mm_step(W, w_max, D, 1.0 / C)
+            D = orientation_sweep(W, D, 1.0 / C)
         return compose(D[None], C)
