@@ -380,12 +380,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             wd = dk.as_dask_weights(sample_weight, Xd.chunks[0], Xd.dtype)
             names = dk.feature_names(X)
             client = dk.get_client()
+            rows = chunked.block_rows_for(structure, K, Xd.shape[1], Xd.dtype.itemsize, self.working_memory)
             if client is not None:
-                reducer = dk.DaskReducer(Xd, wd, client)
+                reducer = dk.DaskReducer(Xd, wd, client, block_rows=rows)
                 info = dk.scan(*reducer._persisted, chunked.DEFAULT_INIT_SAMPLE, seed)
             else:
                 info = dk.scan(Xd, wd, chunked.DEFAULT_INIT_SAMPLE, seed)
-                rows = chunked.block_rows_for(structure, K, Xd.shape[1], Xd.dtype.itemsize, self.working_memory)
                 reducer = chunked.ChunkedReducer(dk.local_source(Xd, wd), Xd.shape[1], Xd.dtype, rows)
         else:
             if sample_weight is not None:

@@ -125,20 +125,24 @@ def _fit_cell(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels=None):
 
 def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels, row):
     from .estimator import GaussianMixture
+    from .families.gaussian import get_structure
 
     try:
+        structure = get_structure(model)
         gm = GaussianMixture(n_components=K, covariance_type=model, n_init=n_init,
                              random_state=seed, **gm_kwargs)
-        row["n_parameters"] = int(criteria.n_parameters(gm._structure(), K, X.shape[1]))
+        row["n_parameters"] = int(criteria.n_parameters(structure, K, X.shape[1]))
         if labels is not None:
-            gm.set_params(**_start_from_labels(X, sample_weight, K, gm._structure(), labels,
+            gm.set_params(**_start_from_labels(X, sample_weight, K, structure, labels,
                                                gm_kwargs.get("reg_covar", gm.reg_covar)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             gm.fit(X, sample_weight=sample_weight)
-            ll, n_eff, Xc, w = gm._loglik_sum(X, sample_weight)
-            log_max = np.max(gm._log_resp(Xc)[1], axis=1).astype(np.float64)
-        s = log_max.sum() if w is None else float(log_max @ w)
+            # public methods only: log L = n_eff * mean log-likelihood
+            n_eff = float(X.shape[0]) if sample_weight is None else float(np.sum(sample_weight, dtype=np.float64))
+            ll = gm.score(X, sample_weight=sample_weight) * n_eff
+            log_max = np.log(np.max(gm.predict_proba(X), axis=1).astype(np.float64))
+        s = log_max.sum() if sample_weight is None else float(log_max @ np.asarray(sample_weight, np.float64))
         p = row["n_parameters"]
         row.update(
             log_likelihood=float(ll),

@@ -136,16 +136,18 @@ def _limit_blas(threads, client_pid):
     _BLAS_SET["n"] = threads
 
 
-def _group_step(step, blas, client_pid, n_blocks, *blocks):
-    """Sum ``step(X_block, w_block)`` over the blocks of one group, in order."""
+def _group_step(step, blas, client_pid, block_rows, n_blocks, *blocks):
+    """Sum ``step(X_block, w_block)`` over the blocks of one group, in order,
+    each cut into sub-blocks of at most ``block_rows`` rows (bounded memory)."""
     _limit_blas(blas, client_pid)
     xs, ws = blocks[:n_blocks], blocks[n_blocks:]
     total = None
     for i, Xb in enumerate(xs):
-        if Xb.shape[0] == 0:
-            continue
-        s = step(Xb, ws[i] if ws else None)
-        total = s if total is None else total + s
+        wb = ws[i] if ws else None
+        for start in range(0, Xb.shape[0], block_rows or max(1, Xb.shape[0])):
+            stop = Xb.shape[0] if not block_rows else min(Xb.shape[0], start + block_rows)
+            s = step(Xb[start:stop], None if wb is None else wb[start:stop])
+            total = s if total is None else total + s
     return total
 
 
@@ -168,9 +170,12 @@ class DaskReducer:
     blas_threads : int or None
         BLAS threads per worker process; None divides each host's cores by
         the Dask threads running on it.
+    block_rows : int or None
+        Rows per E-step call on the workers (blocks are cut further); None
+        calls the E-step on whole blocks.
     """
 
-    def __init__(self, X, sample_weight, client, blas_threads=None):
+    def __init__(self, X, sample_weight, client, blas_threads=None, block_rows=None):
         from distributed import futures_of, wait
 
         self.client = client
@@ -184,6 +189,7 @@ class DaskReducer:
         self.w_blocks = None if wp is None else self._ordered(wp, futures_of(wp))
         self.blas_threads = self._blas_threads() if blas_threads is None else int(blas_threads)
         self.groups = self._groups()
+        self.block_rows = None if block_rows is None else max(1, int(block_rows))
         self.n_calls = 0
 
     @staticmethod
@@ -237,7 +243,8 @@ class DaskReducer:
             xs = [self.x_blocks[i] for i in idx]
             ws = [] if self.w_blocks is None else [self.w_blocks[i] for i in idx]
             futures.append(
-                client.submit(_group_step, payload, self.blas_threads, pid, len(xs), *xs, *ws, pure=False)
+                client.submit(_group_step, payload, self.blas_threads, pid, self.block_rows, len(xs), *xs, *ws,
+                              pure=False)
             )
         parts = client.gather(futures)
         self.n_calls += 1
