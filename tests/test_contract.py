@@ -310,3 +310,22 @@ def test_one_hot_m_step_maximizes_expected_loglik(name, structure):
         assert Q(w, p.means, p.precisions_cholesky) < best
     for factor in (1 - h, 1 + h):
         assert Q(p.weights, p.means, p.precisions_cholesky * factor) < best
+
+
+@pytest.mark.parametrize("name,structure", STRUCTURES)
+def test_lower_bounds_are_the_mean_loglik_entering_each_iteration(name, structure):
+    """lower_bounds_[i] is the (weighted) mean log-likelihood of the parameters
+    that entered iteration i, i.e. of the fit stopped after i iterations."""
+    D = _n_features(name, 2)
+    X, _, _ = make_mixture(150, 2, D, random_state=16)
+    w = np.random.default_rng(17).uniform(0.5, 2.0, size=150)
+    params, _ = random_params(name, 2, D, random_state=18)
+    init = dict(weights_init=params.weights, means_init=X[:2],
+                precisions_init=structure.precisions(params.precisions_cholesky))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", emix.ConvergenceWarning)
+        long = emix.GaussianMixture(2, covariance_type=name, tol=0.0, max_iter=5, **init).fit(X, sample_weight=w)
+        for i in range(1, 5):
+            short = emix.GaussianMixture(2, covariance_type=name, tol=0.0, max_iter=i, **init).fit(X, sample_weight=w)
+            np.testing.assert_allclose(long.lower_bounds_[:i], short.lower_bounds_, rtol=1e-12)
+            np.testing.assert_allclose(short.score(X, sample_weight=w), long.lower_bounds_[i], rtol=1e-10)
