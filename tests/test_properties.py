@@ -216,3 +216,24 @@ def test_weighted_kmeans_start_follows_the_weights():
     perm = match_components(gm.means_, np.array([[0.0, 0.0], [30.0, 0.0]]))
     np.testing.assert_allclose(gm.means_[perm], [A.mean(axis=0), B.mean(axis=0)], atol=1e-6)
     np.testing.assert_allclose(gm.weights_, [0.5, 0.5], atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e-150, 1e-20, 1e20, 1e150])
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_fit_is_equivariant_to_the_scale_of_the_data(covariance_type, scale):
+    """No square or determinant over/underflows: with reg_covar=0, X * s gives
+    means * s, covariances * s^2 and a log-likelihood lower by D log s."""
+    K, D = 2, 2
+    X = _problem(6, K, D, n=120)
+    init = _inits(covariance_type, X, K, 6)
+    scaled = dict(init, means_init=init["means_init"] * scale, precisions_init=init["precisions_init"] / scale**2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", emix.ConvergenceWarning)
+        kw = dict(covariance_type=covariance_type, tol=0.0, max_iter=10, reg_covar=0.0)
+        a = emix.GaussianMixture(K, **kw, **init).fit(X)
+        b = emix.GaussianMixture(K, **kw, **scaled).fit(X * scale)
+    np.testing.assert_allclose(b.weights_, a.weights_, rtol=1e-9)
+    np.testing.assert_allclose(b.means_ / scale, a.means_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(b.covariances_ / scale**2, a.covariances_, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(np.array(b.lower_bounds_) + D * np.log(scale), a.lower_bounds_, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(b.score_samples(X * scale) + D * np.log(scale), a.score_samples(X), rtol=1e-9, atol=1e-9)
