@@ -46,5 +46,11 @@ class BlockReducer:
         return total
 
     def map(self, fn):
-        """Apply ``fn(X_block)`` to every block and concatenate the results."""
-        return np.concatenate([fn(Xb) for Xb, _ in self.blocks()], axis=0)
+        """Apply ``fn(X_block)`` to every block and concatenate the results
+        (in the results' own array namespace: numpy, PyTorch, CuPy)."""
+        parts = [fn(Xb) for Xb, _ in self.blocks()]
+        if isinstance(parts[0], np.ndarray):
+            return np.concatenate(parts, axis=0)
+        from ._xp import namespace
+
+        return namespace(parts[0]).concat(parts, axis=0)

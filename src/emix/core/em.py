@@ -5,6 +5,11 @@ sufficient statistics; ``m_step`` maps summed statistics to new parameters;
 ``fit`` is the only loop. How rows are split into blocks (in memory, chunked,
 Dask...) is the caller's ``reduce`` function, so every way of fitting shares
 this code.
+
+Every function takes the array namespace ``xp`` (default numpy; see
+:mod:`emix.backends._xp`), found once per public call by the caller. Structures
+are called with ``xp=`` only for non-numpy namespaces, so a structure that
+supports numpy only keeps its plain signature.
 """
 
 from __future__ import annotations
@@ -14,49 +19,57 @@ from typing import Callable
 
 import numpy as np
 
+from ..backends import _xp
 from ..exceptions import DegenerateComponentError
 from ..families.gaussian._common import NotPositiveDefinite
 from .numerics import eps_nk, logsumexp, normalize_log
 from .types import FitResult, GaussianParams, SuffStats
 
 
-def weighted_log_prob(X, params: GaussianParams, structure) -> np.ndarray:
+def _kw(xp):
+    """Keyword arguments for structure methods: none on the numpy path."""
+    return {} if xp is np else {"xp": xp}
+
+
+def weighted_log_prob(X, params: GaussianParams, structure, xp=np):
     """(n, K) array of ``log pi_k + log N(x_n | mu_k, Sigma_k)``."""
-    lp = structure.log_prob(X, params.means, params.precisions_cholesky)
-    with np.errstate(divide="ignore"):
-        lp += np.log(params.weights).astype(lp.dtype, copy=False)
+    lp = structure.log_prob(X, params.means, params.precisions_cholesky, **_kw(xp))
+    with _xp.errstate(xp, divide="ignore"):
+        lp += xp.astype(xp.log(params.weights), lp.dtype, copy=False)
     return lp
 
 
-def log_resp(X, params: GaussianParams, structure):
+def log_resp(X, params: GaussianParams, structure, xp=np):
     """Per-row ``log p(x_n)`` and (n, K) log responsibilities."""
-    lp = weighted_log_prob(X, params, structure)
-    norm = logsumexp(lp, axis=1)
+    lp = weighted_log_prob(X, params, structure, xp)
+    norm = logsumexp(lp, axis=1, xp=xp)
     lp -= norm[:, None]
     return norm, lp
 
 
-def stats_from_resp(X, sample_weight, resp, shift, structure, loglik=0.0) -> SuffStats:
+def stats_from_resp(X, sample_weight, resp, shift, structure, loglik=0.0, xp=np) -> SuffStats:
     """Sufficient statistics of rows ``X`` with responsibilities ``resp``.
 
     ``resp`` is multiplied by ``sample_weight`` (if given) here. The statistics
     are centered at ``shift`` (one row per component) and returned in float64.
     """
+    f64 = _xp.accumulation_dtype(xp, X)
     if sample_weight is not None:
-        resp = resp * sample_weight[:, None].astype(resp.dtype, copy=False)
-        sum_w = float(np.sum(sample_weight, dtype=np.float64))
+        resp = resp * xp.astype(sample_weight[:, None], resp.dtype, copy=False)
+        sum_w = float(xp.sum(sample_weight, dtype=f64))
     else:
         sum_w = float(X.shape[0])
-    nk = np.sum(resp, axis=0, dtype=np.float64)
-    shift_x = shift.astype(X.dtype, copy=False)
-    g = shift_x.mean(axis=0)
+    nk = xp.sum(resp, axis=0, dtype=f64)
+    shift_x = xp.astype(shift, X.dtype, copy=False)
+    g = xp.mean(shift_x, axis=0)
     # s1_k = sum_n r_nk (x_n - c_k) = r^T (X - g) - nk (c_k - g)
-    s1 = (resp.T @ (X - g)).astype(np.float64) - nk[:, None] * (shift_x - g).astype(np.float64)
-    s2 = np.asarray(structure.scatter(X, resp, shift_x), dtype=np.float64)
+    s1 = xp.astype(resp.T @ (X - g), f64) - nk[:, None] * xp.astype(shift_x - g, f64)
+    s2 = structure.scatter(X, resp, shift_x, **_kw(xp))
+    s2 = np.asarray(s2, dtype=np.float64) if xp is np else xp.astype(s2, f64)
     return SuffStats(nk=nk, s1=s1, s2=s2, shift=shift, loglik=float(loglik), sum_w=sum_w)
 
 
-def e_step(X, sample_weight, params: GaussianParams, structure) -> SuffStats:
+def e_step(X, sample_weight, params: GaussianParams, structure, xp=np) -> SuffStats:
     """E-step on a block of rows: responsibilities, then their statistics,
     shifted at the current means.
 
@@ -65,18 +78,25 @@ def e_step(X, sample_weight, params: GaussianParams, structure) -> SuffStats:
     """
     fused = getattr(structure, "suff_stats", None)
     if fused is not None:
-        return fused(X, sample_weight, params)
-    norm, resp = normalize_log(weighted_log_prob(X, params, structure))
-    return stats_from_resp(X, sample_weight, resp, params.means, structure, _loglik(norm, sample_weight))
+        return fused(X, sample_weight, params, **_kw(xp))
+    norm, resp = normalize_log(weighted_log_prob(X, params, structure, xp), xp=xp)
+    return stats_from_resp(
+        X, sample_weight, resp, params.means, structure, _loglik(norm, sample_weight, xp), xp=xp
+    )
 
 
-def _loglik(norm, sample_weight):
+def _loglik(norm, sample_weight, xp=np):
+    if xp is not np:
+        f64 = _xp.accumulation_dtype(xp, norm)
+        if sample_weight is None:
+            return float(xp.sum(norm, dtype=f64))
+        return float(xp.sum(xp.astype(norm, f64) * xp.astype(sample_weight, f64)))
     if sample_weight is None:
         return float(np.sum(norm, dtype=np.float64))
     return float(np.dot(norm.astype(np.float64), sample_weight.astype(np.float64)))
 
 
-def m_step(stats: SuffStats, structure, reg_covar: float, dtype) -> GaussianParams:
+def m_step(stats: SuffStats, structure, reg_covar: float, dtype, xp=np) -> GaussianParams:
     """Weighted maximum-likelihood parameters from summed statistics.
 
     ``10 * eps`` is added to every ``n_k`` and ``reg_covar`` to every
@@ -87,13 +107,13 @@ def m_step(stats: SuffStats, structure, reg_covar: float, dtype) -> GaussianPara
     DegenerateComponentError
         If a covariance is not positive definite.
     """
-    nk = stats.nk + eps_nk(dtype)
+    nk = stats.nk + eps_nk(dtype, xp)
     delta = stats.s1 / nk[:, None]
-    means = (stats.shift.astype(np.float64) + delta).astype(dtype)
-    weights = (nk / nk.sum()).astype(dtype)
-    cov = structure.covariances(stats.s2, nk, delta, reg_covar, dtype)
+    means = xp.astype(xp.astype(stats.shift, nk.dtype) + delta, dtype)
+    weights = xp.astype(nk / xp.sum(nk), dtype)
+    cov = structure.covariances(stats.s2, nk, delta, reg_covar, dtype, **_kw(xp))
     try:
-        prec_chol = structure.prec_chol_from_cov(cov)
+        prec_chol = structure.prec_chol_from_cov(cov, **_kw(xp))
     except NotPositiveDefinite as exc:
         raise DegenerateComponentError.for_component(
             exc.component, float(stats.nk[exc.component]), structure.name, reg_covar
@@ -114,6 +134,7 @@ def fit(
     reg_covar: float,
     lower_bound0: float = -math.inf,
     callback=None,
+    xp=None,
 ) -> FitResult:
     """Run EM from ``params0`` until the mean log-likelihood changes by less
     than ``tol`` or ``max_iter`` iterations.
@@ -122,8 +143,11 @@ def fit(
     the data and return the sum of the results. As in scikit-learn, the lower
     bound recorded at iteration ``i`` is the mean log-likelihood of the
     parameters entering that iteration; the returned parameters are those
-    after its M-step.
+    after its M-step. ``xp`` is the array namespace (by default that of
+    ``params0.means``).
     """
+    if xp is None:
+        xp = _xp.namespace(params0.means)
     params = params0
     dtype = params0.means.dtype
     lower_bound = lower_bound0
@@ -133,8 +157,8 @@ def fit(
     for n_iter in range(1, max_iter + 1):
         prev = lower_bound
         current = params
-        stats = reduce(lambda Xb, wb: e_step(Xb, wb, current, structure))
-        params = m_step(stats, structure, reg_covar, dtype)
+        stats = reduce(lambda Xb, wb: e_step(Xb, wb, current, structure, xp))
+        params = m_step(stats, structure, reg_covar, dtype, xp)
         lower_bound = stats.loglik / stats.sum_w
         history.append(lower_bound)
         change = lower_bound - prev

@@ -7,6 +7,8 @@ from typing import ClassVar, Protocol
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from ...backends import _xp
+
 
 class NotPositiveDefinite(ArithmeticError):
     """Internal: the covariance of ``component`` is not positive definite."""
@@ -44,17 +46,26 @@ class CovarianceStructure(Protocol):
         """Draw counts[k] rows from component k (as scikit-learn does)."""
 
 
-def center_reference(means) -> np.ndarray:
+def center_reference(means, xp=np):
     """A point near all component means (their average), used to center X
     before expanded products so that a large common offset cancels exactly."""
+    if xp is not np:
+        f64 = _xp.accumulation_dtype(xp, means)
+        return xp.astype(xp.mean(xp.astype(means, f64), axis=0), means.dtype)
     return np.mean(means, axis=0, dtype=np.float64).astype(means.dtype)
 
 
-def chol_precision_stack(cov: np.ndarray) -> np.ndarray:
+def chol_precision_stack(cov, xp=np):
     """Upper-triangular U_k with U_k U_k^T = inv(cov_k), for a (K, D, D) stack.
 
     Raises NotPositiveDefinite naming the first component that fails.
     """
+    if xp is not np:  # one batched factorization on the device
+        L, bad = _xp.cholesky_lower_stack(xp, cov)
+        if bad is not None:
+            raise NotPositiveDefinite(bad)
+        eye = _xp.eye(xp, cov.shape[1], cov.dtype, _xp.device(cov))
+        return _xp.matrix_transpose(xp, _xp.solve_triangular(xp, L, eye, lower=True))
     K, D, _ = cov.shape
     eye = np.eye(D, dtype=cov.dtype)
     out = np.empty_like(cov)
@@ -72,18 +83,27 @@ def chol_precision_stack(cov: np.ndarray) -> np.ndarray:
     return out
 
 
-def upper_chol_of_precision(prec: np.ndarray) -> np.ndarray:
+def upper_chol_of_precision(prec, xp=np):
     """Upper-triangular U with U U^T = prec (scikit-learn's convention).
 
     With J the exchange matrix, J P J = L L^T gives P = (J L J)(J L J)^T.
+    (Any leading axes are batch axes on the non-numpy path.)
     """
+    if xp is not np:
+        L = xp.linalg.cholesky(xp.flip(prec, axis=(-2, -1)))
+        return xp.flip(L, axis=(-2, -1))
     flipped = prec[::-1, ::-1]
     L = np.linalg.cholesky(flipped)
     return np.ascontiguousarray(L[::-1, ::-1])
 
 
-def cov_from_upper_prec_chol(U: np.ndarray) -> np.ndarray:
-    """inv(U U^T) = U^-T U^-1 for one upper-triangular factor."""
+def cov_from_upper_prec_chol(U, xp=np):
+    """inv(U U^T) = U^-T U^-1 for one upper-triangular factor (or, off
+    numpy, a stack of them)."""
+    if xp is not np:
+        eye = _xp.eye(xp, U.shape[-1], U.dtype, _xp.device(U))
+        Uinv = _xp.solve_triangular(xp, U, eye, lower=False)
+        return _xp.matrix_transpose(xp, Uinv) @ Uinv
     D = U.shape[0]
     Uinv = solve_triangular(U, np.eye(D, dtype=U.dtype), lower=False)
     return Uinv.T @ Uinv

@@ -15,11 +15,19 @@ from ``g`` relative to its own spread (relative error about ``eps * kappa`` with
 error and recomputes the affected components with the direct, centered formula
 (``x - mu_k`` explicitly) when the bound exceeds ``TOL``. Features are built in
 float64 whatever the data dtype (float64 accumulation), then results are cast.
+
+All functions take the array namespace ``xp`` (numpy by default; PyTorch/CuPy
+through :mod:`emix.backends._xp`, whose helpers run the original numpy calls
+on the numpy path).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from ...backends import _xp
 
 #: Largest accepted bound on the error of a Mahalanobis term / relative error
 #: of a scatter matrix before falling back to the direct formula.
@@ -27,13 +35,15 @@ TOL = 1e-9
 _EPS = np.finfo(np.float64).eps
 
 
-def triu_pairs(D):
-    return np.triu_indices(D)
+def triu_pairs(D, xp=np, device=None):
+    return _xp.triu_indices(xp, D, device)
 
 
-def features(Xc, pairs=None):
+def features(Xc, pairs=None, xp=np):
     """(n, D(D+1)/2) products xc_i xc_j for i <= j (row-major upper triangle)."""
     n, D = Xc.shape
+    if xp is not np:
+        return xp.concat([Xc[:, i : i + 1] * Xc[:, i:] for i in range(D)], axis=1)
     F = np.empty((n, D * (D + 1) // 2), dtype=Xc.dtype)
     o = 0
     for i in range(D):
@@ -42,111 +52,127 @@ def features(Xc, pairs=None):
     return F
 
 
-def quad_coefficients(prec, m, pairs):
+def quad_coefficients(prec, m, pairs, xp=np):
     """Coefficients so that ``f(xc) @ q + xc @ l + c = (xc - m)^T P (xc - m)``.
 
     prec: (K, D, D) precisions; m: (K, D) means minus the center.
     """
     i, j = pairs
-    q = prec[:, i, j] * np.where(i == j, 1.0, 2.0)  # (K, P)
-    Pm = np.einsum("kde,ke->kd", prec, m)
+    if xp is np:
+        q = prec[:, i, j] * np.where(i == j, 1.0, 2.0)  # (K, P)
+    else:
+        q = prec[:, i, j] * xp.where(i == j, 1.0, 2.0)
+    Pm = _xp.matvec_stack(xp, prec, m)
     l = -2.0 * Pm  # (K, D)
-    c = np.einsum("kd,kd->k", m, Pm)
+    c = _xp.rowdot(xp, m, Pm)
     return q.T, l.T, c
 
 
-def _maha_from_features(F, Xc, X, prec, U, m, pairs):
+def _maha_from_features(F, Xc, X, prec, U, m, pairs, xp=np):
     """(K, n) layout; see module docstring."""
     """Mahalanobis terms from the features, with the rounding-error bound
     ``eps * |xc|^2 * lambda_max(P_k) * sqrt(D)`` (``||P_k||_F >= lambda_max``,
     ``|xc|`` the largest row of this block) deciding, per component, whether
     the direct formula is needed instead."""
-    r2 = float(np.max(np.einsum("nd,nd->n", Xc, Xc), initial=0.0))
-    lam = np.sqrt(np.einsum("kde,kde->k", prec, prec))
-    mk2 = np.einsum("kd,kd->k", m, m)
+    r2 = _xp.max_or(xp, _xp.rowdot(xp, Xc, Xc), 0.0)
+    lam = _xp.frobenius_norms(xp, prec)
+    mk2 = _xp.rowdot(xp, m, m)
     bound = 2.0 * _EPS * (r2 + mk2) * lam * np.sqrt(Xc.shape[1] + 1.0)
-    q, l, c = quad_coefficients(prec, m, pairs)
+    q, l, c = quad_coefficients(prec, m, pairs, xp)
     maha = q.T @ F.T
     maha += l.T @ Xc.T
     maha += c[:, None]
-    np.maximum(maha, 0.0, out=maha)
-    for k in np.flatnonzero(bound > TOL):
+    maha = _xp.clip_min_(xp, maha, 0.0)
+    for k in _xp.flatnonzero(xp, bound > TOL):
         Y = (Xc - m[k]) @ U[k]
-        maha[k] = np.einsum("nd,nd->n", Y, Y)
+        maha[k] = _xp.rowdot(xp, Y, Y)
     return maha
 
 
-def _prepare(X, means, prec_chol):
-    c = means.astype(np.float64)
-    g = c.mean(axis=0)
-    Xc = X.astype(np.float64) - g
-    U = prec_chol.astype(np.float64)
-    prec = U @ U.transpose(0, 2, 1)
+def _prepare(X, means, prec_chol, xp=np):
+    f64 = _xp.accumulation_dtype(xp, X)
+    c = xp.astype(means, f64)
+    g = xp.mean(c, axis=0)
+    Xc = xp.astype(X, f64) - g
+    U = xp.astype(prec_chol, f64)
+    prec = U @ _xp.matrix_transpose(xp, U)
     return c, g, Xc, U, prec
 
 
-def mahalanobis(X, means, prec_chol):
+def mahalanobis(X, means, prec_chol, xp=np):
     """(n, K) float64 squared Mahalanobis distances (Gram path with fallback)."""
-    c, g, Xc, U, prec = _prepare(X, means, prec_chol)
-    pairs = triu_pairs(X.shape[1])
-    return _maha_from_features(features(Xc), Xc, X, prec, U, c - g, pairs).T
+    c, g, Xc, U, prec = _prepare(X, means, prec_chol, xp)
+    pairs = triu_pairs(X.shape[1], xp, _xp.device(Xc))
+    return _maha_from_features(features(Xc, xp=xp), Xc, X, prec, U, c - g, pairs, xp).T
 
 
-def _assemble_scatter(A, b, nk, c, g, X, RT, pairs):
+def _assemble_scatter(A, b, nk, c, g, X, RT, pairs, xp=np):
     """Scatter around c_k from sums around g, recomputing directly the
     components whose cancellation would cost more than TOL relative accuracy."""
     K, D = c.shape
-    S = np.empty((K, D, D))
+    if xp is np:
+        S = np.empty((K, D, D))
+    else:
+        S = xp.empty((K, D, D), dtype=A.dtype, device=_xp.device(A))
     i, j = pairs
     S[:, i, j] = A
     S[:, j, i] = A
     d = c - g
     bd = b[:, :, None] * d[:, None, :]
-    S -= bd + bd.transpose(0, 2, 1)
+    S -= bd + _xp.matrix_transpose(xp, bd)
     S += nk[:, None, None] * d[:, :, None] * d[:, None, :]
-    removed = np.abs(A).max(axis=1, initial=0.0)
-    kept = np.abs(np.diagonal(S, axis1=1, axis2=2)).max(axis=1, initial=0.0)
-    bad = removed * _EPS * 2.0 * np.sqrt(D + 1.0) > TOL * np.maximum(kept, np.finfo(np.float64).tiny)
-    for k in np.flatnonzero(bad):
-        Z = X.astype(np.float64) - c[k]
+    if xp is np:
+        removed = np.abs(A).max(axis=1, initial=0.0)
+        kept = np.abs(np.diagonal(S, axis1=1, axis2=2)).max(axis=1, initial=0.0)
+        tiny = np.finfo(np.float64).tiny
+    else:
+        removed = xp.max(xp.abs(A), axis=1)
+        kept = xp.max(xp.abs(xp.linalg.diagonal(S)), axis=1)
+        tiny = float(xp.finfo(A.dtype).tiny)
+    bad = removed * _EPS * 2.0 * math.sqrt(D + 1.0) > TOL * xp.maximum(kept, xp.full_like(kept, tiny))
+    for k in _xp.flatnonzero(xp, bad):
+        Z = xp.astype(X, A.dtype) - c[k]
         S[k] = (Z * RT[k][:, None]).T @ Z
     return S
 
 
-def scatter_stack(X, resp, shift):
+def scatter_stack(X, resp, shift, xp=np):
     """(K, D, D) float64 ``sum_n r_nk (x_n - c_k)(x_n - c_k)^T``."""
-    c = shift.astype(np.float64)
-    g = c.mean(axis=0)
-    Xc = X.astype(np.float64) - g
-    RT = resp.astype(np.float64).T
-    pairs = triu_pairs(X.shape[1])
-    return _assemble_scatter(RT @ features(Xc), RT @ Xc, RT.sum(axis=1), c, g, X, RT, pairs)
+    f64 = _xp.accumulation_dtype(xp, X)
+    c = xp.astype(shift, f64)
+    g = xp.mean(c, axis=0)
+    Xc = xp.astype(X, f64) - g
+    RT = xp.astype(resp, f64).T
+    pairs = triu_pairs(X.shape[1], xp, _xp.device(Xc))
+    return _assemble_scatter(
+        RT @ features(Xc, xp=xp), RT @ Xc, xp.sum(RT, axis=1), c, g, X, RT, pairs, xp
+    )
 
 
-def suff_stats_full(X, sample_weight, params):
+def suff_stats_full(X, sample_weight, params, xp=np):
     """Fused E-step for full covariances: features built once per block serve
     both the Mahalanobis terms and the scatter matrices."""
     from ...core.numerics import LOG_2PI, normalize_log_T
     from ...core.types import SuffStats
 
     n, D = X.shape
-    c, g, Xc, U, prec = _prepare(X, params.means, params.precisions_cholesky)
-    pairs = triu_pairs(D)
-    F = features(Xc)
-    lp = _maha_from_features(F, Xc, X, prec, U, c - g, pairs)
+    c, g, Xc, U, prec = _prepare(X, params.means, params.precisions_cholesky, xp)
+    pairs = triu_pairs(D, xp, _xp.device(Xc))
+    F = features(Xc, xp=xp)
+    lp = _maha_from_features(F, Xc, X, prec, U, c - g, pairs, xp)
     lp *= -0.5
-    log_det = np.sum(np.log(np.diagonal(U, axis1=1, axis2=2)), axis=1)
-    with np.errstate(divide="ignore"):
-        lp += (log_det - 0.5 * D * LOG_2PI + np.log(params.weights.astype(np.float64)))[:, None]
-    norm, RT = normalize_log_T(lp)
+    log_det = xp.sum(xp.log(_xp.diagonal(xp, U)), axis=1)
+    with _xp.errstate(xp, divide="ignore"):
+        lp += (log_det - 0.5 * D * LOG_2PI + xp.log(xp.astype(params.weights, Xc.dtype)))[:, None]
+    norm, RT = normalize_log_T(lp, xp)
     if sample_weight is None:
-        loglik, sum_w = float(norm.sum()), float(n)
+        loglik, sum_w = float(xp.sum(norm)), float(n)
     else:
-        w = sample_weight.astype(np.float64)
-        loglik, sum_w = float(norm @ w), float(w.sum())
+        w = xp.astype(sample_weight, Xc.dtype)
+        loglik, sum_w = float(norm @ w), float(xp.sum(w))
         RT *= w
-    nk = RT.sum(axis=1)
+    nk = xp.sum(RT, axis=1)
     b = RT @ Xc
-    S = _assemble_scatter(RT @ F, b, nk, c, g, X, RT, pairs)
+    S = _assemble_scatter(RT @ F, b, nk, c, g, X, RT, pairs, xp)
     s1 = b - nk[:, None] * (c - g)
     return SuffStats(nk=nk, s1=s1, s2=S, shift=params.means, loglik=loglik, sum_w=sum_w)

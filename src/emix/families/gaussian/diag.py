@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...backends import _xp
 from ...core.numerics import LOG_2PI
 from ._common import NotPositiveDefinite, check_positive
 
@@ -14,86 +15,95 @@ _EPS = np.finfo(np.float64).eps
 _TOL = 1e-9
 
 
-def _diag_maha_T(Xc, X2, M, prec):
+def _diag_maha_T(Xc, X2, M, prec, xp=np):
     """(K, n) float64 ``sum_d prec_kd (xc_d - m_kd)^2`` expanded around the
     common center (two thin GEMMs), with a per-component rounding-error bound
     deciding where direct differences are needed instead."""
     maha = prec @ X2.T
     maha -= (2.0 * M * prec) @ Xc.T
-    maha += np.sum(M * M * prec, axis=1)[:, None]
-    np.maximum(maha, 0.0, out=maha)
-    r2 = float(np.max(X2.sum(axis=1), initial=0.0))
-    bound = 4.0 * _EPS * (r2 + np.einsum("kd,kd->k", M, M)) * prec.max(axis=1)
-    for k in np.flatnonzero(bound > _TOL):
+    maha += xp.sum(M * M * prec, axis=1)[:, None]
+    maha = _xp.clip_min_(xp, maha, 0.0)
+    r2 = _xp.max_or(xp, xp.sum(X2, axis=1), 0.0)
+    bound = 4.0 * _EPS * (r2 + _xp.rowdot(xp, M, M)) * xp.max(prec, axis=1)
+    for k in _xp.flatnonzero(xp, bound > _TOL):
         Z = Xc - M[k]
         maha[k] = (Z * Z) @ prec[k]
     return maha
 
 
-def _diag_log_prob(X, means, prec):
+def _diag_log_prob(X, means, prec, xp=np):
     """log N(x | mu_k, diag(1/prec_k)) for prec of shape (K, D), in X's dtype."""
-    c = means.astype(np.float64)
-    g = c.mean(axis=0)
-    prec = prec.astype(np.float64)
-    Xc = X.astype(np.float64) - g
-    maha = _diag_maha_T(Xc, Xc * Xc, c - g, prec).T
-    log_det = 0.5 * np.sum(np.log(prec), axis=1)
+    f64 = _xp.accumulation_dtype(xp, X)
+    c = xp.astype(means, f64)
+    g = xp.mean(c, axis=0)
+    prec = xp.astype(prec, f64)
+    Xc = xp.astype(X, f64) - g
+    maha = _diag_maha_T(Xc, Xc * Xc, c - g, prec, xp).T
+    log_det = 0.5 * xp.sum(xp.log(prec), axis=1)
     out = (log_det - 0.5 * X.shape[1] * LOG_2PI) - 0.5 * maha
-    return out.astype(X.dtype, copy=False)
+    return xp.astype(out, X.dtype, copy=False)
 
 
-def _assemble(A, b, nk, c, g, Xc, RT):
+def _assemble(A, b, nk, c, g, Xc, RT, xp=np):
     """Per-dimension scatter around c_k from sums around g, with direct
     recomputation where cancellation would cost more than _TOL."""
     d = c - g
     S = A - 2.0 * b * d + nk[:, None] * d * d
-    bad = np.any(A * 4.0 * _EPS > _TOL * np.maximum(S, np.finfo(np.float64).tiny), axis=1)
-    for k in np.flatnonzero(bad):
+    if xp is np:
+        floor = np.maximum(S, np.finfo(np.float64).tiny)
+    else:
+        floor = xp.maximum(S, xp.full_like(S, float(xp.finfo(S.dtype).tiny)))
+    bad = xp.any(A * 4.0 * _EPS > _TOL * floor, axis=1)
+    for k in _xp.flatnonzero(xp, bad):
         Z = Xc - d[k]
         S[k] = RT[k] @ (Z * Z)
     return S
 
 
-def _diag_scatter(X, resp, shift):
-    c = shift.astype(np.float64)
-    g = c.mean(axis=0)
-    Xc = X.astype(np.float64) - g
-    RT = resp.astype(np.float64).T
-    return _assemble(RT @ (Xc * Xc), RT @ Xc, RT.sum(axis=1), c, g, Xc, RT)
+def _diag_scatter(X, resp, shift, xp=np):
+    f64 = _xp.accumulation_dtype(xp, X)
+    c = xp.astype(shift, f64)
+    g = xp.mean(c, axis=0)
+    Xc = xp.astype(X, f64) - g
+    RT = xp.astype(resp, f64).T
+    return _assemble(RT @ (Xc * Xc), RT @ Xc, xp.sum(RT, axis=1), c, g, Xc, RT, xp)
 
 
-def _fused(X, sample_weight, params, prec):
+def _fused(X, sample_weight, params, prec, xp=np):
     """Fused E-step (diag and spherical): the centered data and its squares
     serve both the log densities and the statistics."""
     from ...core.numerics import normalize_log_T
     from ...core.types import SuffStats
 
     n, D = X.shape
-    c = params.means.astype(np.float64)
-    g = c.mean(axis=0)
-    Xc = X.astype(np.float64) - g
+    f64 = _xp.accumulation_dtype(xp, X)
+    c = xp.astype(params.means, f64)
+    g = xp.mean(c, axis=0)
+    Xc = xp.astype(X, f64) - g
     X2 = Xc * Xc
     M = c - g
-    prec = prec.astype(np.float64)
-    lp = _diag_maha_T(Xc, X2, M, prec)
+    prec = xp.astype(prec, f64)
+    lp = _diag_maha_T(Xc, X2, M, prec, xp)
     lp *= -0.5
-    with np.errstate(divide="ignore"):
-        lp += (0.5 * np.sum(np.log(prec), axis=1) - 0.5 * D * LOG_2PI + np.log(params.weights.astype(np.float64)))[:, None]
-    norm, RT = normalize_log_T(lp)
+    with _xp.errstate(xp, divide="ignore"):
+        lp += (0.5 * xp.sum(xp.log(prec), axis=1) - 0.5 * D * LOG_2PI + xp.log(xp.astype(params.weights, f64)))[:, None]
+    norm, RT = normalize_log_T(lp, xp)
     if sample_weight is None:
-        loglik, sum_w = float(norm.sum()), float(n)
+        loglik, sum_w = float(xp.sum(norm)), float(n)
     else:
-        w = sample_weight.astype(np.float64)
-        loglik, sum_w = float(norm @ w), float(w.sum())
+        w = xp.astype(sample_weight, f64)
+        loglik, sum_w = float(norm @ w), float(xp.sum(w))
         RT *= w
-    nk = RT.sum(axis=1)
+    nk = xp.sum(RT, axis=1)
     b = RT @ Xc
-    S = _assemble(RT @ X2, b, nk, c, g, Xc, RT)
+    S = _assemble(RT @ X2, b, nk, c, g, Xc, RT, xp)
     return SuffStats(nk=nk, s1=b - nk[:, None] * M, s2=S, shift=params.means, loglik=loglik, sum_w=sum_w)
 
 
 class Diag:
     name = "diag"
+    #: runs on PyTorch/CuPy arrays too (see emix.backends._xp)
+    array_api = True
 
     @staticmethod
     def cov_shape(K, D):
@@ -108,38 +118,40 @@ class Diag:
         return 5 * K + 3 * D
 
     @staticmethod
-    def log_prob(X, means, prec_chol):
-        return _diag_log_prob(X, means, prec_chol * prec_chol)
+    def log_prob(X, means, prec_chol, xp=np):
+        return _diag_log_prob(X, means, prec_chol * prec_chol, xp)
 
     scatter = staticmethod(_diag_scatter)
 
     @staticmethod
-    def suff_stats(X, sample_weight, params):
+    def suff_stats(X, sample_weight, params, xp=np):
         pc = params.precisions_cholesky
-        return _fused(X, sample_weight, params, pc * pc)
+        return _fused(X, sample_weight, params, pc * pc, xp)
 
     @staticmethod
-    def covariances(s2, nk, delta, reg_covar, dtype):
+    def covariances(s2, nk, delta, reg_covar, dtype, xp=np):
         cov = s2 / nk[:, None] - delta * delta
+        if xp is not np:
+            return xp.astype(cov, dtype) + reg_covar
         return cov.astype(dtype) + np.asarray(reg_covar, dtype=dtype)
 
     @staticmethod
-    def prec_chol_from_cov(cov):
-        bad = np.flatnonzero(~(np.all(cov > 0.0, axis=1)))
-        if bad.size:
+    def prec_chol_from_cov(cov, xp=np):
+        bad = _xp.flatnonzero(xp, ~(xp.all(cov > 0.0, axis=1)))
+        if len(bad):
             raise NotPositiveDefinite(int(bad[0]))
-        return 1.0 / np.sqrt(cov)
+        return 1.0 / xp.sqrt(cov)
 
     @staticmethod
-    def prec_chol_from_precisions(prec):
-        return np.sqrt(prec)
+    def prec_chol_from_precisions(prec, xp=np):
+        return xp.sqrt(prec)
 
     @staticmethod
-    def cov_from_prec_chol(prec_chol):
+    def cov_from_prec_chol(prec_chol, xp=np):
         return 1.0 / (prec_chol * prec_chol)
 
     @staticmethod
-    def precisions(prec_chol):
+    def precisions(prec_chol, xp=np):
         return prec_chol**2
 
     @staticmethod

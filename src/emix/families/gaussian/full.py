@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...backends import _xp
 from ...core.numerics import LOG_2PI
 from . import _gram
 from ._common import (
@@ -17,6 +18,8 @@ from ._common import (
 
 class Full:
     name = "full"
+    #: runs on PyTorch/CuPy arrays too (see emix.backends._xp)
+    array_api = True
 
     @staticmethod
     def cov_shape(K, D):
@@ -31,42 +34,53 @@ class Full:
         return D * (D + 1) // 2 + 2 * D + 6 * K
 
     @staticmethod
-    def log_prob(X, means, prec_chol):
+    def log_prob(X, means, prec_chol, xp=np):
         D = X.shape[1]
-        maha = _gram.mahalanobis(X, means, prec_chol)
-        log_det = np.sum(np.log(np.diagonal(prec_chol, axis1=1, axis2=2)), axis=1, dtype=np.float64)
+        maha = _gram.mahalanobis(X, means, prec_chol, xp)
+        if xp is np:
+            log_det = np.sum(np.log(np.diagonal(prec_chol, axis1=1, axis2=2)), axis=1, dtype=np.float64)
+        else:
+            log_det = xp.sum(xp.log(xp.astype(xp.linalg.diagonal(prec_chol), maha.dtype)), axis=1)
         out = (log_det - 0.5 * D * LOG_2PI) - 0.5 * maha
-        return out.astype(X.dtype, copy=False)
+        return xp.astype(out, X.dtype, copy=False)
 
     @staticmethod
-    def scatter(X, resp, shift):
-        return _gram.scatter_stack(X, resp, shift)
+    def scatter(X, resp, shift, xp=np):
+        return _gram.scatter_stack(X, resp, shift, xp)
 
     suff_stats = staticmethod(_gram.suff_stats_full)
 
     @staticmethod
-    def covariances(s2, nk, delta, reg_covar, dtype):
+    def covariances(s2, nk, delta, reg_covar, dtype, xp=np):
         cov = s2 / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
         D = cov.shape[1]
+        if xp is not np:
+            return xp.astype(cov, dtype) + reg_covar * _xp.eye(xp, D, dtype, _xp.device(cov))
         cov = cov.astype(dtype)
         cov.reshape(cov.shape[0], -1)[:, :: D + 1] += reg_covar
         return cov
 
     @staticmethod
-    def prec_chol_from_cov(cov):
-        return chol_precision_stack(cov)
+    def prec_chol_from_cov(cov, xp=np):
+        return chol_precision_stack(cov, xp)
 
     @staticmethod
-    def prec_chol_from_precisions(prec):
+    def prec_chol_from_precisions(prec, xp=np):
+        if xp is not np:
+            return upper_chol_of_precision(prec, xp)
         return np.stack([upper_chol_of_precision(p) for p in prec])
 
     @staticmethod
-    def cov_from_prec_chol(prec_chol):
+    def cov_from_prec_chol(prec_chol, xp=np):
+        if xp is not np:
+            return cov_from_upper_prec_chol(prec_chol, xp)
         return np.stack([cov_from_upper_prec_chol(u) for u in prec_chol])
 
     @staticmethod
-    def precisions(prec_chol):
-        return prec_chol @ prec_chol.transpose(0, 2, 1)
+    def precisions(prec_chol, xp=np):
+        if xp is np and not isinstance(prec_chol, np.ndarray):  # called at the estimator edge
+            xp = _xp.namespace(prec_chol)
+        return prec_chol @ _xp.matrix_transpose(xp, prec_chol)
 
     @staticmethod
     def full_covariances(cov, K, D):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...backends import _xp
 from ._common import NotPositiveDefinite, check_positive
 from .diag import _diag_log_prob, _diag_scatter, _fused
 
 
 class Spherical:
     name = "spherical"
+    #: runs on PyTorch/CuPy arrays too (see emix.backends._xp)
+    array_api = True
 
     @staticmethod
     def cov_shape(K, D):
@@ -24,41 +27,45 @@ class Spherical:
         return 5 * K + 3 * D
 
     @staticmethod
-    def log_prob(X, means, prec_chol):
-        prec = np.broadcast_to((prec_chol * prec_chol)[:, None], means.shape)
-        return _diag_log_prob(X, means, prec)
-
-    scatter = staticmethod(_diag_scatter)
+    def log_prob(X, means, prec_chol, xp=np):
+        prec = xp.broadcast_to((prec_chol * prec_chol)[:, None], means.shape)
+        return _diag_log_prob(X, means, prec, xp)
 
     @staticmethod
-    def suff_stats(X, sample_weight, params):
+    def scatter(X, resp, shift, xp=np):
+        return _diag_scatter(X, resp, shift, xp)
+
+    @staticmethod
+    def suff_stats(X, sample_weight, params, xp=np):
         pc = params.precisions_cholesky
-        prec = np.broadcast_to((pc * pc)[:, None], params.means.shape)
-        return _fused(X, sample_weight, params, prec)
+        prec = xp.broadcast_to((pc * pc)[:, None], params.means.shape)
+        return _fused(X, sample_weight, params, prec, xp)
 
     @staticmethod
-    def covariances(s2, nk, delta, reg_covar, dtype):
+    def covariances(s2, nk, delta, reg_covar, dtype, xp=np):
         # scikit-learn's spherical variance: the mean of the diagonal variances
+        if xp is not np:
+            return xp.astype(xp.mean(s2 / nk[:, None] - delta * delta, axis=1), dtype) + reg_covar
         cov = (s2 / nk[:, None] - delta * delta).mean(axis=1)
         return cov.astype(dtype) + np.asarray(reg_covar, dtype=dtype)
 
     @staticmethod
-    def prec_chol_from_cov(cov):
-        bad = np.flatnonzero(~(cov > 0.0))
-        if bad.size:
+    def prec_chol_from_cov(cov, xp=np):
+        bad = _xp.flatnonzero(xp, ~(cov > 0.0))
+        if len(bad):
             raise NotPositiveDefinite(int(bad[0]))
-        return 1.0 / np.sqrt(cov)
+        return 1.0 / xp.sqrt(cov)
 
     @staticmethod
-    def prec_chol_from_precisions(prec):
-        return np.sqrt(prec)
+    def prec_chol_from_precisions(prec, xp=np):
+        return xp.sqrt(prec)
 
     @staticmethod
-    def cov_from_prec_chol(prec_chol):
+    def cov_from_prec_chol(prec_chol, xp=np):
         return 1.0 / (prec_chol * prec_chol)
 
     @staticmethod
-    def precisions(prec_chol):
+    def precisions(prec_chol, xp=np):
         return prec_chol**2
 
     @staticmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...backends import _xp
 from ...core.numerics import LOG_2PI
 from ._common import (
     center_reference,
@@ -16,6 +17,8 @@ from ._common import (
 
 class Tied:
     name = "tied"
+    #: runs on PyTorch/CuPy arrays too (see emix.backends._xp)
+    array_api = True
 
     @staticmethod
     def cov_shape(K, D):
@@ -30,7 +33,15 @@ class Tied:
         return K * D + 4 * K + 2 * D
 
     @staticmethod
-    def log_prob(X, means, prec_chol):
+    def log_prob(X, means, prec_chol, xp=np):
+        if xp is not np:
+            g = center_reference(means, xp)
+            Y = (X - g) @ prec_chol
+            B = (means - g) @ prec_chol
+            # |y - b_k|^2 = |y|^2 - 2 y.b_k + |b_k|^2 would cancel; keep differences
+            maha = xp.stack([_xp.rowdot(xp, Y - B[k], Y - B[k]) for k in range(B.shape[0])], axis=1)
+            log_det = xp.sum(xp.log(xp.linalg.diagonal(prec_chol)))
+            return (log_det - 0.5 * X.shape[1] * LOG_2PI) - 0.5 * maha
         g = center_reference(means)
         Y = (X - g) @ prec_chol  # (n, D)
         B = (means - g) @ prec_chol  # (K, D)
@@ -43,8 +54,15 @@ class Tied:
         return (log_det - 0.5 * D * LOG_2PI) - 0.5 * maha
 
     @staticmethod
-    def scatter(X, resp, shift):
+    def scatter(X, resp, shift, xp=np):
         D = X.shape[1]
+        if xp is not np:
+            f64 = _xp.accumulation_dtype(xp, X)
+            out = xp.zeros((D, D), dtype=f64, device=_xp.device(X))
+            for k in range(shift.shape[0]):
+                Z = X - shift[k]
+                out += xp.astype((Z * resp[:, k : k + 1]).T @ Z, f64)
+            return out
         out = np.zeros((D, D))
         for k in range(shift.shape[0]):
             Z = X - shift[k]
@@ -52,26 +70,29 @@ class Tied:
         return out
 
     @staticmethod
-    def covariances(s2, nk, delta, reg_covar, dtype):
+    def covariances(s2, nk, delta, reg_covar, dtype, xp=np):
+        if xp is not np:
+            cov = xp.astype((s2 - (delta.T * nk) @ delta) / xp.sum(nk), dtype)
+            return cov + reg_covar * _xp.eye(xp, cov.shape[0], dtype, _xp.device(cov))
         cov = (s2 - (delta.T * nk) @ delta) / nk.sum()
         cov = cov.astype(dtype)
         cov.flat[:: cov.shape[0] + 1] += reg_covar
         return cov
 
     @staticmethod
-    def prec_chol_from_cov(cov):
-        return chol_precision_stack(cov[None])[0]
+    def prec_chol_from_cov(cov, xp=np):
+        return chol_precision_stack(cov[None], xp)[0]
 
     @staticmethod
-    def prec_chol_from_precisions(prec):
-        return upper_chol_of_precision(prec)
+    def prec_chol_from_precisions(prec, xp=np):
+        return upper_chol_of_precision(prec, xp)
 
     @staticmethod
-    def cov_from_prec_chol(prec_chol):
-        return cov_from_upper_prec_chol(prec_chol)
+    def cov_from_prec_chol(prec_chol, xp=np):
+        return cov_from_upper_prec_chol(prec_chol, xp)
 
     @staticmethod
-    def precisions(prec_chol):
+    def precisions(prec_chol, xp=np):
         return prec_chol @ prec_chol.T
 
     @staticmethod
