@@ -12,6 +12,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _validation as V
+from .backends import _xp
+from .backends import array_api as _aa
 from .backends.reduce import BlockReducer, default_block_rows
 from .core import criteria, em
 from .core.init import initial_resp
@@ -191,28 +193,34 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             prec = structure.check_precisions(np.asarray(self.precisions_init, dtype=X.dtype), K, D)
         return weights, means, prec
 
-    def _initial_params(self, X, sample_weight, structure, rng, reducer, inits):
+    def _initial_params(self, X, sample_weight, structure, rng, reducer, inits, xp=np):
         weights_init, means_init, prec_init = inits
         K = self.n_components
         params = None
+        kw = {} if xp is np else {"xp": xp}
         if weights_init is None or means_init is None or prec_init is None:
-            resp = initial_resp(X, sample_weight, K, self.init_params, rng)
-            shift = np.broadcast_to(
-                np.average(X, axis=0, weights=sample_weight).astype(X.dtype), (K, X.shape[1])
-            ).copy()
+            resp = initial_resp(X, sample_weight, K, self.init_params, rng, **kw)
+            if xp is np:
+                shift = np.broadcast_to(
+                    np.average(X, axis=0, weights=sample_weight).astype(X.dtype), (K, X.shape[1])
+                ).copy()
+            else:
+                w = 1.0 if sample_weight is None else sample_weight[:, None]
+                mean = xp.sum(X * w, axis=0) / (X.shape[0] if sample_weight is None else xp.sum(sample_weight))
+                shift = xp.tile(xp.astype(mean, X.dtype)[None, :], (K, 1))
             stats = None
             start = 0
             for Xb, wb in reducer.blocks():
                 stop = start + Xb.shape[0]
-                s = em.stats_from_resp(Xb, wb, resp[start:stop], shift, structure)
+                s = em.stats_from_resp(Xb, wb, resp[start:stop], shift, structure, **kw)
                 stats = s if stats is None else stats + s
                 start = stop
-            params = em.m_step(stats, structure, self.reg_covar, X.dtype)
+            params = em.m_step(stats, structure, self.reg_covar, X.dtype, **kw)
         weights = weights_init if weights_init is not None else params.weights
         means = means_init if means_init is not None else params.means
         if prec_init is not None:
-            prec_chol = structure.prec_chol_from_precisions(prec_init)
-            cov = structure.cov_from_prec_chol(prec_chol)
+            prec_chol = structure.prec_chol_from_precisions(prec_init, **kw)
+            cov = structure.cov_from_prec_chol(prec_chol, **kw)
         else:
             prec_chol, cov = params.precisions_cholesky, params.covariances
         return GaussianParams(weights=weights, means=means, covariances=cov, precisions_cholesky=prec_chol)
@@ -263,6 +271,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """
         if self._out_of_core_kind(X) is not None:
             return self._fit_out_of_core(X, sample_weight)._infer_out_of_core("predict", X)
+        if _xp.is_array_api_input(X):  # PyTorch / CuPy: see emix.backends.array_api
+            return _aa.fit_predict(self, X, sample_weight)
         X, w, structure = self._validate_fit_input(X, sample_weight)
         inits = self._check_inits(X, structure)
         reducer = self._reducer(X, w)
@@ -622,6 +632,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """
         if self._out_of_core_kind(X) is not None:
             return self._infer_out_of_core("score_samples", X)
+        if _aa.uses_array_api(self, X):
+            return _aa.score_samples(self, X)
         X = self._check_X(X)
         return logsumexp(self._weighted_log_prob(X), axis=1)
 
@@ -630,6 +642,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if sample_weight is None and self._out_of_core_kind(X) is not None:
             ll = self._infer_out_of_core("score_samples", X)
             return float(ll.astype(np.float64).mean().compute() if hasattr(ll, "compute") else ll.mean(dtype=np.float64))
+        if _aa.uses_array_api(self, X):
+            return _aa.score(self, X, sample_weight)
         X = self._check_X(X)
         w = V.check_sample_weight(sample_weight, X.shape[0], np.float64)
         ll = logsumexp(self._weighted_log_prob(X), axis=1)
@@ -639,6 +653,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """Most probable component of each row of ``X``."""
         if self._out_of_core_kind(X) is not None:
             return self._infer_out_of_core("predict", X)
+        if _aa.uses_array_api(self, X):
+            return _aa.predict(self, X)
         X = self._check_X(X)
         return np.argmax(self._weighted_log_prob(X), axis=1)
 
@@ -651,6 +667,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """
         if self._out_of_core_kind(X) is not None:
             return self._infer_out_of_core("predict_proba", X)
+        if _aa.uses_array_api(self, X):
+            return _aa.predict_proba(self, X)
         X = self._check_X(X)
         return np.exp(self._log_resp(X)[1])
 
@@ -666,6 +684,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         check_is_fitted(self)
         if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
             raise ValueError(f"n_samples must be an integer >= 1. Got {n_samples!r}.")
+        if _aa.uses_array_api(self):
+            return _aa.sample(self, n_samples)
         rng = check_random_state(self.random_state)
         counts = rng.multinomial(n_samples, self.weights_.astype(np.float64))
         X = self._structure().draw(rng, self.means_, self.covariances_, counts)
@@ -692,17 +712,23 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def bic(self, X, sample_weight=None):
         """Bayesian information criterion ``-2 log L + p log n`` (lower is better)."""
+        if _aa.uses_array_api(self, X):
+            return _aa.criterion(self, X, sample_weight, "bic")
         ll, n_eff, _, _ = self._loglik_sum(X, sample_weight)
         return criteria.bic(ll, self._n_parameters(), n_eff)
 
     def aic(self, X, sample_weight=None):
         """Akaike information criterion ``-2 log L + 2 p`` (lower is better)."""
+        if _aa.uses_array_api(self, X):
+            return _aa.criterion(self, X, sample_weight, "aic")
         ll, _, _, _ = self._loglik_sum(X, sample_weight)
         return criteria.aic(ll, self._n_parameters())
 
     def icl(self, X, sample_weight=None):
         """Integrated completed likelihood, ``BIC - 2 sum_n log max_k r_nk``
         (lower is better; mclust's ICL is minus this)."""
+        if _aa.uses_array_api(self, X):
+            return _aa.criterion(self, X, sample_weight, "icl")
         ll, n_eff, X, w = self._loglik_sum(X, sample_weight)
         log_max = np.max(self._log_resp(X)[1], axis=1).astype(np.float64)
         s = log_max.sum() if w is None else log_max @ w
