@@ -289,3 +289,29 @@ def test_far_outlier_does_not_break_the_fit():
         warnings.simplefilter("ignore", emix.ConvergenceWarning)
         gm = emix.GaussianMixture(2, covariance_type="full", random_state=0).fit(X)
     assert np.all(np.isfinite(gm.score_samples(X)))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_component_collapsing_during_em_is_named(covariance_type):
+    """No patching: a component started exactly on six duplicated rows with a
+    sharp precision takes only those rows in the first E-step, so its
+    covariance is exactly zero at the first M-step (reg_covar=0)."""
+    rng = np.random.default_rng(7)
+    X = np.vstack([np.zeros((6, 2)), rng.normal(size=(40, 2)) + [5.0, 5.0]])
+    prec = {"full": np.stack([1e4 * np.eye(2), np.eye(2)]), "diag": np.array([[1e4, 1e4], [1.0, 1.0]]),
+            "spherical": np.array([1e4, 1.0])}[covariance_type]
+    gm = emix.GaussianMixture(2, covariance_type=covariance_type, reg_covar=0.0, n_init=2,
+                              weights_init=[0.5, 0.5], means_init=[[0.0, 0.0], [5.0, 5.0]], precisions_init=prec)
+    with pytest.warns(emix.DegenerateRestartWarning) as record:
+        with pytest.raises(emix.DegenerateComponentError, match=r"effective number of points is 6\b") as info:
+            gm.fit(X)
+    messages = [str(w.message) for w in record if issubclass(w.category, emix.DegenerateRestartWarning)]
+    assert len(messages) == 2
+    for i, msg in enumerate(messages, start=1):
+        assert msg.startswith(f"Restart {i} of 2 dropped: Component 0 collapsed"), msg
+    assert info.value.component == 0
+    assert info.value.effective_size == pytest.approx(6.0)
+    # the same start with the default reg_covar fits, the component sitting on the duplicates
+    gm.set_params(reg_covar=1e-6, n_init=1).fit(X)
+    np.testing.assert_allclose(gm.means_[0], [0.0, 0.0], atol=1e-8)
+    np.testing.assert_allclose(gm.weights_[0], 6 / 46, rtol=1e-6)
