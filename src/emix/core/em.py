@@ -6,8 +6,9 @@ sufficient statistics; ``m_step`` maps summed statistics to new parameters;
 Dask...) is the caller's ``reduce`` function, so every way of fitting shares
 this code.
 
-Every function takes the array namespace ``xp`` (default numpy; see
-:mod:`emix.backends._xp`), found once per public call by the caller. Structures
+Every function takes the array namespace ``xp`` (see :mod:`emix.backends._xp`),
+found once per public call by the caller; callers that pass none get the
+namespace of the data (numpy for numpy arrays, without importing anything). Structures
 are called with ``xp=`` only for non-numpy namespaces, so a structure that
 supports numpy only keeps its plain signature.
 """
@@ -31,28 +32,38 @@ def _kw(xp):
     return {} if xp is np else {"xp": xp}
 
 
-def weighted_log_prob(X, params: GaussianParams, structure, xp=np):
+def _ns(xp, a):
+    """``xp``, or when a caller passed none (older callers), the namespace of ``a``."""
+    if xp is not None:
+        return xp
+    return np if isinstance(a, np.ndarray) else _xp.namespace(a)
+
+
+def weighted_log_prob(X, params: GaussianParams, structure, xp=None):
     """(n, K) array of ``log pi_k + log N(x_n | mu_k, Sigma_k)``."""
+    xp = _ns(xp, X)
     lp = structure.log_prob(X, params.means, params.precisions_cholesky, **_kw(xp))
     with _xp.errstate(xp, divide="ignore"):
         lp += xp.astype(xp.log(params.weights), lp.dtype, copy=False)
     return lp
 
 
-def log_resp(X, params: GaussianParams, structure, xp=np):
+def log_resp(X, params: GaussianParams, structure, xp=None):
     """Per-row ``log p(x_n)`` and (n, K) log responsibilities."""
+    xp = _ns(xp, X)
     lp = weighted_log_prob(X, params, structure, xp)
     norm = logsumexp(lp, axis=1, xp=xp)
     lp -= norm[:, None]
     return norm, lp
 
 
-def stats_from_resp(X, sample_weight, resp, shift, structure, loglik=0.0, xp=np) -> SuffStats:
+def stats_from_resp(X, sample_weight, resp, shift, structure, loglik=0.0, xp=None) -> SuffStats:
     """Sufficient statistics of rows ``X`` with responsibilities ``resp``.
 
     ``resp`` is multiplied by ``sample_weight`` (if given) here. The statistics
     are centered at ``shift`` (one row per component) and returned in float64.
     """
+    xp = _ns(xp, X)
     f64 = _xp.accumulation_dtype(xp, X)
     if sample_weight is not None:
         resp = resp * xp.astype(sample_weight[:, None], resp.dtype, copy=False)
@@ -69,13 +80,14 @@ def stats_from_resp(X, sample_weight, resp, shift, structure, loglik=0.0, xp=np)
     return SuffStats(nk=nk, s1=s1, s2=s2, shift=shift, loglik=float(loglik), sum_w=sum_w)
 
 
-def e_step(X, sample_weight, params: GaussianParams, structure, xp=np) -> SuffStats:
+def e_step(X, sample_weight, params: GaussianParams, structure, xp=None) -> SuffStats:
     """E-step on a block of rows: responsibilities, then their statistics,
     shifted at the current means.
 
     A structure may provide a fused ``suff_stats(X, sample_weight, params)``
     that computes the same thing sharing work between the two halves.
     """
+    xp = _ns(xp, X)
     fused = getattr(structure, "suff_stats", None)
     if fused is not None:
         return fused(X, sample_weight, params, **_kw(xp))
@@ -96,7 +108,7 @@ def _loglik(norm, sample_weight, xp=np):
     return float(np.dot(norm.astype(np.float64), sample_weight.astype(np.float64)))
 
 
-def m_step(stats: SuffStats, structure, reg_covar: float, dtype, xp=np) -> GaussianParams:
+def m_step(stats: SuffStats, structure, reg_covar: float, dtype, xp=None) -> GaussianParams:
     """Weighted maximum-likelihood parameters from summed statistics.
 
     ``10 * eps`` is added to every ``n_k`` and ``reg_covar`` to every
@@ -107,6 +119,7 @@ def m_step(stats: SuffStats, structure, reg_covar: float, dtype, xp=np) -> Gauss
     DegenerateComponentError
         If a covariance is not positive definite.
     """
+    xp = _ns(xp, stats.nk)
     nk = stats.nk + eps_nk(dtype, xp)
     delta = stats.s1 / nk[:, None]
     means = xp.astype(xp.astype(stats.shift, nk.dtype) + delta, dtype)
