@@ -99,10 +99,12 @@ def save(model, path):
         },
         "arrays": {},
     }
-    arrays = {name: np.asarray(getattr(model, name + "_")) for name in _PARAM_ARRAYS}
+    from .backends._xp import to_numpy  # a model fitted on a GPU is saved as numpy
+
+    arrays = {name: np.asarray(to_numpy(getattr(model, name + "_"))) for name in _PARAM_ARRAYS}
     for name in _INIT_ARRAYS:
         if params.get(name) is not None:
-            arrays[name] = np.asarray(params[name])
+            arrays[name] = np.asarray(to_numpy(params[name]))
     for name, a in arrays.items():
         header["arrays"][name] = {"shape": list(a.shape), "dtype": a.dtype.str}
 
