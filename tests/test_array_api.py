@@ -230,3 +230,32 @@ def test_gpu_same_fit_as_numpy(ct, dtype):
         gm = GaussianMixture(3, covariance_type=ct, init_params=init, random_state=0).fit(_t(X, "cuda"))
         assert gm.means_.device.type == "cuda"
         assert adjusted_rand_score(labels, _np(gm.predict(_t(X, "cuda")))) > 0.95
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_not_positive_definite_names_the_component_on_device(ct):
+    from emix.backends import _xp
+    from emix.families.gaussian import get_structure
+    from emix.families.gaussian._common import NotPositiveDefinite
+
+    structure = get_structure(ct)
+    K, D = 3, 2
+    cov = {"full": np.stack([np.eye(D)] * K), "tied": np.eye(D),
+           "diag": np.ones((K, D)), "spherical": np.ones(K)}[ct]
+    bad = 0 if ct == "tied" else 1
+    cov[bad] = -cov[bad]  # tied: the one matrix is component 0
+    xp = _xp.namespace(_t(cov))
+    with pytest.raises(NotPositiveDefinite) as info:
+        structure.prec_chol_from_cov(_t(cov), xp=xp)
+    assert info.value.component == bad
+
+
+def test_restarts_and_autograd_inputs():
+    X, labels = _data()
+    Xt = _t(X).requires_grad_(True)
+    gm = GaussianMixture(3, n_init=2, init_params="k-means++", random_state=0).fit(Xt)
+    assert not gm.means_.requires_grad
+    assert adjusted_rand_score(labels, _np(gm.predict(Xt))) > 0.95
+    # integer tensors are fitted as float64, like numpy integer arrays
+    gi = GaussianMixture(2, random_state=0).fit(_t(np.round(X * 10).astype(np.int64)))
+    assert gi.means_.dtype == torch.float64

@@ -117,6 +117,15 @@ def _is_torch(xp):
     return getattr(xp, "__name__", "").startswith("array_api_compat.torch")
 
 
+def no_grad(xp):
+    """No autograd graph for PyTorch (inputs with ``requires_grad``); a no-op otherwise."""
+    if _is_torch(xp):
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()
+
+
 # ---------------------------------------------------------------- elementwise
 def exp_(xp, a):
     """``exp(a)``, overwriting ``a`` where the library allows it."""

@@ -111,6 +111,11 @@ def fit_predict(est, X, sample_weight=None):
     V.check_estimator_params(est)
     structure = _check_structure(est)
     xp = _xp.namespace(X)
+    with _xp.no_grad(xp):
+        return _fit_predict(est, X, sample_weight, structure, xp)
+
+
+def _fit_predict(est, X, sample_weight, structure, xp):
     X = _check_array(X, xp)
     n, D = X.shape
     if n < 2:
@@ -196,12 +201,14 @@ def _map(est, X, structure, fn):
 
 def weighted_log_prob(est, X):
     X, xp, params, structure = _fitted(est, X)
-    return _map(est, X, structure, lambda Xb: em.weighted_log_prob(Xb, params, structure, xp)), xp
+    with _xp.no_grad(xp):
+        return _map(est, X, structure, lambda Xb: em.weighted_log_prob(Xb, params, structure, xp)), xp
 
 
 def log_resp(est, X):
     X, xp, params, structure = _fitted(est, X)
-    return _map(est, X, structure, lambda Xb: em.log_resp(Xb, params, structure, xp)[1]), xp
+    with _xp.no_grad(xp):
+        return _map(est, X, structure, lambda Xb: em.log_resp(Xb, params, structure, xp)[1]), xp
 
 
 def score_samples(est, X):
