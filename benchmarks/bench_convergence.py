@@ -17,8 +17,11 @@ Methods (tol = 1e-6 on the change of the mean log-likelihood, reg_covar = 1e-6):
 Both emix runs use ``emix.backends.BlockReducer`` over X with the estimator's
 default block size; their wall time is the core loop only, scikit-learn's is
 its whole ``fit`` (validation included: negligible next to the loop here).
-The initial parameters are emix's k-means initialization,
-``emix.GaussianMixture(K, covariance_type=..., max_iter=0, random_state=0).fit(X)._params()``.
+The initial parameters come from emix's initializations, each workload run
+twice: ``init_params='kmeans'`` (EM then starts close and converges in tens of
+iterations) and ``'random_from_data'`` (K random rows as means: the slow
+starts where acceleration matters), through
+``emix.GaussianMixture(K, covariance_type=..., init_params=..., max_iter=0, random_state=0).fit(X)._params()``.
 
 "final loglik" is the mean log-likelihood of the *returned* parameters, all
 evaluated by the same code (one emix E-step), so the three columns compare
@@ -60,11 +63,12 @@ TOL = 1e-6
 REG = 1e-6
 
 SYNTH = [  # (name, N, D, K)
-    ("blobs 1e6x2 K8 -> N/50", 20_000, 2, 8),
-    ("blobs 2e5x16 K16 -> N/20", 10_000, 16, 16),
-    ("blobs 5e4x64 K32 -> N/10", 5_000, 64, 32),
-    ("blobs 1e6x10 K5 -> N/50", 20_000, 10, 5),
+    ("blobs 1e6x2 K8 -> N/20", 50_000, 2, 8),
+    ("blobs 2e5x16 K16 -> N/10", 20_000, 16, 16),
+    ("blobs 5e4x64 K32 -> N/5", 10_000, 64, 32),
+    ("blobs 1e6x10 K5 -> N/20", 50_000, 10, 5),
 ]
+INITS = ("kmeans", "random_from_data")
 REAL_K = {"digits": (5, 10), "wine": (2, 3), "breast_cancer": (2, 3), "faithful": (2, 3)}
 
 
@@ -99,12 +103,14 @@ def workloads(quick):
             N //= 4
         X = make_blobs(N, D, K)
         for ct in ("full", "diag"):
-            yield f"{name}" + (" /4" if quick else ""), X, K, ct
+            for init in INITS:
+                yield f"{name}" + (" /4" if quick else ""), X, K, ct, init
     for name, ks in REAL_K.items():
         X = load_real(name)
         for K in ks[:1] if quick else ks:
             for ct in ("full", "diag"):
-                yield f"{name} ({X.shape[0]}x{X.shape[1]})", X, K, ct
+                for init in INITS:
+                    yield f"{name} ({X.shape[0]}x{X.shape[1]})", X, K, ct, init
 
 
 def exact_mean_loglik(reduce, params, structure):
@@ -119,7 +125,7 @@ def drops(history):
     return int(np.sum(np.diff(h) < -1e-9)) if h.size > 1 else 0
 
 
-def run_workload(X, K, ct, max_iter):
+def run_workload(X, K, ct, init, max_iter):
     from sklearn.mixture import GaussianMixture as SkGM
 
     import emix
@@ -135,7 +141,8 @@ def run_workload(X, K, ct, max_iter):
     reduce = BlockReducer(X, None, rows)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        p0 = emix.GaussianMixture(n_components=K, covariance_type=ct, max_iter=0, random_state=0).fit(X)._params()
+        p0 = emix.GaussianMixture(n_components=K, covariance_type=ct, init_params=init, max_iter=0,
+                                  random_state=0).fit(X)._params()
     out = {}
     for name, fn in (("EM", fit), ("SQUAREM", fit_squarem)):
         t = time.perf_counter()
@@ -188,35 +195,43 @@ def main():
           f"tol {TOL:g}, reg_covar {REG:g}, max_iter {args.max_iter}; "
           f"{'1 thread' if args.single_thread else 'all threads'}; load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs\n")
-    hdr = ("| workload | K | cov | EM iters | SQUAREM iters | sklearn iters | EM/SQUAREM iters | EM s | SQUAREM s "
+    hdr = ("| workload | K | cov | init | EM iters | SQUAREM iters | sklearn iters | EM/SQUAREM iters | EM s | SQUAREM s "
            "| sklearn s | EM loglik | SQUAREM loglik | sklearn loglik | SQ - EM loglik | EM drops | SQ drops |")
     print(hdr)
     print("|" + "---|" * (hdr.count("|") - 1), flush=True)
     rows = []
     t_start = time.perf_counter()
     with threadpool_limits(limits=1) if args.single_thread else nullcontext():
-        for name, X, K, ct in workloads(args.quick):
-            res = run_workload(X, K, ct, args.max_iter)
+        for name, X, K, ct, init in workloads(args.quick):
+            res = run_workload(X, K, ct, init, args.max_iter)
             em, sq, sk = res["EM"], res["SQUAREM"], res["sklearn"]
             ratio = em["n_iter"] / sq["n_iter"] if "error" not in em and "error" not in sq else np.nan
             dll = sq["loglik"] - em["loglik"] if "error" not in em and "error" not in sq else np.nan
             flag = " **SQUAREM lower**" if dll < -1e-6 else ""
             (ei, es, el), (si, ss, sl), (ki, ks, kl) = fmt(em), fmt(sq), fmt(sk)
-            print(f"| {name} | {K} | {ct} | {ei} | {si} | {ki} | {ratio:.2f} | {es} | {ss} | {ks} | {el} | {sl} | "
+            print(f"| {name} | {K} | {ct} | {init} | {ei} | {si} | {ki} | {ratio:.2f} | {es} | {ss} | {ks} | {el} | {sl} | "
                   f"{kl} | {dll:+.1e}{flag} | {em.get('drops', '')} | {sq.get('drops', '')} |", flush=True)
-            rows.append(dict(workload=name, N=X.shape[0], D=X.shape[1], K=K, cov=ct, ratio=ratio, dloglik=dll, **res))
+            rows.append(dict(workload=name, N=X.shape[0], D=X.shape[1], K=K, cov=ct, init=init, ratio=ratio,
+                             dloglik=dll, **res))
     ratios = np.array([r["ratio"] for r in rows], dtype=float)
     ok = ratios[np.isfinite(ratios)]
     print(f"\nEM/SQUAREM iteration ratio: median {np.median(ok):.2f} over {ok.size} workloads "
           f"(min {ok.min():.2f}, max {ok.max():.2f})")
+    for init in INITS:
+        r_i = np.array([r["ratio"] for r in rows if r["init"] == init], dtype=float)
+        r_i = r_i[np.isfinite(r_i)]
+        slow = np.array([r["ratio"] for r in rows if r["init"] == init and r["EM"].get("n_iter", 0) >= 50], dtype=float)
+        print(f"  init {init}: median {np.median(r_i):.2f} over {r_i.size}; on the {slow.size} where plain EM "
+              f"needs >= 50 iterations: median {np.median(slow) if slow.size else float('nan'):.2f}")
     em_t = np.array([r["EM"].get("seconds", np.nan) for r in rows])
     sq_t = np.array([r["SQUAREM"].get("seconds", np.nan) for r in rows])
     tr = em_t / sq_t
     print(f"EM/SQUAREM wall-time ratio: median {np.nanmedian(tr):.2f}")
     lower = [r for r in rows if np.isfinite(r["dloglik"]) and r["dloglik"] < -1e-6]
     print("SQUAREM ended lower than plain EM (by > 1e-6) on: "
-          + ("; ".join(f"{r['workload']} K={r['K']} {r['cov']} ({r['dloglik']:+.2e})" for r in lower) or "none"))
-    not_conv = [f"{r['workload']} K={r['K']} {r['cov']} {m}" for r in rows for m in ("EM", "SQUAREM", "sklearn")
+          + ("; ".join(f"{r['workload']} K={r['K']} {r['cov']} {r['init']} ({r['dloglik']:+.2e})" for r in lower)
+             or "none"))
+    not_conv = [f"{r['workload']} K={r['K']} {r['cov']} {r['init']} {m}" for r in rows for m in ("EM", "SQUAREM", "sklearn")
                 if "error" in r[m] or not r[m]["converged"]]
     print("not converged / failed: " + ("; ".join(not_conv) or "none"))
     print(f"(ran in {time.perf_counter() - t_start:.0f} s; load average now {os.getloadavg()[0]:.1f})")
