@@ -274,3 +274,85 @@ def test_save_load_round_trip(model, tmp_path):
     np.testing.assert_array_equal(back.score_samples(X), gm.score_samples(X))
     Xs, ys = gm.sample(50)
     assert Xs.shape == (50, 3)
+
+
+# ------------------------------------------------- MAP under a conjugate prior
+from emix.core.prior import ConjugatePrior, default_prior, map_m_step  # noqa: E402
+
+
+def _map_problem():
+    X, resp, shift = _stats_problem(2, K=2, D=3)
+    prior = default_prior(X, 2)
+    return X, resp, shift, prior
+
+
+def test_default_prior_is_mclusts():
+    X = _data()
+    p = default_prior(X, 4)
+    np.testing.assert_allclose(p.mean, X.mean(axis=0))
+    assert p.shrinkage == 0.01 and p.dof == X.shape[1] + 2
+    np.testing.assert_allclose(p.scale, np.cov(X, rowvar=False) / 4 ** (2 / 3))
+
+
+def test_map_vvv_matches_fraley_raftery_2007():
+    X, resp, shift, prior = _map_problem()
+    s = get_structure("VVV")
+    p = map_m_step(em.stats_from_resp(X, None, resp, shift, s), s, prior, 0.0, np.float64)
+    nk = resp.sum(0)
+    xbar = resp.T @ X / nk[:, None]
+    kappa, nu, d = prior.shrinkage, prior.dof, 3
+    for k in range(2):
+        Wk = (resp[:, k : k + 1] * (X - xbar[k])).T @ (X - xbar[k])
+        dm = xbar[k] - prior.mean
+        Sk = (prior.scale + Wk + kappa * nk[k] / (nk[k] + kappa) * np.outer(dm, dm)) / (nk[k] + nu + d + 2)
+        np.testing.assert_allclose(p.covariances[k], Sk, rtol=1e-10)
+        np.testing.assert_allclose(p.means[k], (nk[k] * xbar[k] + kappa * prior.mean) / (nk[k] + kappa), rtol=1e-12)
+    np.testing.assert_allclose(p.weights, nk / nk.sum(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("model", ["EII", "VEI", "EEE", "EVE", "VEV", "EVV"])
+def test_map_m_step_maximizes_the_log_posterior(model):
+    """With one prior per component the covariance part of the log-posterior
+    is Q with (W_k, n_k) -> (W_k^P, n_k + nu + d + 2): BFGS cannot beat it."""
+    K, D = 2, 3
+    X, resp, shift, prior = _map_problem()
+    s = get_structure(model)
+    cov = map_m_step(em.stats_from_resp(X, None, resp, shift, s), s, prior, 0.0, np.float64).covariances
+    nk = resp.sum(0)
+    xbar = resp.T @ X / nk[:, None]
+    WP = np.stack([(resp[:, k : k + 1] * (X - xbar[k])).T @ (X - xbar[k]) + prior.scale
+                   + prior.shrinkage * nk[k] / (nk[k] + prior.shrinkage) * np.outer(xbar[k] - prior.mean, xbar[k] - prior.mean)
+                   for k in range(K)])
+    nt = nk + prior.dof + D + 2
+    q = _Q(cov, WP, nt)
+    _, p = _build(model, np.zeros(100), K, D)
+    rng = np.random.default_rng(1)
+    best = max(-minimize(lambda t: -_Q(_build(model, t, K, D)[0], WP, nt), rng.normal(scale=0.5, size=p),
+                         method="BFGS", options={"gtol": 1e-8}).fun for _ in range(2))
+    assert q >= best - 1e-7 * abs(best)
+
+
+def test_prior_keeps_degenerate_fits_alive():
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(size=(40, 2)), np.tile([[8.0, 8.0]], (3, 1))]  # 3 identical points
+    means = np.array([[0.0, 0.0], [8.0, 8.0]])
+    with pytest.raises(emix.DegenerateComponentError), pytest.warns(emix.DegenerateRestartWarning):
+        emix.GaussianMixture(2, covariance_type="VVV", reg_covar=0.0, means_init=means).fit(X)
+    gm = emix.GaussianMixture(2, covariance_type="VVV", reg_covar=0.0, means_init=means, prior="default").fit(X)
+    assert np.all(np.linalg.eigvalsh(gm.covariances_) > 0)
+
+
+def test_prior_none_is_the_default_path_and_other_paths_refuse():
+    X = _data()
+    a = emix.GaussianMixture(3, covariance_type="EVE", random_state=0).fit(X)
+    b = emix.GaussianMixture(3, covariance_type="EVE", random_state=0, prior=None).fit(X)
+    np.testing.assert_array_equal(a.covariances_, b.covariances_)
+    c = emix.GaussianMixture(3, covariance_type="EVE", random_state=0, prior="default").fit(X)
+    assert c.score(X) < a.score(X) + 1e-9  # MAP does not beat the MLE's likelihood (same optimum basin)
+    with pytest.raises(NotImplementedError, match="prior"):
+        emix.GaussianMixture(3, prior="default").partial_fit(X)
+    with pytest.raises(ValueError, match="prior"):
+        emix.GaussianMixture(3, prior="bogus").fit(X)
+    bad = ConjugatePrior(mean=np.zeros(2), shrinkage=0.01, dof=5.0, scale=np.eye(2))
+    with pytest.raises(ValueError, match="shape"):
+        emix.GaussianMixture(3, prior=bad).fit(X)

@@ -163,3 +163,11 @@ def test_estimator_accepts_hierarchical_init():
     from sklearn.metrics import adjusted_rand_score
 
     assert adjusted_rand_score(y, gm.predict(X)) > 0.9
+
+
+def test_select_with_default_prior(data):
+    res = emix.select(data, n_components=[1, 2, 3], covariance_types=["VVV", "EEE"], random_state=0,
+                      prior="default", reg_covar=0.0)
+    assert res.best_params_["n_components"] == 3
+    assert res.best_.prior == "default"
+    assert all(r["error"] is None for r in res.rows)

@@ -17,6 +17,7 @@ from .backends import array_api as _aa
 from .backends.reduce import BlockReducer, default_block_rows
 from .core import criteria, em
 from .core.init import initial_resp
+from .core.prior import resolve_prior
 from .core.numerics import logsumexp
 from .core.types import FitResult, GaussianParams
 from .exceptions import ConvergenceWarning, DegenerateComponentError, DegenerateRestartWarning
@@ -83,6 +84,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Larger values make the first batches count less.
     batches_per_pass : int or None, default=None
         Batches in one pass over the data (required by ``online_mode='exact'``).
+    prior : None, 'default' or emix.core.prior.ConjugatePrior, default=None
+        None fits by maximum likelihood. Otherwise the parameters are the
+        posterior mode under a conjugate normal-inverse-Wishart prior (Fraley &
+        Raftery 2007); ``'default'`` is mclust's ``defaultPrior``. In-memory
+        numpy ``fit`` only. (An emix extension; see :mod:`emix.core.prior`.)
 
     Attributes
     ----------
@@ -140,6 +146,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         learning_decay=0.7,
         learning_offset=2.0,
         batches_per_pass=None,
+        prior=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -161,6 +168,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
         self.batches_per_pass = batches_per_pass
+        self.prior = prior
 
     # ------------------------------------------------------------------ helpers
     def _structure(self):
@@ -193,7 +201,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             prec = structure.check_precisions(np.asarray(self.precisions_init, dtype=X.dtype), K, D)
         return weights, means, prec
 
-    def _initial_params(self, X, sample_weight, structure, rng, reducer, inits, xp=np):
+    def _no_prior(self, where):
+        if getattr(self, "prior", None) is not None:
+            raise NotImplementedError(
+                f"prior={self.prior!r} is supported by the in-memory numpy fit only, not {where}."
+            )
+
+    def _initial_params(self, X, sample_weight, structure, rng, reducer, inits, xp=np, prior=None):
         weights_init, means_init, prec_init = inits
         K = self.n_components
         params = None
@@ -215,7 +229,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 s = em.stats_from_resp(Xb, wb, resp[start:stop], shift, structure, **kw)
                 stats = s if stats is None else stats + s
                 start = stop
-            params = em.m_step(stats, structure, self.reg_covar, X.dtype, **kw)
+            params = em.m_step(stats, structure, self.reg_covar, X.dtype, prior=prior, **kw)
         weights = weights_init if weights_init is not None else params.weights
         means = means_init if means_init is not None else params.means
         if prec_init is not None:
@@ -272,8 +286,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if self._out_of_core_kind(X) is not None:
             return self._fit_out_of_core(X, sample_weight)._infer_out_of_core("predict", X)
         if _xp.is_array_api_input(X):  # PyTorch / CuPy: see emix.backends.array_api
+            self._no_prior("PyTorch/CuPy arrays")
             return _aa.fit_predict(self, X, sample_weight)
         X, w, structure = self._validate_fit_input(X, sample_weight)
+        prior = resolve_prior(self.prior, X, self.n_components, w)
         inits = self._check_inits(X, structure)
         reducer = self._reducer(X, w)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
@@ -288,7 +304,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             t_start = t_last = time.time()
             try:
                 if do_init:
-                    params0 = self._initial_params(X, w, structure, rng, reducer, inits)
+                    params0 = self._initial_params(X, w, structure, rng, reducer, inits, prior=prior)
                     lb0 = -math.inf
                 else:
                     params0, lb0 = self._params(), self.lower_bound_
@@ -311,7 +327,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
                     result = em.fit(
                         reducer, params0, structure, tol=self.tol, max_iter=self.max_iter,
-                        reg_covar=self.reg_covar, lower_bound0=lb0, callback=callback,
+                        reg_covar=self.reg_covar, lower_bound0=lb0, callback=callback, prior=prior,
                     )
             except DegenerateComponentError as exc:
                 failures.append(exc)
@@ -380,6 +396,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         from .backends import dask as dk
 
         V.check_estimator_params(self)
+        self._no_prior("out-of-core data")
         structure = self._structure()
         rng = check_random_state(self.random_state)
         seed, advanced = chunked.sample_seed(rng)
@@ -547,6 +564,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         from . import online
 
         V.check_estimator_params(self)
+        self._no_prior("partial_fit")
         online.check_online_params(self)
         structure = self._structure()
         first = not hasattr(self, "means_")

@@ -92,16 +92,19 @@ def cell_seed(entropy, n_components, covariance_type):
     return int(ss.generate_state(1, dtype=np.uint32)[0])
 
 
-def _start_from_labels(X, sample_weight, K, structure, labels, reg_covar):
+def _start_from_labels(X, sample_weight, K, structure, labels, reg_covar, prior=None):
     """weights/means/precisions ``*_init`` from a hard partition: the same
-    M-step that ``init_params`` methods go through inside the estimator."""
+    M-step that ``init_params`` methods go through inside the estimator
+    (the posterior-mode one when a ``prior`` is given)."""
     from .core import em
+    from .core.prior import resolve_prior
 
     resp = np.zeros((X.shape[0], K), dtype=X.dtype)
     resp[np.arange(X.shape[0]), labels] = 1
     shift = np.broadcast_to(np.average(X, axis=0, weights=sample_weight).astype(X.dtype), (K, X.shape[1])).copy()
     stats = em.stats_from_resp(X, sample_weight, resp, shift, structure)
-    p0 = em.m_step(stats, structure, reg_covar, X.dtype)
+    prior = resolve_prior(prior, X, K, sample_weight)
+    p0 = em.m_step(stats, structure, reg_covar, X.dtype, prior=prior)
     return {"weights_init": p0.weights, "means_init": p0.means,
             "precisions_init": structure.precisions(p0.precisions_cholesky)}
 
@@ -134,7 +137,8 @@ def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels,
         row["n_parameters"] = int(criteria.n_parameters(structure, K, X.shape[1]))
         if labels is not None:
             gm.set_params(**_start_from_labels(X, sample_weight, K, structure, labels,
-                                               gm_kwargs.get("reg_covar", gm.reg_covar)))
+                                               gm_kwargs.get("reg_covar", gm.reg_covar),
+                                               gm_kwargs.get("prior")))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             gm.fit(X, sample_weight=sample_weight)

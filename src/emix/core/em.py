@@ -108,17 +108,23 @@ def _loglik(norm, sample_weight, xp=np):
     return float(np.dot(norm.astype(np.float64), sample_weight.astype(np.float64)))
 
 
-def m_step(stats: SuffStats, structure, reg_covar: float, dtype, xp=None) -> GaussianParams:
+def m_step(stats: SuffStats, structure, reg_covar: float, dtype, xp=None, prior=None) -> GaussianParams:
     """Weighted maximum-likelihood parameters from summed statistics.
 
     ``10 * eps`` is added to every ``n_k`` and ``reg_covar`` to every
-    covariance diagonal, once, here.
+    covariance diagonal, once, here. With a ``prior``
+    (:class:`emix.core.prior.ConjugatePrior`, numpy only) the posterior mode
+    instead (:func:`emix.core.prior.map_m_step`).
 
     Raises
     ------
     DegenerateComponentError
         If a covariance is not positive definite.
     """
+    if prior is not None:
+        from .prior import map_m_step
+
+        return map_m_step(stats, structure, prior, reg_covar, dtype)
     xp = _ns(xp, stats.nk)
     nk = stats.nk + eps_nk(dtype, xp)
     delta = stats.s1 / nk[:, None]
@@ -148,6 +154,7 @@ def fit(
     lower_bound0: float = -math.inf,
     callback=None,
     xp=None,
+    prior=None,
 ) -> FitResult:
     """Run EM from ``params0`` until the mean log-likelihood changes by less
     than ``tol`` or ``max_iter`` iterations.
@@ -157,7 +164,7 @@ def fit(
     bound recorded at iteration ``i`` is the mean log-likelihood of the
     parameters entering that iteration; the returned parameters are those
     after its M-step. ``xp`` is the array namespace (by default that of
-    ``params0.means``).
+    ``params0.means``). ``prior``: see :func:`m_step`.
     """
     if xp is None:
         xp = _xp.namespace(params0.means)
@@ -171,7 +178,7 @@ def fit(
         prev = lower_bound
         current = params
         stats = reduce(lambda Xb, wb: e_step(Xb, wb, current, structure, xp))
-        params = m_step(stats, structure, reg_covar, dtype, xp)
+        params = m_step(stats, structure, reg_covar, dtype, xp, prior)
         lower_bound = stats.loglik / stats.sum_w
         history.append(lower_bound)
         change = lower_bound - prev
