@@ -1,7 +1,7 @@
 """The 14 mclust covariance models: M-step optimality against a numerical
 oracle, parameter counts against mclust's table, the structural constraints,
 monotone EM, alias equality with the scikit-learn names, univariate E/V,
-save/load round trips."""
+save/load round trips; and the MAP M-step under a conjugate prior."""
 
 import numpy as np
 import pytest
