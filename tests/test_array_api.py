@@ -185,10 +185,44 @@ def test_mixed_inputs_follow_the_fitted_namespace():
     assert_allclose(_np(out), gm_n.score_samples(X), rtol=1e-12)
 
 
-def test_mclust_structure_refuses_tensors_clearly():
+def _mclust_models():
+    from emix.families.gaussian.mclust import MCLUST_MODELS
+
+    return MCLUST_MODELS
+
+
+@pytest.mark.parametrize("model", _mclust_models())
+def test_mclust_models_same_fit_as_numpy(model):
+    """E-step on the device, constrained M-step on the host (HostMStep)."""
     X, _ = _data()
+    g = GaussianMixture(3, covariance_type=model, max_iter=2, random_state=0).fit(X)
+    kw = dict(covariance_type=model, max_iter=8, tol=0,
+              weights_init=g.weights_, means_init=g.means_, precisions_init=g.precisions_)
+    ref = GaussianMixture(3, **kw).fit(X)
+    got = GaussianMixture(3, **kw).fit(_t(X))
+    for name in ATTRS:
+        assert torch.is_tensor(getattr(got, name))
+        _close(getattr(got, name), getattr(ref, name), np.float64)
+    _close(got.score_samples(_t(X)), ref.score_samples(X), np.float64)
+
+
+def test_univariate_mclust_models_check_their_input_on_device():
+    X, _ = _data()
+    gm = GaussianMixture(2, covariance_type="V", random_state=0).fit(_t(X[:, :1]))
+    assert torch.is_tensor(gm.means_)
+    with pytest.raises(ValueError, match="univariate"):
+        GaussianMixture(2, covariance_type="E", random_state=0).fit(_t(X))
+
+
+def test_numpy_only_structure_refuses_tensors_clearly(monkeypatch):
+    class NumpyOnly:
+        name = "numpy-only"
+
+    X, _ = _data()
+    gm = GaussianMixture(2)
+    monkeypatch.setattr(gm, "_structure", lambda: NumpyOnly)
     with pytest.raises(NotImplementedError, match="supports numpy input only.*'full'"):
-        GaussianMixture(2, covariance_type="EEV").fit(_t(X))
+        gm.fit(_t(X))
 
 
 def test_bad_tensor_input_messages():

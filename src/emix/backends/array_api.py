@@ -23,9 +23,9 @@ Conventions (as scikit-learn's ``array_api_dispatch``):
   the numpy start).
 - ``sample`` draws on the host with numpy (the same draws as a numpy model with
   the same parameters) and returns device arrays.
-- Only the structures that declare ``array_api = True`` (full, tied, diag,
-  spherical, and 'VVV' which is full) run here; the other mclust models raise
-  ``NotImplementedError``.
+- full, tied, diag, spherical (and 'VVV', which is full) run entirely on the
+  device. The other mclust models run their E-step on the device and their
+  constrained M-step on the host (:class:`HostMStep`). ``prior`` is numpy-only.
 """
 
 from __future__ import annotations
@@ -52,12 +52,83 @@ def uses_array_api(est, X=None) -> bool:
 
 def _check_structure(est):
     structure = est._structure()
-    if not getattr(structure, "array_api", False):
-        raise NotImplementedError(
-            f"covariance_type={est.covariance_type!r} supports numpy input only. On PyTorch/CuPy "
-            "arrays use 'full' (or 'VVV'), 'tied', 'diag' or 'spherical', or pass numpy arrays."
-        )
-    return structure
+    if getattr(structure, "array_api", False):
+        return structure
+    from ..families.gaussian.mclust._eigen import MclustDiagonal, MclustFull
+
+    if isinstance(structure, type) and issubclass(structure, MclustFull):
+        return HostMStep(structure, diagonal=issubclass(structure, MclustDiagonal))
+    raise NotImplementedError(
+        f"covariance_type={est.covariance_type!r} supports numpy input only. On PyTorch/CuPy "
+        "arrays use 'full' (or 'VVV'), 'tied', 'diag', 'spherical' or an mclust model, or pass "
+        "numpy arrays."
+    )
+
+
+class HostMStep:
+    """An mclust model (numpy-only M-step) on device arrays.
+
+    Densities and statistics run on the device with the generic kernels of the
+    model's (K, D, D) storage: the full kernels, or the diagonal ones for the
+    diagonal models (exactly what the numpy model uses). The constrained
+    M-step (eigen-decompositions, iterative orientation and shape updates)
+    runs on the host with the model's own numpy code: the K x D x D statistics
+    go to the host and the covariances come back, once per iteration.
+    """
+
+    array_api = True
+    suff_stats = None  # no fused kernel: densities, then statistics
+
+    def __init__(self, structure, diagonal):
+        self._s = structure
+        self.name = structure.name
+        self._diagonal = diagonal
+
+    def __getattr__(self, name):  # shapes, parameter counts, checks, draw: the model's own
+        return getattr(self._s, name)
+
+    def log_prob(self, X, means, prec_chol, xp=np):
+        from ..families.gaussian.diag import _diag_log_prob
+        from ..families.gaussian.full import Full
+
+        if self._diagonal:
+            u = xp.linalg.diagonal(prec_chol)
+            return _diag_log_prob(X, means, u * u, xp)
+        return Full.log_prob(X, means, prec_chol, xp)
+
+    def scatter(self, X, resp, shift, xp=np):
+        from ..families.gaussian.diag import _diag_scatter
+        from ..families.gaussian.full import Full
+
+        generic = _diag_scatter if self._diagonal else Full.scatter
+        if self._s.scatter is not generic:  # e.g. the univariate E/V check their input
+            K, D = shift.shape
+            self._s.scatter(np.zeros((1, D)), np.zeros((1, K)), np.zeros((K, D)))
+        return generic(X, resp, shift, xp=xp)
+
+    @staticmethod
+    def _host(xp, dtype):
+        return np.float64 if dtype == xp.float64 else np.float32
+
+    def _back(self, xp, a, like):
+        return xp.asarray(np.ascontiguousarray(a), dtype=like.dtype, device=_xp.device(like))
+
+    def covariances(self, s2, nk, delta, reg_covar, dtype, xp=np):
+        cov = self._s.covariances(_xp.to_numpy(s2), _xp.to_numpy(nk), _xp.to_numpy(delta),
+                                  reg_covar, self._host(xp, dtype))
+        return xp.asarray(cov, dtype=dtype, device=_xp.device(s2))
+
+    def prec_chol_from_cov(self, cov, xp=np):
+        return self._back(xp, self._s.prec_chol_from_cov(_xp.to_numpy(cov)), cov)
+
+    def prec_chol_from_precisions(self, prec, xp=np):
+        return self._back(xp, self._s.prec_chol_from_precisions(_xp.to_numpy(prec)), prec)
+
+    def cov_from_prec_chol(self, prec_chol, xp=np):
+        return self._back(xp, self._s.cov_from_prec_chol(_xp.to_numpy(prec_chol)), prec_chol)
+
+    def precisions(self, prec_chol, xp=np):
+        return prec_chol @ _xp.matrix_transpose(_xp.namespace(prec_chol), prec_chol)
 
 
 def _check_array(X, xp, name="X"):
@@ -109,6 +180,10 @@ def _check_inits(est, X, structure, xp):
 def fit_predict(est, X, sample_weight=None):
     """``GaussianMixture.fit_predict`` on a PyTorch/CuPy array."""
     V.check_estimator_params(est)
+    if getattr(est, "prior", None) is not None:
+        raise NotImplementedError(
+            f"prior={est.prior!r} is supported by the numpy fit only, not on PyTorch/CuPy arrays."
+        )
     structure = _check_structure(est)
     xp = _xp.namespace(X)
     with _xp.no_grad(xp):
