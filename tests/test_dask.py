@@ -206,3 +206,23 @@ def test_killed_worker_does_not_lose_the_fit(client, data):
     _assert_same(got, ref)
     client.wait_for_workers(2, timeout=30)
     assert killed[0] not in client.run(os.getpid).values()
+
+
+def test_cli_fit_on_a_scheduler(client, data, tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from emix import load
+    from emix.cli import main
+
+    X, w = data
+    os.makedirs(tmp_path / "pq")
+    for i, part in enumerate(np.array_split(np.arange(len(X)), 3)):
+        pd.DataFrame({"a": X[part, 0], "b": X[part, 1], "c": X[part, 2], "w": w[part]}).to_parquet(
+            tmp_path / "pq" / f"part-{i}.parquet")
+    code = main(["fit", str(tmp_path / "pq"), "-k", "3", "--scheduler", client.scheduler.address,
+                 "--weights", "w", "--seed", "0", "--tol", "1e-6", "-o", str(tmp_path / "m.emix"), "-q"])
+    assert code == 0
+    got = load(tmp_path / "m.emix")
+    ref = GaussianMixture(3, random_state=0, tol=1e-6).fit(X, sample_weight=w)
+    _assert_same(got, ref)
+    assert list(got.feature_names_in_) == ["a", "b", "c"]

@@ -211,3 +211,19 @@ def test_table_source_picks_columns_and_weights(X, tmp_path):
     _assert_same(_fit(source), ref)
     with pytest.raises(ValueError, match="No column 'zz'"):
         chunked.table_source(tmp_path / "t.parquet", columns=["zz"])
+
+
+def test_cli_fit_chunk_rows_reads_out_of_core(X, tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from emix.cli import main
+
+    frame = pd.DataFrame({"id": np.arange(len(X)), "a": X[:, 0], "b": X[:, 1], "c": X[:, 2]})
+    frame.to_parquet(tmp_path / "t.parquet", row_group_size=400)
+    code = main(["fit", str(tmp_path / "t.parquet"), "-k", "3", "--chunk-rows", "256", "--exclude", "id",
+                 "--seed", "0", "--tol", "1e-6", "-o", str(tmp_path / "m.emix"), "-q"])
+    assert code == 0
+    got = load(tmp_path / "m.emix")
+    ref = GaussianMixture(3, random_state=0, tol=1e-6).fit(X)
+    _assert_same(got, ref)
+    assert list(got.feature_names_in_) == ["a", "b", "c"]

@@ -342,6 +342,8 @@ def cmd_fit(args):
     from ._files import check_writable
 
     check_writable(args.output, args.force)
+    if getattr(args, "chunk_rows", None) or getattr(args, "scheduler", None):
+        return _cmd_fit_out_of_core(args)
     table, X, names, w = _read(args)
     with _Progress(args) as progress:
         model = GaussianMixture(args.n_components, covariance_type=args.covariance, random_state=args.seed,
@@ -353,6 +355,73 @@ def cmd_fit(args):
     _save_model(model, args.output)
     if not args.quiet:
         print(_summary(model, _fit_stats(model, X, w), names))
+    _note(args, f"wrote {args.output}")
+    return 0
+
+
+def _dask_table(path, address, columns, exclude, weights):
+    """DATA read by the workers of the Dask cluster at ``address``."""
+    import dask.dataframe as dd
+    from distributed import Client
+
+    client = Client(address)
+    try:
+        lower = path.lower()
+        if os.path.isdir(path) or lower.endswith((".parquet", ".parq", ".pq")):
+            df = dd.read_parquet(path)
+        else:
+            df = dd.read_csv(path)
+        all_names = [str(c) for c in df.columns]
+
+        def resolve(c):
+            if c in all_names:
+                return c
+            if c.isdigit() and int(c) < len(all_names):
+                return all_names[int(c)]
+            raise ValueError(f"no column {c!r} in {path}; its columns are {all_names}")
+
+        w_name = None if weights is None else resolve(weights)
+        drop = {resolve(c) for c in exclude} | ({w_name} if w_name else set())
+        names = [resolve(c) for c in columns] if columns else [c for c in all_names if c not in drop]
+        if w_name is None:
+            return df[names].astype("float64"), None, names, client.close
+        # one array for features and weights, so both have the same row chunks
+        both = df[names + [w_name]].astype("float64").to_dask_array(lengths=True)
+        return both[:, :-1], both[:, -1], names, client.close
+    except BaseException:
+        client.close()
+        raise
+
+
+def _cmd_fit_out_of_core(args):
+    """``emix fit --chunk-rows/--scheduler``: the data is never loaded whole;
+    each EM iteration is one pass over the file(s) or the cluster's blocks."""
+    from . import GaussianMixture
+    from ._files import check_writable
+    from .io import save
+
+    columns, exclude = _split_names(args.columns), _split_names(args.exclude) or ()
+    if args.scheduler:
+        data, w, names, close = _dask_table(args.data, args.scheduler, columns, exclude, args.weights)
+    else:
+        from .backends.chunked import table_source
+
+        data, names = table_source(args.data, args.chunk_rows, columns, exclude, args.weights)
+        w, close = None, (lambda: None)
+    try:
+        with _Progress(args) as progress:
+            model = GaussianMixture(args.n_components, covariance_type=args.covariance, random_state=args.seed,
+                                    callback=progress, **_gm_kwargs(args))
+            model.fit(data, sample_weight=w)
+    finally:
+        close()
+    model.set_params(callback=None)
+    model.feature_names_in_ = np.asarray(names, dtype=object)
+    check_writable(args.output, args.force)
+    save(model, args.output)
+    if not args.quiet:
+        print(_summary(model, None, names))
+        print(f"mean log-likelihood {model.lower_bound_:.6f} (entering the last EM iteration)")
     _note(args, f"wrote {args.output}")
     return 0
 
@@ -664,6 +733,13 @@ def build_parser():
     c.add_argument("--covariance", type=_covariance, default="full", metavar="TYPE",
                    help=f"covariance structure: {', '.join(_structures())} (default full)")
     c.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write")
+    big = c.add_argument_group("larger than memory")
+    big.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N",
+                     help="fit out of core, reading N rows at a time; DATA: a Parquet file or folder, "
+                          "a CSV file or glob ('part-*.csv'), or .npy file(s)")
+    big.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="fit on a running Dask cluster (e.g. tcp://host:8786); the workers read DATA "
+                          "(a Parquet folder or a CSV glob they can reach)")
     c.set_defaults(func=cmd_fit)
 
     c = sub.add_parser("predict", parents=[common, force, data], help="label the rows of a data file",
