@@ -134,6 +134,9 @@ def _lloyd_xp(X, sample_weight, centers, xp, n_iter):
     """Weighted Lloyd iterations from ``centers``; returns the labels. An
     empty cluster keeps its previous center."""
     K = centers.shape[0]
+    # distances by expansion lose accuracy far from the origin: center first
+    g = xp.mean(X, axis=0)
+    X, centers = X - g, centers - g
     x2 = _xp.rowdot(xp, X, X)
     labels = None
     for _ in range(n_iter + 1):
