@@ -27,7 +27,8 @@ every repeat so that load from other processes hits them alike; set-up,
 initialization and final E-steps cancel. m is at least ``--iters`` and is
 raised per library (up to ``--max-iters``) so that the timed iterations take
 about ``--min-time`` seconds: with m = 2 a fast library's difference drowns in
-the noise of a shared machine. A row faster than its bound is flagged as noise.
+the noise of a shared machine. A row faster than its bound is flagged: noise
+in that timing, or peaks measured too low under load.
 
 oneDAL: daal4py 2024.7.0 (the version PyPI offers here) imports scikit-learn
 internals that were removed after scikit-learn 1.5, so it cannot be imported
@@ -371,7 +372,7 @@ def main():
                 note = f" ({od_err})" if od_err else ""
                 m_str = "/".join(str(m.get(n, "-")) for n in ("emix", "sklearn", "oneDAL"))
                 if any(per[n] < b for n in per if np.isfinite(per[n])):
-                    note += " (below the bound: timing noise, rerun)"
+                    note += " (below the bound: noise in this timing or in the measured peaks)"
                 print(f"| {N:.0e} | {D} | {K} | {ct} | {dt_name} | {per['emix']:.4f} | {per['sklearn']:.4f} | "
                       f"{per['oneDAL']:.4f} | {per['emix'] / per['sklearn']:.3f} | {per['emix'] / per['oneDAL']:.2f} | "
                       f"{b:.5f} | {per['emix'] / b:.1f} | {per['oneDAL'] / b:.1f} | {per['sklearn'] / b:.0f} | "
