@@ -173,6 +173,8 @@ def test_worker_blas_threads_are_limited(client, data):
     reducer = DaskReducer(da.from_array(X, chunks=(300, -1)), None, client)
     # 2 workers x 1 thread on this host: cores // 2 BLAS threads each
     assert reducer.blas_threads == max(1, os.cpu_count() // 2)
+    np.testing.assert_array_equal(reducer.map(lambda b: b[:, :1] * 2), X[:, :1] * 2)
+    assert sum(b.shape[0] for b, _ in reducer.blocks()) == X.shape[0]
     GaussianMixture(2, max_iter=2, tol=1e-1).fit(da.from_array(X, chunks=(300, -1)))
 
     def blas_threads():
