@@ -228,3 +228,29 @@ def test_cli_fit_on_a_scheduler(client, data, tmp_path):
     ref = GaussianMixture(3, random_state=0, tol=1e-6).fit(X, sample_weight=w)
     _assert_same(got, ref)
     assert list(got.feature_names_in_) == ["a", "b", "c"]
+
+
+def _slow_sum_step(Xb, wb):
+    """An E-step stand-in that takes a while, so a worker can die mid-task."""
+    time.sleep(0.1)
+    from emix.core.types import SuffStats
+
+    K, D = 1, Xb.shape[1]
+    return SuffStats(nk=np.array([float(Xb.shape[0])]), s1=Xb.sum(axis=0, keepdims=True), s2=np.zeros((K, D, D)),
+                     shift=np.zeros((K, D)), loglik=float(Xb.sum()), sum_w=float(Xb.shape[0]))
+
+
+def test_worker_killed_while_its_tasks_run(client, data):
+    import threading
+
+    client.wait_for_workers(2, timeout=30)
+    X = data[0]
+    reducer = DaskReducer(da.from_array(X, chunks=(100, -1)), None, client)
+    expected = _slow_sum_step(X, None)
+    pid = sorted(client.run(os.getpid).values())[0]
+    threading.Timer(0.25, os.kill, (pid, signal.SIGKILL)).start()  # 6 blocks of 0.1 s per worker
+    got = reducer(_slow_sum_step)
+    np.testing.assert_allclose(got.s1, expected.s1, rtol=1e-12)
+    assert got.nk[0] == X.shape[0] and got.loglik == pytest.approx(expected.loglik, rel=1e-12)
+    client.wait_for_workers(2, timeout=30)
+    assert pid not in client.run(os.getpid).values()
