@@ -184,19 +184,12 @@ def test_float32_small_variance_far_from_origin(covariance_type):
     assert_mixture_allclose(gm, ref, rtol=1e-3, atol=1e-5)
 
 
-TIED_ASYMMETRY = (
-    "the tied covariances_ of a float32 model are not exactly symmetric: Tied.scatter's "
-    "(Z * r).T @ Z rounds the two triangles differently in float32 and Tied.covariances does "
-    "not symmetrize, so numpy's multivariate_normal (symmetry checked at 1e-8) warns "
-    "'covariance is not symmetric positive-semidefinite' in sample(); fix: symmetrize the "
-    "scatter or the covariance, or draw in float64"
-)
+# tied float32 covariances were 1 ulp asymmetric before Tied.covariances symmetrized them
 
 
 @pytest.mark.parametrize(
     "covariance_type",
-    ["full", pytest.param("tied", marks=pytest.mark.xfail(strict=True, raises=RuntimeWarning, reason=TIED_ASYMMETRY)),
-     "diag", "spherical"],
+    ["full", "tied", "diag", "spherical"],
 )
 def test_sample_from_float32_model_does_not_warn(covariance_type):
     for D, seed in [(2, 0), (3, 0), (3, 3), (3, 5)]:

@@ -146,17 +146,9 @@ def test_first_lower_bound_single_point_inits(X, init_params):
     np.testing.assert_allclose(diff, np.log(X.shape[0] / 3), rtol=0, atol=1e-7 * abs(sk.lower_bounds_[0]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "emix.core.em.m_step computes Sigma = S2/n_k' - d d^T with n_k' = n_k + 10 eps; the "
-        "weighted covariance is S2/n_k' - (2 - n_k/n_k') d d^T, so it is biased by "
-        "10 eps |d|^2 / n_k'. Negligible in EM (the shift is the previous mean, d ~ 0), but "
-        "initialization shifts at the global mean: a one-row component gets "
-        "reg_covar + 10 eps |x - mean|^2 (1.7e-8 relative in lower_bounds_[0] here; in "
-        "float32 an initial covariance of ~1e-4 instead of reg_covar=1e-6)"
-    ),
-)
+# Initial statistics are centered at each component's responsibility-weighted
+# mean, so the M-step's S2/n - d d^T has d = 0: no 10 eps |d|^2 bias (it was
+# 1.7e-8 relative here when the shift was the global mean).
 @pytest.mark.parametrize("init_params", ["k-means++", "random_from_data"])
 def test_first_lower_bound_single_point_inits_exact(X, init_params):
     kw = dict(n_components=3, covariance_type="full", tol=0.0, max_iter=2,
@@ -232,14 +224,7 @@ def test_same_constructor_parameters_and_defaults():
         assert ours[name].kind == p.kind, name
 
 
-VERBOSE1 = (
-    "with verbose=1 scikit-learn ends each restart with 'Initialization did not converge.' "
-    "only; emix prints the verbose=2 line with time lapse and lower bound (estimator.py "
-    "fit_predict), and both levels lack scikit-learn's final period"
-)
-
-
-@pytest.mark.parametrize("verbose", [pytest.param(1, marks=pytest.mark.xfail(strict=True, reason=VERBOSE1)), 2])
+@pytest.mark.parametrize("verbose", [1, 2])
 def test_verbose_output_matches_sklearn(X, capsys, verbose):
     import re
 
@@ -251,8 +236,7 @@ def test_verbose_output_matches_sklearn(X, capsys, verbose):
             cls(**kw).fit(X)
         text = capsys.readouterr().out
         text = re.sub(r"time lapse [0-9.]+s", "time lapse Ts", text)
-        # scikit-learn ends the per-restart summary with a period, emix does not
-        outputs.append([line.rstrip(".") for line in text.splitlines()])
+        outputs.append(text.splitlines())
     assert outputs[1] == outputs[0]
     assert any(line.startswith("Initialization 1") for line in outputs[1])
 

@@ -46,6 +46,8 @@ def check_estimator_params(est):
         raise ValueError(f"init_params must be one of {list(INIT_METHODS)}. Got {est.init_params!r}.")
     if not isinstance(est.warm_start, (bool, np.bool_)):
         raise TypeError(f"warm_start must be a bool. Got {est.warm_start!r}.")
+    if getattr(est, "accelerate", None) not in (None, "squarem"):
+        raise ValueError(f"accelerate must be None or 'squarem'. Got {est.accelerate!r}.")
     if est.callback is not None and not callable(est.callback):
         raise TypeError(f"callback must be callable or None. Got {est.callback!r}.")
     if est.working_memory is not None:

@@ -35,7 +35,7 @@ _INIT_ARRAYS = ("weights_init", "means_init", "precisions_init")
 _SCALAR_PARAMS = (
     "n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
     "init_params", "warm_start", "verbose", "verbose_interval", "working_memory",
-    "online_mode", "learning_decay", "learning_offset", "batches_per_pass",
+    "online_mode", "learning_decay", "learning_offset", "batches_per_pass", "accelerate",
 )
 
 

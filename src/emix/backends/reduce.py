@@ -14,8 +14,8 @@ def default_block_rows(n_samples, temp_per_row, itemsize, working_memory=None):
     """Rows per block so that the ``n x K`` responsibilities and the other
     temporaries (``temp_per_row`` elements per row) fit ``working_memory`` MiB."""
     mib = DEFAULT_WORKING_MEMORY_MIB if working_memory is None else working_memory
-    rows = int(mib * 2**20 // max(1, temp_per_row * itemsize))
-    return max(1, min(n_samples, rows, MAX_BLOCK_ROWS))
+    rows = min(float(mib) * 2**20 / max(1, temp_per_row * itemsize), float(MAX_BLOCK_ROWS))
+    return max(1, min(n_samples, int(rows), MAX_BLOCK_ROWS))
 
 
 class BlockReducer:

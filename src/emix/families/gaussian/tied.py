@@ -71,11 +71,14 @@ class Tied:
 
     @staticmethod
     def covariances(s2, nk, delta, reg_covar, dtype, xp=np):
+        # symmetrized before the cast: the two triangles of a float32 scatter
+        # can differ by an ulp, which numpy's sampler rejects as not PSD
         if xp is not np:
-            cov = xp.astype((s2 - (delta.T * nk) @ delta) / xp.sum(nk), dtype)
+            cov = (s2 - (delta.T * nk) @ delta) / xp.sum(nk)
+            cov = xp.astype(0.5 * (cov + cov.T), dtype)
             return cov + reg_covar * _xp.eye(xp, cov.shape[0], dtype, _xp.device(cov))
         cov = (s2 - (delta.T * nk) @ delta) / nk.sum()
-        cov = cov.astype(dtype)
+        cov = (0.5 * (cov + cov.T)).astype(dtype)
         cov.flat[:: cov.shape[0] + 1] += reg_covar
         return cov
 
