@@ -452,3 +452,18 @@ def test_every_header_field_replaced_by_junk(tmp_path, data):
             assert np.isfinite(model.score(data)), field
             model.sample(3)
     assert n_loaded > 0  # some fields (e.g. verbose, tol) accept other valid values
+
+
+def test_save_gives_the_mode_a_plain_open_would(tmp_path):
+    import os
+
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    gm = emix.GaussianMixture(2, random_state=0).fit(X)
+    path = tmp_path / "m.emix"
+    emix.save(gm, path)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's private 0600
+    path.chmod(0o640)
+    emix.save(gm, path)
+    assert path.stat().st_mode & 0o777 == 0o640  # a replaced file keeps its mode

@@ -205,17 +205,10 @@ def _load_model(path):
 
 
 def _save_model(model, path):
-    """emix.save, then the file mode a plain open() would give (emix.io writes
-    through mkstemp, whose files are private 0600; drop this once io does it)."""
-    from ._files import _umask
+    """emix.save (atomic, with the file mode a plain open() would give)."""
     from .io import save
 
-    old = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else None
     save(model, path)
-    try:
-        os.chmod(path, old if old is not None else 0o666 & ~_umask())
-    except OSError:
-        pass
 
 
 def _set_names(model, table, names):
