@@ -237,7 +237,8 @@ def main():
     print(f"(ran in {time.perf_counter() - t_start:.0f} s; load average now {os.getloadavg()[0]:.1f})")
     cmd = " ".join(shlex.quote(a) for a in ["python", "benchmarks/" + Path(__file__).name] + sys.argv[1:])
     env = " ".join(f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ)
-    print(f"reproduce: {env + ' ' if env else ''}{cmd}")
+    # the BLAS kernel depends on these variables: name them either way
+    print(f"reproduce: {env if env else 'env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE'} {cmd}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(dict(rows=rows, quick=args.quick, single_thread=args.single_thread,
