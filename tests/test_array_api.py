@@ -293,3 +293,10 @@ def test_restarts_and_autograd_inputs():
     # integer tensors are fitted as float64, like numpy integer arrays
     gi = GaussianMixture(2, random_state=0).fit(_t(np.round(X * 10).astype(np.int64)))
     assert gi.means_.dtype == torch.float64
+
+
+def test_partial_fit_refuses_tensors_with_a_clear_error():
+    torch = pytest.importorskip("torch")
+    X = torch.randn(50, 2, dtype=torch.float64)
+    with pytest.raises(NotImplementedError, match="partial_fit supports numpy"):
+        GaussianMixture(2).partial_fit(X)

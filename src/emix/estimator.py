@@ -554,6 +554,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
         V.check_estimator_params(self)
         self._no_prior("partial_fit")
+        if _xp.is_array_api_input(X):
+            raise NotImplementedError(
+                "partial_fit supports numpy arrays (and array-likes) only; got a "
+                f"{type(X).__module__}.{type(X).__name__}. Convert the batch with .cpu().numpy(), "
+                "or use fit, which runs on PyTorch/CuPy arrays."
+            )
         online.check_online_params(self)
         structure = self._structure()
         first = not hasattr(self, "means_")
