@@ -109,3 +109,14 @@ def check_means_init(means, K, D, dtype):
     if not np.all(np.isfinite(m)):
         raise ValueError("means_init contains NaN or infinite values.")
     return m
+
+
+def check_enough_samples(n_eff, n_components, weighted):
+    """At least ``n_components`` rows (with positive weight, when weighted)."""
+    if n_eff < n_components:
+        raise ValueError(
+            "Expected n_samples >= n_components but got "
+            f"n_components = {n_components}, n_samples = {n_eff}"
+            + (" (rows with positive sample_weight)" if weighted else "")
+            + ". Use fewer components or more data."
+        )

@@ -185,7 +185,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         structure = self._structure()
         K, D = self.n_components, X.shape[1]
         rows = default_block_rows(
-            X.shape[0], structure.temp_per_row(K, D), X.dtype.itemsize, self.working_memory
+            # the kernels' temporaries are float64 whatever the data dtype
+            X.shape[0], structure.temp_per_row(K, D), max(8, X.dtype.itemsize), self.working_memory
         )
         return BlockReducer(X, sample_weight, rows)
 
@@ -280,13 +281,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         # mean of 1 so that tiny or huge weights neither meet eps nor overflow float32
         w = V.check_sample_weight(sample_weight, X.shape[0], X.dtype, normalize=True)
         n_eff = X.shape[0] if w is None else int(np.count_nonzero(w))
-        if n_eff < self.n_components:
-            raise ValueError(
-                "Expected n_samples >= n_components but got "
-                f"n_components = {self.n_components}, n_samples = {n_eff}"
-                + ("" if w is None else " (rows with positive sample_weight)")
-                + ". Use fewer components or more data."
-            )
+        V.check_enough_samples(n_eff, self.n_components, w is not None)
         return X, w, structure
 
     # ---------------------------------------------------------------- fitting
@@ -390,13 +385,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             reducer = chunked.ChunkedReducer(X, info["n_features"], info["dtype"], rows)
         if info["sampled"]:
             rng = advanced
-        if info["n_samples"] < 2 or info["n_eff"] < K:
-            raise ValueError(
-                "Expected n_samples >= n_components but got "
-                f"n_components = {K}, n_samples = {info['n_eff']}"
-                + (" (rows with positive sample_weight)" if info["weighted"] else "")
-                + ". Use fewer components or more data."
-            )
+        if info["n_samples"] < 2:
+            raise ValueError(f"Found {info['n_samples']} sample(s); at least 2 are required.")
+        V.check_enough_samples(info["n_eff"], K, info["weighted"])
         self.n_features_in_ = int(info["n_features"])
         if names is not None:
             self.feature_names_in_ = names

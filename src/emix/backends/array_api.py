@@ -200,13 +200,7 @@ def _fit_predict(est, X, sample_weight, structure, xp):
         host_dtype = np.float64 if X.dtype == xp.float64 else np.float32
         w = V.check_sample_weight(_xp.to_numpy(sample_weight), n, host_dtype, normalize=True)
     n_eff = n if w is None else int(np.count_nonzero(w))
-    if n_eff < est.n_components:
-        raise ValueError(
-            "Expected n_samples >= n_components but got "
-            f"n_components = {est.n_components}, n_samples = {n_eff}"
-            + ("" if w is None else " (rows with positive sample_weight)")
-            + ". Use fewer components or more data."
-        )
+    V.check_enough_samples(n_eff, est.n_components, w is not None)
     warm = est.warm_start and hasattr(est, "converged_")
     if warm and not _xp.is_array_api_input(est.means_):
         _move_fitted(est, xp, X)  # a numpy model continued on the device

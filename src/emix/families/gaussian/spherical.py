@@ -6,10 +6,13 @@ import numpy as np
 
 from ...backends import _xp
 from ._common import NotPositiveDefinite, check_positive
-from .diag import _diag_log_prob, _diag_scatter, _fused
+from .diag import Diag, _diag_log_prob, _diag_scatter, _fused
 
 
-class Spherical:
+class Spherical(Diag):
+    """Shares Diag's precision conversions, scatter and sampler (a spherical
+    variance broadcasts like a diagonal)."""
+
     name = "spherical"
     #: runs on PyTorch/CuPy arrays too (see emix.backends._xp)
     array_api = True
@@ -57,28 +60,9 @@ class Spherical:
         return 1.0 / xp.sqrt(cov)
 
     @staticmethod
-    def prec_chol_from_precisions(prec, xp=np):
-        return xp.sqrt(prec)
-
-    @staticmethod
-    def cov_from_prec_chol(prec_chol, xp=np):
-        return 1.0 / (prec_chol * prec_chol)
-
-    @staticmethod
-    def precisions(prec_chol, xp=np):
-        return prec_chol**2
-
-    @staticmethod
     def full_covariances(cov, K, D):
         return cov[:, None, None] * np.eye(D, dtype=cov.dtype)[None]
 
     @staticmethod
     def check_precisions(prec, K, D):
         return check_positive(prec, "spherical", (K,))
-
-    @staticmethod
-    def draw(rng, means, cov, counts):
-        D = means.shape[1]
-        return np.vstack(
-            [m + rng.standard_normal(size=(int(n), D)) * np.sqrt(c) for m, c, n in zip(means, cov, counts)]
-        )
