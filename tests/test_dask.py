@@ -254,3 +254,53 @@ def test_worker_killed_while_its_tasks_run(client, data):
     assert got.nk[0] == X.shape[0] and got.loglik == pytest.approx(expected.loglik, rel=1e-12)
     client.wait_for_workers(2, timeout=30)
     assert pid not in client.run(os.getpid).values()
+
+
+# ------------------------------------------------- Dask's own readers, dask-ml
+def test_zarr_input_equals_numpy(client, data, tmp_path):
+    pytest.importorskip("zarr")
+    X, w = data
+    da.to_zarr(da.from_array(X, chunks=(250, -1)), str(tmp_path / "x.zarr"))
+    Xz = da.from_zarr(str(tmp_path / "x.zarr"))  # read by the workers, chunk by chunk
+    assert Xz.chunks[0] == (250, 250, 250, 250, 200)
+    init = _start(X, "full", w)
+    _assert_same(_fit(Xz, "full", init, da.from_array(w, chunks=400)), _fit(X, "full", init, w))
+    ref = GaussianMixture(3, random_state=0, tol=1e-6).fit(X)  # default start: all rows are the sample
+    _assert_same(GaussianMixture(3, random_state=0, tol=1e-6).fit(Xz), ref)
+
+
+def test_hdf5_input_equals_numpy(client, data, tmp_path):
+    h5py = pytest.importorskip("h5py")
+    X = data[0]
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f.create_dataset("x", data=X, chunks=(200, 3))
+    with h5py.File(tmp_path / "x.h5", "r") as f:
+        Xh = da.from_array(f["x"], chunks=(400, -1))  # distributed reopens the file on the workers
+        init = _start(X, "diag")
+        _assert_same(_fit(Xh, "diag", init), _fit(X, "diag", init))
+        np.testing.assert_array_equal(GaussianMixture(3, random_state=0).fit(X).predict(Xh).compute(),
+                                      GaussianMixture(3, random_state=0).fit(X).predict(X))
+
+
+@pytest.mark.parametrize("mode", ["exact", "stepwise"])
+def test_dask_ml_incremental_is_partial_fit_block_by_block(client, data, mode):
+    """dask-ml's Incremental calls partial_fit(block, None) once per block, in
+    order with shuffle_blocks=False, on the cluster (the estimator and its
+    online state travel between the tasks, pickled)."""
+    wrappers = pytest.importorskip("dask_ml.wrappers")
+    X = data[0]
+    kw = {"online_mode": "exact", "batches_per_pass": 4} if mode == "exact" else {}
+    inc = wrappers.Incremental(GaussianMixture(3, random_state=0, **kw), shuffle_blocks=False)
+    Xd = da.from_array(X, chunks=(300, -1))
+    inc.fit(Xd).partial_fit(Xd)  # two passes
+    ref = GaussianMixture(3, random_state=0, **kw)
+    for _ in range(2):
+        for i in range(0, len(X), 300):
+            ref.partial_fit(X[i : i + 300])
+    got = inc.estimator_
+    _assert_same(got, ref, tol=0.0 if mode == "exact" else 1e-12)
+    assert got.n_iter_ == (2 if mode == "exact" else 8)
+    np.testing.assert_array_equal(inc.predict(Xd).compute(), ref.predict(X))
+    assert inc.score(Xd, None) == pytest.approx(ref.score(X), rel=1e-12)
+    if mode == "stepwise":  # a sensible fit: close to batch EM's log-likelihood
+        assert ref.score(X) > GaussianMixture(3, random_state=0).fit(X).score(X) - 0.02
