@@ -17,10 +17,16 @@ from __future__ import annotations
 import math
 
 
-def n_parameters(structure, n_components, n_features) -> int:
-    """Free parameters: covariances + means + (K - 1) mixing weights."""
+def n_parameters(structure, n_components, n_features, *, equal_proportions=False, noise=False) -> int:
+    """Free parameters: covariances + means + (K - 1) mixing weights.
+
+    ``equal_proportions`` drops the K - 1 weights; a uniform ``noise``
+    component adds one, its weight ``pi_0`` (its volume is fixed before the
+    fit, from the data or by the user, and is not counted).
+    """
     K, D = n_components, n_features
-    return int(structure.n_cov_parameters(K, D) + K * D + K - 1)
+    n_weights = 0 if equal_proportions else K - 1
+    return int(structure.n_cov_parameters(K, D) + K * D + n_weights + (1 if noise else 0))
 
 
 def bic(loglik, n_params, n_eff):

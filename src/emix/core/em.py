@@ -16,6 +16,7 @@ supports numpy only keeps its plain signature.
 from __future__ import annotations
 
 import math
+from dataclasses import replace as stats_replace
 from typing import Callable
 
 import numpy as np
@@ -40,11 +41,17 @@ def _ns(xp, a):
 
 
 def weighted_log_prob(X, params: GaussianParams, structure, xp=None):
-    """(n, K) array of ``log pi_k + log N(x_n | mu_k, Sigma_k)``."""
+    """(n, K) array of ``log pi_k + log N(x_n | mu_k, Sigma_k)``; with a noise
+    component (``params.noise_weight`` set) (n, K + 1), the last column
+    ``log pi_0 - log V``."""
     xp = _ns(xp, X)
     lp = structure.log_prob(X, params.means, params.precisions_cholesky, **_kw(xp))
     with _xp.errstate(xp, divide="ignore"):
         lp += xp.astype(xp.log(params.weights), lp.dtype, copy=False)
+    if params.noise_weight is not None:
+        with np.errstate(divide="ignore"):
+            col = np.log(np.float64(params.noise_weight)) - params.log_volume
+        lp = np.concatenate([lp, np.full((lp.shape[0], 1), col, dtype=lp.dtype)], axis=1)
     return lp
 
 
@@ -88,6 +95,8 @@ def e_step(X, sample_weight, params: GaussianParams, structure, xp=None) -> Suff
     that computes the same thing sharing work between the two halves.
     """
     xp = _ns(xp, X)
+    if params.noise_weight is not None:
+        return _noise_e_step(X, sample_weight, params, structure)
     fused = getattr(structure, "suff_stats", None)
     if fused is not None:
         return fused(X, sample_weight, params, **_kw(xp))
@@ -95,6 +104,21 @@ def e_step(X, sample_weight, params: GaussianParams, structure, xp=None) -> Suff
     return stats_from_resp(
         X, sample_weight, resp, params.means, structure, _loglik(norm, sample_weight, xp), xp=xp
     )
+
+
+def _noise_e_step(X, sample_weight, params, structure) -> SuffStats:
+    """E-step with a uniform noise component (numpy only): responsibilities
+    over the K + 1 columns of :func:`weighted_log_prob`; the Gaussian columns
+    give the usual statistics, the noise column its sum ``n0``. The fused
+    kernels are not used here, so the default path stays untouched."""
+    K = params.n_components
+    norm, resp = normalize_log(weighted_log_prob(X, params, structure, np), xp=np)
+    r0 = resp[:, K].astype(np.float64)
+    n0 = float(r0.sum()) if sample_weight is None else float(r0 @ sample_weight.astype(np.float64))
+    stats = stats_from_resp(
+        X, sample_weight, resp[:, :K], params.means, structure, _loglik(norm, sample_weight), xp=np
+    )
+    return stats_replace(stats, n0=n0)
 
 
 def _loglik(norm, sample_weight, xp=np):
@@ -108,19 +132,25 @@ def _loglik(norm, sample_weight, xp=np):
     return float(np.dot(norm.astype(np.float64), sample_weight.astype(np.float64)))
 
 
-def m_step(stats: SuffStats, structure, reg_covar: float, dtype, xp=None, prior=None) -> GaussianParams:
+def m_step(stats: SuffStats, structure, reg_covar: float, dtype, xp=None, prior=None,
+           equal_proportions=False, log_volume=None) -> GaussianParams:
     """Weighted maximum-likelihood parameters from summed statistics.
 
     ``10 * eps`` is added to every ``n_k`` and ``reg_covar`` to every
     covariance diagonal, once, here. With a ``prior``
     (:class:`emix.core.prior.ConjugatePrior`, numpy only) the posterior mode
-    instead (:func:`emix.core.prior.map_m_step`).
+    instead (:func:`emix.core.prior.map_m_step`). ``equal_proportions`` and
+    ``log_volume`` (a uniform noise component of volume ``exp(log_volume)``)
+    change only the mixing weights (:func:`mixing_m_step`; numpy only).
 
     Raises
     ------
     DegenerateComponentError
         If a covariance is not positive definite.
     """
+    if equal_proportions or log_volume is not None:
+        params = m_step(stats, structure, reg_covar, dtype, xp, prior)
+        return mixing_m_step(params, stats, dtype, equal_proportions, log_volume)
     if prior is not None:
         from .prior import map_m_step
 
@@ -140,6 +170,34 @@ def m_step(stats: SuffStats, structure, reg_covar: float, dtype, xp=None, prior=
     return GaussianParams(weights=weights, means=means, covariances=cov, precisions_cholesky=prec_chol)
 
 
+def mixing_m_step(params: GaussianParams, stats: SuffStats, dtype, equal_proportions=False,
+                  log_volume=None) -> GaussianParams:
+    """The mixing weights' M-step under mclust's options (Fraley & Raftery
+    2002, section 4; Banfield & Raftery 1993 for the noise component).
+
+    The weight part of the expected complete-data log-likelihood is
+    ``n0 log pi_0 + sum_k n_k log pi_k`` with ``pi_0 + sum_k pi_k = 1``
+    (``pi_0 = n0 = 0`` without noise). Free weights: ``pi_k = n_k / T``,
+    ``pi_0 = n0 / T``, ``T = n0 + sum_k n_k``. Equal weights ``pi_k = p``:
+    maximizing ``n0 log(1 - K p) + (sum_k n_k) log p`` gives again
+    ``pi_0 = n0 / T`` and ``p = (1 - pi_0) / K``.
+    """
+    nk = np.asarray(stats.nk, dtype=np.float64) + eps_nk(dtype)
+    K = nk.shape[0]
+    n0 = float(stats.n0) if log_volume is not None else 0.0
+    total = float(nk.sum()) + n0
+    pi0 = n0 / total
+    if equal_proportions:
+        weights = np.full(K, (1.0 - pi0) / K)
+    else:
+        weights = nk / total
+    return params.replace(
+        weights=weights.astype(dtype),
+        noise_weight=None if log_volume is None else pi0,
+        log_volume=None if log_volume is None else float(log_volume),
+    )
+
+
 Reduce = Callable[[Callable], SuffStats]
 
 
@@ -155,6 +213,7 @@ def fit(
     callback=None,
     xp=None,
     prior=None,
+    equal_proportions=False,
 ) -> FitResult:
     """Run EM from ``params0`` until the mean log-likelihood changes by less
     than ``tol`` or ``max_iter`` iterations.
@@ -164,7 +223,9 @@ def fit(
     bound recorded at iteration ``i`` is the mean log-likelihood of the
     parameters entering that iteration; the returned parameters are those
     after its M-step. ``xp`` is the array namespace (by default that of
-    ``params0.means``). ``prior``: see :func:`m_step`.
+    ``params0.means``). ``prior``: see :func:`m_step`. A noise component
+    (``params0.noise_weight`` set) keeps its volume ``params0.log_volume``;
+    ``equal_proportions``: see :func:`mixing_m_step`.
     """
     if xp is None:
         xp = _xp.namespace(params0.means)
@@ -174,11 +235,16 @@ def fit(
     history = []
     converged = False
     n_iter = 0
+    log_volume = params0.log_volume if params0.noise_weight is not None else None
+    mixing = bool(equal_proportions) or log_volume is not None
     for n_iter in range(1, max_iter + 1):
         prev = lower_bound
         current = params
         stats = reduce(lambda Xb, wb: e_step(Xb, wb, current, structure, xp))
-        params = m_step(stats, structure, reg_covar, dtype, xp, prior)
+        if mixing:
+            params = m_step(stats, structure, reg_covar, dtype, xp, prior, equal_proportions, log_volume)
+        else:
+            params = m_step(stats, structure, reg_covar, dtype, xp, prior)
         lower_bound = stats.loglik / stats.sum_w
         history.append(lower_bound)
         change = lower_bound - prev

@@ -22,12 +22,21 @@ class GaussianParams:
     precisions_cholesky : ndarray
         ``P_k = U_k U_k^T`` with ``U_k`` upper triangular (full, tied), or
         ``1 / sqrt(var)`` (diag, spherical).
+    noise_weight : float or None
+        ``pi_0``, the weight of a uniform noise component (Banfield & Raftery
+        1993), or None (no noise component: the plain mixture). With noise the
+        Gaussian ``weights`` sum to ``1 - pi_0``.
+    log_volume : float or None
+        ``log V`` of the noise component's region (its density is ``1 / V``);
+        set exactly when ``noise_weight`` is.
     """
 
     weights: np.ndarray
     means: np.ndarray
     covariances: np.ndarray
     precisions_cholesky: np.ndarray
+    noise_weight: float | None = None
+    log_volume: float | None = None
 
     @property
     def n_components(self) -> int:
@@ -53,6 +62,8 @@ class SuffStats:
     - ``s2``: ``sum_n r_nk (x_n - c_k)(x_n - c_k)^T`` reduced to what the
       covariance structure needs (full matrices, their sum over k, or diagonals)
     - ``loglik = sum_n w_n log p(x_n)``, ``sum_w = sum_n w_n``
+    - ``n0 = sum_n w_n r_n0``: the responsibility sum of the uniform noise
+      component (0 when the model has none)
 
     Statistics of disjoint row sets computed with the same shift add with ``+``,
     so one M-step on the sum equals the M-step on all rows at once. All fields
@@ -65,6 +76,7 @@ class SuffStats:
     shift: np.ndarray
     loglik: float
     sum_w: float
+    n0: float = 0.0
 
     def __add__(self, other: "SuffStats") -> "SuffStats":
         if not isinstance(other, SuffStats):
@@ -81,6 +93,7 @@ class SuffStats:
             shift=self.shift,
             loglik=self.loglik + other.loglik,
             sum_w=self.sum_w + other.sum_w,
+            n0=self.n0 + other.n0,
         )
 
     def __radd__(self, other):
@@ -97,6 +110,7 @@ class SuffStats:
             shift=self.shift,
             loglik=self.loglik * factor,
             sum_w=self.sum_w * factor,
+            n0=self.n0 * factor,
         )
 
 
