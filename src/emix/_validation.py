@@ -48,12 +48,28 @@ def check_estimator_params(est):
         raise TypeError(f"warm_start must be a bool. Got {est.warm_start!r}.")
     if getattr(est, "accelerate", None) not in (None, "squarem"):
         raise ValueError(f"accelerate must be None or 'squarem'. Got {est.accelerate!r}.")
+    check_mixing_options(getattr(est, "equal_proportions", False), getattr(est, "noise", None))
     if est.callback is not None and not callable(est.callback):
         raise TypeError(f"callback must be callable or None. Got {est.callback!r}.")
     if est.working_memory is not None:
         check_real("working_memory", est.working_memory, 0.0)
         if est.working_memory <= 0:
             raise ValueError(f"working_memory must be > 0 (MiB). Got {est.working_memory!r}.")
+
+
+def check_mixing_options(equal_proportions, noise):
+    """``equal_proportions`` a bool; ``noise`` None, 'box' or a finite hyper-volume > 0."""
+    if not isinstance(equal_proportions, (bool, np.bool_)):
+        raise TypeError(f"equal_proportions must be a bool. Got {equal_proportions!r}.")
+    if noise is None or (isinstance(noise, str) and noise == "box"):
+        return
+    if not _is_real(noise):
+        raise ValueError(
+            "noise must be None, 'box' (the bounding box of the training data) or a positive "
+            f"hyper-volume. Got {noise!r}."
+        )
+    if not (np.isfinite(noise) and noise > 0):
+        raise ValueError(f"noise as a hyper-volume must be finite and > 0. Got {noise!r}.")
 
 
 def check_sample_weight(sample_weight, n_samples, dtype, normalize=False):

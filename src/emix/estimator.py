@@ -23,6 +23,10 @@ from .core.types import FitResult, GaussianParams
 from .exceptions import ConvergenceWarning, DegenerateComponentError, DegenerateRestartWarning
 from .families.gaussian import get_structure
 
+#: Initial weight of the noise component (``noise`` set); the Gaussians start
+#: from the usual initialization on all rows with their weights scaled by 0.9.
+NOISE_WEIGHT_INIT = 0.1
+
 
 class GaussianMixture(DensityMixin, BaseEstimator):
     """Gaussian mixture model fitted by Expectation-Maximization.
@@ -94,6 +98,25 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         monotonicity safeguard; ``n_iter_`` then counts EM steps. Off by default:
         on the benchmark suite it saves iterations on slow problems but not on
         every one (see docs/benchmarks.md). (An emix extension.)
+    equal_proportions : bool, default=False
+        Constrain the K Gaussian mixing weights to be equal (mclust's
+        ``equalPro``): ``weights_ = (1 - noise_weight_) / K`` each. The K - 1
+        weights then are not free parameters (BIC/AIC/ICL count them out).
+        In-memory numpy ``fit`` only. (An emix extension; see docs/mclust.md.)
+    noise : None, 'box' or float > 0, default=None
+        Add a uniform noise component for outliers (Banfield & Raftery 1993;
+        Fraley & Raftery 1998, 2002): ``p(x) = pi_0 / V + sum_k pi_k N(x |
+        mu_k, Sigma_k)``. ``'box'``: ``V`` is the volume of the bounding box
+        of the training rows (with positive weight), mclust's default
+        ``hypvol``; a float is ``V`` itself, in the data's units. ``V`` is
+        fixed during EM, ``pi_0`` is estimated. EM starts from the usual
+        initialization on all rows with ``pi_0 = 0.1`` (``NOISE_WEIGHT_INIT``)
+        and the Gaussian weights scaled to ``0.9``. With noise, ``predict``
+        labels noise rows ``-1`` (mclust labels them 0), ``predict_proba``
+        has one more, last, column (the noise), ``score_samples`` includes
+        the noise density, the criteria count one more parameter, and
+        ``sample`` is not available. In-memory numpy ``fit`` only. (An emix
+        extension; see docs/mclust.md.)
 
     Attributes
     ----------
@@ -112,6 +135,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Mean (weighted) log-likelihood of the kept run's last E-step.
     lower_bounds_ : list of float
         The mean log-likelihood at each iteration of the kept run.
+    noise_weight_ : float
+        ``pi_0``, the weight of the noise component (only with ``noise``;
+        ``weights_`` then sum to ``1 - noise_weight_``).
+    noise_log_volume_ : float
+        ``log V`` of the noise component (only with ``noise``).
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Only when X has string column names.
@@ -153,6 +181,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         batches_per_pass=None,
         prior=None,
         accelerate=None,
+        equal_proportions=False,
+        noise=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -176,6 +206,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.batches_per_pass = batches_per_pass
         self.prior = prior
         self.accelerate = accelerate
+        self.equal_proportions = equal_proportions
+        self.noise = noise
 
     # ------------------------------------------------------------------ helpers
     def _structure(self):
@@ -191,11 +223,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return BlockReducer(X, sample_weight, rows)
 
     def _params(self):
+        noise_weight = getattr(self, "noise_weight_", None)
         return GaussianParams(
             weights=self.weights_,
             means=self.means_,
             covariances=self.covariances_,
             precisions_cholesky=self.precisions_cholesky_,
+            noise_weight=noise_weight,
+            log_volume=None if noise_weight is None else self.noise_log_volume_,
         )
 
     def _check_inits(self, X, structure):
@@ -215,7 +250,42 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 f"prior={self.prior!r} is supported by the in-memory numpy fit only, not {where}."
             )
 
-    def _initial_params(self, X, sample_weight, structure, rng, reducer, inits, xp=np, prior=None):
+    def _no_mixing_options(self, where):
+        """equal_proportions and noise: in-memory numpy ``fit`` only."""
+        if getattr(self, "equal_proportions", False):
+            raise NotImplementedError(
+                f"equal_proportions=True is supported by the in-memory numpy fit only, not {where}."
+            )
+        if getattr(self, "noise", None) is not None:
+            raise NotImplementedError(
+                f"noise={self.noise!r} is supported by the in-memory numpy fit only, not {where}."
+            )
+
+    def _check_noise_inference(self, where):
+        """A model fitted with a noise component predicts on numpy arrays only."""
+        if getattr(self, "noise_weight_", None) is not None:
+            raise NotImplementedError(
+                f"A model with a noise component (noise={self.noise!r}) supports inference on "
+                f"in-memory numpy arrays only, not {where}."
+            )
+
+    def _log_volume(self, X, sample_weight):
+        """``log V`` of the noise component: the bounding box of the rows with
+        positive weight for ``noise='box'``, else ``log(noise)``."""
+        if not (isinstance(self.noise, str) and self.noise == "box"):
+            return float(math.log(self.noise))
+        rows = X if sample_weight is None else X[sample_weight > 0]
+        span = rows.max(axis=0).astype(np.float64) - rows.min(axis=0).astype(np.float64)
+        flat = np.flatnonzero(~(span > 0))
+        if len(flat):
+            raise ValueError(
+                f"noise='box' needs data spread along every feature, but feature {int(flat[0])} is "
+                "constant (the bounding box has zero volume). Pass a hyper-volume as noise=V instead."
+            )
+        return float(np.sum(np.log(span)))
+
+    def _initial_params(self, X, sample_weight, structure, rng, reducer, inits, xp=np, prior=None,
+                        log_volume=None):
         weights_init, means_init, prec_init = inits
         K = self.n_components
         params = None
@@ -238,7 +308,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             cov = structure.cov_from_prec_chol(prec_chol, **kw)
         else:
             prec_chol, cov = params.precisions_cholesky, params.covariances
-        return GaussianParams(weights=weights, means=means, covariances=cov, precisions_cholesky=prec_chol)
+        noise_weight = None
+        if log_volume is not None:  # the Gaussians share 1 - pi_0
+            noise_weight = NOISE_WEIGHT_INIT
+            weights = weights * weights.dtype.type(1.0 - noise_weight)
+        if getattr(self, "equal_proportions", False):
+            share = 1.0 if noise_weight is None else 1.0 - noise_weight
+            weights = np.full(K, share / K, dtype=weights.dtype)
+        return GaussianParams(weights=weights, means=means, covariances=cov, precisions_cholesky=prec_chol,
+                              noise_weight=noise_weight, log_volume=log_volume)
 
     @staticmethod
     def _component_means(X, sample_weight, resp, reducer, xp):
@@ -315,20 +393,30 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             return self._fit_out_of_core(X, sample_weight)._infer_out_of_core("predict", X)
         if _xp.is_array_api_input(X):  # PyTorch / CuPy: see emix.backends.array_api
             self._no_prior("PyTorch/CuPy arrays")
+            self._no_mixing_options("PyTorch/CuPy arrays")
             return _aa.fit_predict(self, X, sample_weight)
         X, w, structure = self._validate_fit_input(X, sample_weight)
         prior = resolve_prior(self.prior, X, self.n_components, w)
         inits = self._check_inits(X, structure)
         reducer = self._reducer(X, w)
         rng = check_random_state(self.random_state)
+        log_volume = None if self.noise is None else self._log_volume(X, w)
 
         def params0():
-            return self._initial_params(X, w, structure, rng, reducer, inits, prior=prior)
+            return self._initial_params(X, w, structure, rng, reducer, inits, prior=prior,
+                                        log_volume=log_volume)
 
         best = self._em_restarts(reducer, params0, structure, prior=prior)
         self._set_fitted(best, structure)
         # the final E-step makes fit_predict(X) agree with fit(X).predict(X)
-        return np.argmax(self._log_resp(X)[1], axis=1)
+        return self._labels(self._log_resp(X)[1])
+
+    def _labels(self, lp):
+        """argmax over the columns; the noise column (last, when there is one) is -1."""
+        labels = np.argmax(lp, axis=1)
+        if lp.shape[1] > self.means_.shape[0]:
+            labels[labels == self.means_.shape[0]] = -1
+        return labels
 
     # ------------------------------------------------ out of core and online
     @staticmethod
@@ -357,6 +445,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
         V.check_estimator_params(self)
         self._no_prior("out-of-core data")
+        self._no_mixing_options("out-of-core (Dask or block source) data")
         structure = self._structure()
         rng = check_random_state(self.random_state)
         seed, advanced = chunked.sample_seed(rng)
@@ -415,9 +504,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if self.accelerate == "squarem":
             if prior is not None:
                 raise NotImplementedError("accelerate='squarem' cannot be combined with prior yet.")
+            self._no_mixing_options("accelerate='squarem'")
             run, extra = accel.fit_squarem, {}
         else:
             run, extra = em.fit, ({} if prior is None else {"prior": prior})
+            if self.equal_proportions:
+                extra["equal_proportions"] = True
         best, failures = None, []
         for init in range(n_init):
             if self.verbose:
@@ -494,11 +586,19 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.n_iter_ = result.n_iter
         self.lower_bound_ = result.lower_bound
         self.lower_bounds_ = list(result.history)
+        if p.noise_weight is not None:
+            self.noise_weight_ = float(p.noise_weight)
+            self.noise_log_volume_ = float(p.log_volume)
+        else:
+            for name in ("noise_weight_", "noise_log_volume_"):
+                if hasattr(self, name):
+                    delattr(self, name)
 
     def _infer_out_of_core(self, kind, X):
         """predict / predict_proba / score_samples on a Dask collection (lazy)
         or a block source (computed, concatenated)."""
         check_is_fitted(self)
+        self._check_noise_inference("out-of-core (Dask or block source) data")
         params, structure = self._params(), self._structure()
         if self._out_of_core_kind(X) == "dask":
             from .backends.dask import lazy_inference
@@ -545,6 +645,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
         V.check_estimator_params(self)
         self._no_prior("partial_fit")
+        self._no_mixing_options("partial_fit")
+        self._check_noise_inference("partial_fit")
         if _xp.is_array_api_input(X):
             raise NotImplementedError(
                 "partial_fit supports numpy arrays (and array-likes) only; got a "
@@ -637,6 +739,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if self._out_of_core_kind(X) is not None:
             return self._infer_out_of_core("score_samples", X)
         if _aa.uses_array_api(self, X):
+            self._check_noise_inference("PyTorch/CuPy arrays")
             return _aa.score_samples(self, X)
         X = self._check_X(X)
         return logsumexp(self._weighted_log_prob(X), axis=1)
@@ -647,6 +750,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             ll = self._infer_out_of_core("score_samples", X)
             return float(ll.astype(np.float64).mean().compute() if hasattr(ll, "compute") else ll.mean(dtype=np.float64))
         if _aa.uses_array_api(self, X):
+            self._check_noise_inference("PyTorch/CuPy arrays")
             return _aa.score(self, X, sample_weight)
         X = self._check_X(X)
         w = V.check_sample_weight(sample_weight, X.shape[0], np.float64)
@@ -658,9 +762,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if self._out_of_core_kind(X) is not None:
             return self._infer_out_of_core("predict", X)
         if _aa.uses_array_api(self, X):
+            self._check_noise_inference("PyTorch/CuPy arrays")
             return _aa.predict(self, X)
         X = self._check_X(X)
-        return np.argmax(self._weighted_log_prob(X), axis=1)
+        return self._labels(self._weighted_log_prob(X))
 
     def predict_proba(self, X):
         """Responsibilities: posterior probability of each component for each row.
@@ -668,10 +773,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Returns
         -------
         resp : ndarray of shape (n_samples, n_components)
+            (n_samples, n_components + 1) for a model with a noise component:
+            the last column is the noise.
         """
         if self._out_of_core_kind(X) is not None:
             return self._infer_out_of_core("predict_proba", X)
         if _aa.uses_array_api(self, X):
+            self._check_noise_inference("PyTorch/CuPy arrays")
             return _aa.predict_proba(self, X)
         X = self._check_X(X)
         return np.exp(self._log_resp(X)[1])
@@ -686,6 +794,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             Component of each row (rows are grouped by component).
         """
         check_is_fitted(self)
+        if getattr(self, "noise_weight_", None) is not None:
+            raise NotImplementedError(
+                "sample() is not available for a model with a noise component (noise="
+                f"{self.noise!r}): only its volume is stored, not its region."
+            )
         if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
             raise ValueError(f"n_samples must be an integer >= 1. Got {n_samples!r}.")
         if _aa.uses_array_api(self):
@@ -705,7 +818,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------- criteria
     def _n_parameters(self):
-        return criteria.n_parameters(self._structure(), *self.means_.shape)
+        return criteria.n_parameters(
+            self._structure(), *self.means_.shape,
+            equal_proportions=bool(getattr(self, "equal_proportions", False)),
+            noise=getattr(self, "noise_weight_", None) is not None,
+        )
 
     def _loglik_sum(self, X, sample_weight):
         X = self._check_X(X)
@@ -717,6 +834,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def bic(self, X, sample_weight=None):
         """Bayesian information criterion ``-2 log L + p log n`` (lower is better)."""
         if _aa.uses_array_api(self, X):
+            self._check_noise_inference("PyTorch/CuPy arrays")
             return _aa.criterion(self, X, sample_weight, "bic")
         ll, n_eff, _, _ = self._loglik_sum(X, sample_weight)
         return criteria.bic(ll, self._n_parameters(), n_eff)
@@ -724,6 +842,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def aic(self, X, sample_weight=None):
         """Akaike information criterion ``-2 log L + 2 p`` (lower is better)."""
         if _aa.uses_array_api(self, X):
+            self._check_noise_inference("PyTorch/CuPy arrays")
             return _aa.criterion(self, X, sample_weight, "aic")
         ll, _, _, _ = self._loglik_sum(X, sample_weight)
         return criteria.aic(ll, self._n_parameters())
@@ -732,6 +851,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """Integrated completed likelihood, ``BIC - 2 sum_n log max_k r_nk``
         (lower is better; mclust's ICL is minus this)."""
         if _aa.uses_array_api(self, X):
+            self._check_noise_inference("PyTorch/CuPy arrays")
             return _aa.criterion(self, X, sample_weight, "icl")
         ll, n_eff, X, w = self._loglik_sum(X, sample_weight)
         log_max = np.max(self._log_resp(X)[1], axis=1).astype(np.float64)

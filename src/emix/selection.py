@@ -134,7 +134,9 @@ def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels,
         structure = get_structure(model)
         gm = GaussianMixture(n_components=K, covariance_type=model, n_init=n_init,
                              random_state=seed, **gm_kwargs)
-        row["n_parameters"] = int(criteria.n_parameters(structure, K, X.shape[1]))
+        row["n_parameters"] = int(criteria.n_parameters(
+            structure, K, X.shape[1], equal_proportions=bool(gm_kwargs.get("equal_proportions", False)),
+            noise=gm_kwargs.get("noise") is not None))
         if labels is not None:
             gm.set_params(**_start_from_labels(X, sample_weight, K, structure, labels,
                                                gm_kwargs.get("reg_covar", gm.reg_covar),
@@ -270,7 +272,10 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
         Other :class:`~emix.GaussianMixture` parameters (``init_params``,
         ``tol``, ``reg_covar``, ``max_iter``...), used for every cell. Unlike
         ``GaussianMixture``, ``select`` defaults to mclust's strategy:
-        ``init_params='hierarchical'`` and ``tol=1e-5``.
+        ``init_params='hierarchical'`` and ``tol=1e-5``. mclust's options
+        pass through too: ``equal_proportions=True``, ``noise='box'`` (or a
+        hyper-volume; the box is that of all of ``X``, the same in every
+        cell), ``prior='default'``.
 
     Returns
     -------
