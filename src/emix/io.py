@@ -8,7 +8,9 @@ Layout (format version 1)::
 
 Arrays are read with ``allow_pickle=False``; nothing in a file is executed.
 Loading checks every array's shape, dtype and finiteness, that the weights sum
-to 1 and that the precisions are positive definite, and raises
+to 1 (with the noise weight, for a model with a noise component, whose
+weight and log-volume are fitted scalars in the header) and that the
+precisions are positive definite, and raises
 :class:`~emix.exceptions.ModelFileError` otherwise.
 """
 
@@ -36,6 +38,7 @@ _SCALAR_PARAMS = (
     "n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
     "init_params", "warm_start", "verbose", "verbose_interval", "working_memory",
     "online_mode", "learning_decay", "learning_offset", "batches_per_pass", "accelerate",
+    "equal_proportions", "noise",
 )
 
 
@@ -99,6 +102,9 @@ def save(model, path):
         },
         "arrays": {},
     }
+    if getattr(model, "noise_weight_", None) is not None:
+        header["fitted"]["noise_weight_"] = float(model.noise_weight_)
+        header["fitted"]["noise_log_volume_"] = float(model.noise_log_volume_)
     from .backends._xp import to_numpy  # a model fitted on a GPU is saved as numpy
 
     arrays = {name: np.asarray(to_numpy(getattr(model, name + "_"))) for name in _PARAM_ARRAYS}
@@ -226,7 +232,8 @@ def load(path):
         structure = get_structure(params.get("covariance_type"))
     except ValueError as exc:
         _fail(path, str(exc))
-    _check_parameters(path, arrays, structure)
+    noise = _read_noise(path, params, fitted)
+    _check_parameters(path, arrays, structure, 0.0 if noise is None else noise[0])
 
     init_kwargs = {k: params[k] for k in _SCALAR_PARAMS if k in params}
     rs = header.get("random_state")
@@ -257,6 +264,8 @@ def load(path):
         model.lower_bound_ = float(fitted["lower_bound_"])
         model.lower_bounds_ = [float(v) for v in fitted["lower_bounds_"]]
         model.n_features_in_ = int(fitted["n_features_in_"])
+        if noise is not None:
+            model.noise_weight_, model.noise_log_volume_ = noise
         names = fitted.get("feature_names_in_")
         if names is not None:
             if len(names) != D:
@@ -271,7 +280,28 @@ def load(path):
     return model
 
 
-def _check_parameters(path, arrays, structure):
+def _read_noise(path, params, fitted):
+    """``(noise_weight_, noise_log_volume_)`` for a model saved with a noise
+    component, None for one without; anything inconsistent is refused."""
+    has = "noise_weight_" in fitted or "noise_log_volume_" in fitted
+    if params.get("noise") is None:
+        if has:
+            _fail(path, "the header has a noise weight but the model's noise parameter is null.")
+        return None
+    try:
+        pi0 = fitted["noise_weight_"]
+        logv = fitted["noise_log_volume_"]
+    except KeyError:
+        _fail(path, f"noise={params['noise']!r} but the header lacks noise_weight_ or noise_log_volume_.")
+    for name, v in (("noise_weight_", pi0), ("noise_log_volume_", logv)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+            _fail(path, f"{name} must be a finite number. Got {v!r:.80}.")
+    if not 0.0 <= pi0 < 1.0:
+        _fail(path, f"noise_weight_ must be in [0, 1). Got {pi0!r}.")
+    return float(pi0), float(logv)
+
+
+def _check_parameters(path, arrays, structure, noise_weight=0.0):
     weights, means = arrays["weights"], arrays["means"]
     cov, pc = arrays["covariances"], arrays["precisions_cholesky"]
     if means.ndim != 2 or means.shape[0] < 1 or means.shape[1] < 1:
@@ -283,8 +313,10 @@ def _check_parameters(path, arrays, structure):
     if weights.shape != (K,):
         _fail(path, f"weights has shape {weights.shape}; expected ({K},).")
     tol = 1e-4 if weights.dtype == np.float32 else 1e-8
-    if np.any(weights < 0) or abs(float(weights.sum(dtype=np.float64)) - 1.0) > tol:
-        _fail(path, f"weights must be >= 0 and sum to 1; they sum to {float(weights.sum()):.10g}.")
+    total = float(weights.sum(dtype=np.float64)) + noise_weight
+    if np.any(weights < 0) or abs(total - 1.0) > tol:
+        what = "sum to 1" if noise_weight == 0.0 else "sum to 1 with noise_weight_"
+        _fail(path, f"weights must be >= 0 and {what}; they sum to {total:.10g}.")
     shape = structure.cov_shape(K, D)
     for name, a in (("covariances", cov), ("precisions_cholesky", pc)):
         if a.shape != shape:
