@@ -304,3 +304,53 @@ def test_dask_ml_incremental_is_partial_fit_block_by_block(client, data, mode):
     assert inc.score(Xd, None) == pytest.approx(ref.score(X), rel=1e-12)
     if mode == "stepwise":  # a sensible fit: close to batch EM's log-likelihood
         assert ref.score(X) > GaussianMixture(3, random_state=0).fit(X).score(X) - 0.02
+
+
+# ------------------------------------------------- weighted sample, blockwise
+def _client_side_sample(w, size, seed):
+    """The sample as drawn before (all keys and weights on the client)."""
+    keys = np.random.default_rng(seed).random(len(w))
+    keys = np.where(w > 0, keys, np.inf)
+    idx = np.argsort(keys, kind="stable")[:size]
+    return np.sort(idx[np.isfinite(keys[idx])])
+
+
+@pytest.mark.parametrize("chunks, zeros", [(250, 0.3), ((7, 500, 693), 0.0), (1200, 0.95)])
+def test_weighted_sample_is_drawn_blockwise(client, data, monkeypatch, chunks, zeros):
+    from emix.backends import dask as dk
+
+    X, w = data
+    w = np.where(np.random.default_rng(5).random(len(w)) < zeros, 0.0, w)
+    seed = np.array([3, 1, 4, 1], dtype=np.int64)
+    Xd, wd = da.from_array(X, chunks=(chunks, -1)), da.from_array(w, chunks=chunks)
+    real_compute = da.Array.compute
+
+    def guarded(self, *a, **k):  # the weights never come to the client whole
+        assert not (self.ndim == 1 and self.shape[0] == len(w)), "all weights were computed on the client"
+        return real_compute(self, *a, **k)
+
+    monkeypatch.setattr(da.Array, "compute", guarded)
+    got = dk.scan(Xd, wd, 200, seed)
+    expect = _client_side_sample(w, 200, seed)
+    assert got["sampled"] and got["n_eff"] == np.count_nonzero(w)
+    np.testing.assert_array_equal(got["sample"], X[expect])
+    np.testing.assert_array_equal(got["sample_weight"], w[expect])
+    src = chunked.scan_source(lambda: ((X[i : i + 170], w[i : i + 170]) for i in range(0, 1200, 170)), 200, seed)
+    np.testing.assert_array_equal(src["sample"], got["sample"])
+    np.testing.assert_array_equal(src["sample_weight"], got["sample_weight"])
+    # a threshold too low for the data (n_eff overstated) falls back to all keys
+    np.testing.assert_array_equal(dk._weighted_sample_index(wd, 50 * len(w), 200, seed), expect)
+
+
+def test_weighted_dask_fit_with_a_sample_is_the_block_source_fit(client, data, monkeypatch):
+    monkeypatch.setattr(chunked, "DEFAULT_INIT_SAMPLE", 300)
+    X, w = data
+    w = np.where(np.arange(len(w)) % 4 == 0, 0.0, w)
+    src = lambda: ((X[i : i + 170], w[i : i + 170]) for i in range(0, len(X), 170))  # noqa: E731
+    a = GaussianMixture(3, random_state=2, max_iter=5, tol=0.0)
+    b = GaussianMixture(3, random_state=2, max_iter=5, tol=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a.fit(src)
+        b.fit(da.from_array(X, chunks=(333, -1)), sample_weight=da.from_array(w, chunks=333))
+    _assert_same(a, b)

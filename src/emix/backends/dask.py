@@ -294,12 +294,64 @@ def local_source(X, sample_weight=None):
     return source
 
 
+def _keys(seed, start, stop):
+    """Sampling keys of rows ``start`` to ``stop``: that stretch of the one
+    stream ``default_rng(seed).random(n)``, reached by jumping the PCG64
+    generator ahead ``start`` draws (one 64-bit draw per float64 key)."""
+    bits = np.random.PCG64(seed)
+    bits.advance(int(start))
+    return np.random.Generator(bits).random(int(stop) - int(start))
+
+
+def _block_candidates(wb, start, seed, threshold):
+    """Global indices and keys of the rows of one weight block with positive
+    weight and a key below ``threshold``: run where the block lies, so only
+    these (few) candidates travel, not the weights."""
+    wb = np.asarray(wb)
+    keys = _keys(seed, start, start + wb.shape[0])
+    keep = np.flatnonzero((wb > 0) & (keys < threshold))
+    return keep + int(start), keys[keep]
+
+
+def _weighted_sample_index(w, n_eff, sample_size, seed):
+    """Indices (sorted) of the ``sample_size`` positive-weight rows with the
+    smallest keys, computed block by block where the weights lie.
+
+    Every block returns the rows whose keys fall under a threshold set so
+    that, among ``n_eff`` uniform keys, fewer than ``sample_size`` fall under
+    it with probability below 1e-9 (mean ``s + 6 sqrt(s) + 50`` candidates);
+    the rare shortfall reruns with no threshold. Either way the rows chosen
+    are those the client-side stream (and the block-source reservoir) picks.
+    """
+    import dask
+
+    offsets = np.concatenate([[0], np.cumsum(w.chunks[0])])[:-1]
+    blocks = w.to_delayed().ravel()
+    threshold = 1.0 if n_eff <= sample_size else min(1.0, (sample_size + 6 * math.sqrt(sample_size) + 50) / n_eff)
+    while True:
+        tasks = [dask.delayed(_block_candidates, pure=True)(b, int(o), seed, threshold)
+                 for b, o in zip(blocks, offsets)]
+        parts = dask.compute(*tasks)
+        idx = np.concatenate([p[0] for p in parts] + [np.empty(0, dtype=np.int64)])
+        keys = np.concatenate([p[1] for p in parts] + [np.empty(0)])
+        if len(idx) >= min(sample_size, n_eff) or threshold >= 1.0:
+            break
+        threshold = 1.0
+    if len(keys) > sample_size:
+        sel = np.argpartition(keys, sample_size - 1)[:sample_size]
+        idx = idx[sel]
+    return np.sort(idx)
+
+
 def scan(X, w, sample_size, seed):
     """Shape, counts, finiteness and a uniform sample of a Dask array.
 
     The sample is the same set of rows as
     :func:`emix.backends.chunked.scan_source` draws with the same seed: the
-    ``sample_size`` rows with the smallest keys of one random stream.
+    ``sample_size`` rows with the smallest keys of one random stream (rows of
+    weight 0 excluded). With weights, the keys are drawn block by block where
+    the weights lie and only the sampled rows and their weights come to the
+    client.
     """
     import dask
     import dask.array as da
@@ -325,9 +377,12 @@ def scan(X, w, sample_size, seed):
         else:
             rows, sw = dask.compute(X, w)
         sampled = False
+    elif w is not None:
+        idx = _weighted_sample_index(w, n_eff, sample_size, seed)
+        rows, sw = dask.compute(X[idx], w[idx])
+        sampled = True
     else:
         gen = np.random.default_rng(seed)
-        wv = None if w is None else w.compute()
         best_keys = np.empty(0)
         best_idx = np.empty(0, dtype=np.int64)
         from .chunked import _KEY_BATCH
@@ -335,17 +390,15 @@ def scan(X, w, sample_size, seed):
         for start in range(0, n, _KEY_BATCH):
             stop = min(n, start + _KEY_BATCH)
             keys = gen.random(stop - start)
-            if wv is not None:
-                keys = np.where(wv[start:stop] > 0, keys, np.inf)
             keys = np.concatenate([best_keys, keys])
             idx = np.concatenate([best_idx, np.arange(start, stop)])
             if len(keys) > sample_size:
                 sel = np.argpartition(keys, sample_size - 1)[:sample_size]
                 keys, idx = keys[sel], idx[sel]
             best_keys, best_idx = keys, idx
-        idx = np.sort(best_idx[np.isfinite(best_keys)])
+        idx = np.sort(best_idx)
         rows = X[idx].compute()
-        sw = None if wv is None else wv[idx]
+        sw = None
         sampled = True
     return {
         "n_samples": n, "n_features": D, "dtype": X.dtype, "n_eff": n_eff, "sum_w": sum_w,
