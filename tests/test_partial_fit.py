@@ -176,3 +176,52 @@ def test_partial_fit_input_errors(stream):
     g = GaussianMixture(3, random_state=0).partial_fit(stream[:100])
     with pytest.raises(ValueError, match="features"):
         g.partial_fit(np.ones((10, 3)))
+
+
+@pytest.mark.parametrize("kw, name, dtype", [
+    ({}, "full", np.float64), ({}, "diag", np.float32), ({}, "tied", np.float64),
+    ({"online_mode": "exact", "batches_per_pass": 3}, "full", np.float64),
+    ({"online_mode": "exact", "batches_per_pass": 3}, "spherical", np.float32),
+], ids=["stepwise-full", "stepwise-diag-f32", "stepwise-tied", "exact-full", "exact-spherical-f32"])
+def test_partial_fit_after_load_continues_as_without_the_save(stream, tmp_path, kw, name, dtype):
+    X = stream.astype(dtype)
+    g = GaussianMixture(3, covariance_type=name, random_state=0, **kw)
+    for i in range(5):  # exact: one pass, then two batches into the next
+        g.partial_fit(X[i * 400 : (i + 1) * 400])
+    save(g, tmp_path / "m.emix")
+    h = load(tmp_path / "m.emix")
+    assert h._online.t == g._online.t and h._online.passes == g._online.passes
+    for i in range(5, 9):
+        g.partial_fit(X[i * 400 : (i + 1) * 400])
+        h.partial_fit(X[i * 400 : (i + 1) * 400])
+    for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(h, attr), getattr(g, attr), err_msg=attr)
+        assert getattr(h, attr).dtype == dtype
+    assert h.lower_bounds_ == g.lower_bounds_ and h.n_iter_ == g.n_iter_ and h.lower_bound_ == g.lower_bound_
+
+
+def test_stale_or_tampered_partial_fit_state(stream, tmp_path):
+    import json
+    import zipfile
+
+    from emix.exceptions import ModelFileError
+
+    g = GaussianMixture(3, random_state=0).partial_fit(stream[:400]).partial_fit(stream[400:800])
+    save(g, tmp_path / "m.emix")
+    with zipfile.ZipFile(tmp_path / "m.emix") as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    header = json.loads(members["header.json"])
+    assert header["online"]["t"] == 2 and "online_s2" in header["arrays"]
+    for change, match in ((("t", 0), "t >= 1"), (("mode", "exact"), "mode"), (("sum_w", -1.0), "sum_w"),
+                          (("passes", True), "passes")):
+        bad = json.loads(members["header.json"])
+        bad["online"][change[0]] = change[1]
+        with zipfile.ZipFile(tmp_path / "bad.emix", "w") as zf:
+            for n, data in members.items():
+                zf.writestr(n, json.dumps(bad) if n == "header.json" else data)
+        with pytest.raises(ModelFileError, match=match):
+            load(tmp_path / "bad.emix")
+    g.fit(stream[:2000])  # the online state is stale after fit: not saved
+    save(g, tmp_path / "f.emix")
+    with zipfile.ZipFile(tmp_path / "f.emix") as zf:
+        assert "online" not in json.loads(zf.read("header.json")) and "online_nk.npy" not in zf.namelist()

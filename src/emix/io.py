@@ -5,6 +5,11 @@ Layout (format version 1)::
     header.json          {"format": "emix-model", "format_version": 1, ...}
     weights.npy means.npy covariances.npy precisions_cholesky.npy
     [weights_init.npy means_init.npy precisions_init.npy]
+    [online_nk.npy online_s1.npy online_s2.npy online_shift.npy]
+
+The optional ``online`` entry of the header and the ``online_*`` arrays hold
+the running state of ``partial_fit`` (step counter, pass count, statistics),
+so that ``partial_fit`` after ``load`` continues exactly as without the save.
 
 Arrays are read with ``allow_pickle=False``; nothing in a file is executed.
 Loading checks every array's shape, dtype and finiteness, that the weights sum
@@ -34,6 +39,7 @@ _MAX_HEADER_BYTES = 1 << 20
 _MAX_ARRAY_BYTES = 1 << 32
 _PARAM_ARRAYS = ("weights", "means", "covariances", "precisions_cholesky")
 _INIT_ARRAYS = ("weights_init", "means_init", "precisions_init")
+_ONLINE_ARRAYS = ("online_nk", "online_s1", "online_s2", "online_shift")  # = online.STATE_ARRAYS
 _SCALAR_PARAMS = (
     "n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
     "init_params", "warm_start", "verbose", "verbose_interval", "working_memory",
@@ -111,6 +117,12 @@ def save(model, path):
     for name in _INIT_ARRAYS:
         if params.get(name) is not None:
             arrays[name] = np.asarray(to_numpy(params[name]))
+    from .online import state_for_file
+
+    online_info, online_arrays = state_for_file(model)
+    if online_info is not None:
+        header["online"] = online_info
+        arrays.update(online_arrays)
     for name, a in arrays.items():
         header["arrays"][name] = {"shape": list(a.shape), "dtype": a.dtype.str}
 
@@ -212,7 +224,7 @@ def load(path):
         except (KeyError, TypeError, ValueError):
             _fail(path, "header.json lacks 'params', 'fitted' or 'arrays'.")
         arrays = {}
-        for name in _PARAM_ARRAYS + _INIT_ARRAYS:
+        for name in _PARAM_ARRAYS + _INIT_ARRAYS + _ONLINE_ARRAYS:
             if name not in declared:
                 if name in _PARAM_ARRAYS:
                     _fail(path, f"header declares no array {name!r}.")
@@ -277,6 +289,13 @@ def load(path):
         _fail(path, f"fitted attributes are missing or invalid ({exc}).")
     if model.n_features_in_ != D:
         _fail(path, f"n_features_in_ is {model.n_features_in_} but means has {D} columns.")
+    if "online" in header:
+        from .online import state_from_file
+
+        try:
+            model._online = state_from_file(header["online"], arrays, model, structure)
+        except (TypeError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            _fail(path, f"invalid partial_fit state ({exc}).")
     return model
 
 

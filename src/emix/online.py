@@ -125,4 +125,78 @@ class OnlineState:
     history: list = field(default_factory=list)
 
 
-__all__ = ["ONLINE_MODES", "OnlineState", "check_online_params", "recenter", "stats_of_params", "step_size"]
+#: Model-file arrays of the running statistics (see :func:`state_for_file`).
+STATE_ARRAYS = ("online_nk", "online_s1", "online_s2", "online_shift")
+
+
+def state_for_file(model):
+    """The running state of ``partial_fit`` as a JSON-able dict and arrays for
+    a model file, or ``(None, {})`` when there is none to keep (never called,
+    or stale since ``fit``/``set_params``). The parameters the next batch
+    uses are the fitted ones, and the history is ``lower_bounds_``; what is
+    left is the step counter, the pass count and the statistics."""
+    state = getattr(model, "_online", None)
+    if state is None or state.mode != model.online_mode or state.params.means is not model.means_:
+        return None, {}
+    info = {"mode": state.mode, "t": int(state.t), "passes": int(state.passes)}
+    arrays = {}
+    if state.stats is not None:
+        st = state.stats
+        info.update(loglik=float(st.loglik), sum_w=float(st.sum_w), n0=float(getattr(st, "n0", 0.0)))
+        arrays = dict(zip(STATE_ARRAYS, (st.nk, st.s1, st.s2, st.shift)))
+    return info, {k: np.asarray(v) for k, v in arrays.items()}
+
+
+def state_from_file(info, arrays, model, structure):
+    """Rebuild the :class:`OnlineState` written by :func:`state_for_file` on
+    a loaded ``model``; raises ValueError for anything inconsistent."""
+    from .core import em
+
+    if not isinstance(info, dict):
+        raise ValueError(f"the online state must be an object. Got {info!r:.80}.")
+    if info.get("mode") != model.online_mode:
+        raise ValueError(f"the online state's mode {info.get('mode')!r:.40} is not online_mode "
+                         f"{model.online_mode!r}.")
+    t, passes = info.get("t"), info.get("passes")
+    for name, v in (("t", t), ("passes", passes)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"the online state's {name} must be an integer >= 0. Got {v!r:.40}.")
+    present = [k for k in STATE_ARRAYS if k in arrays]
+    if present and len(present) != len(STATE_ARRAYS):
+        raise ValueError(f"the online state has arrays {present} but needs all of {list(STATE_ARRAYS)}.")
+    exact = model.online_mode == "exact"
+    if exact and (t >= model.batches_per_pass or (t > 0) != bool(present)):
+        raise ValueError(f"the online state has t={t} batches into a pass of {model.batches_per_pass} "
+                         f"{'with' if present else 'without'} statistics.")
+    if not exact and (t < 1 or not present):
+        raise ValueError(f"a stepwise online state needs t >= 1 and statistics. Got t={t}.")
+    params = model._params()
+    stats = None
+    if present:
+        scalars = {k: info.get(k) for k in ("loglik", "sum_w", "n0")}
+        for k, v in scalars.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+                raise ValueError(f"the online state's {k} must be a finite number. Got {v!r:.40}.")
+        if scalars["sum_w"] <= 0 or scalars["n0"] < 0:
+            raise ValueError("the online state's sum_w must be > 0 and n0 >= 0.")
+        probe = em.e_step(np.asarray(model.means_[:1]), None, params, structure)  # shapes of the statistics
+        nk, s1, s2, shift = (arrays[k] for k in STATE_ARRAYS)
+        for k, a, ref in zip(STATE_ARRAYS, (nk, s1, s2, shift), (probe.nk, probe.s1, probe.s2, probe.shift)):
+            if a.shape != np.shape(ref):
+                raise ValueError(f"{k} has shape {a.shape}; expected {np.shape(ref)}.")
+        if np.any(nk < 0):
+            raise ValueError("online_nk must be >= 0.")
+        if exact and not np.array_equal(shift, model.means_):
+            raise ValueError("online_shift of a pass in progress must equal the means it was taken at.")
+        extra = {"n0": float(scalars["n0"])} if scalars["n0"] else {}
+        stats = SuffStats(nk=nk.astype(np.float64), s1=s1.astype(np.float64), s2=s2.astype(np.float64),
+                          shift=shift.astype(model.means_.dtype), loglik=float(scalars["loglik"]),
+                          sum_w=float(scalars["sum_w"]), **extra)
+    history = model.lower_bounds_
+    return OnlineState(mode=model.online_mode, params=params, stats=stats, t=t, passes=passes, history=history)
+
+
+__all__ = [
+    "ONLINE_MODES", "OnlineState", "check_online_params", "recenter", "state_for_file", "state_from_file",
+    "stats_of_params", "step_size",
+]
