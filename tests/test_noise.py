@@ -267,6 +267,19 @@ def test_refit_without_noise_drops_the_noise_attributes(data):
     assert not hasattr(gm, "noise_weight_") and gm.predict_proba(X).shape[1] == 2
 
 
+def test_warm_start_keeps_the_noise_and_refuses_a_change(data):
+    X, _ = data
+    gm = GaussianMixture(3, noise="box", random_state=0, warm_start=True, max_iter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(X)
+        first = gm.lower_bound_
+        gm.fit(X)
+    assert gm.noise_weight_ > 0 and gm.lower_bounds_[0] >= first - 1e-12
+    with pytest.raises(ValueError, match="warm_start cannot add or remove the noise"):
+        gm.set_params(noise=None).fit(X)
+
+
 @pytest.mark.parametrize("kwargs, exc, match", [
     ({"noise": -1}, ValueError, "finite and > 0"),
     ({"noise": 0.0}, ValueError, "finite and > 0"),

@@ -115,8 +115,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         labels noise rows ``-1`` (mclust labels them 0), ``predict_proba``
         has one more, last, column (the noise), ``score_samples`` includes
         the noise density, the criteria count one more parameter, and
-        ``sample`` is not available. In-memory numpy ``fit`` only. (An emix
-        extension; see docs/mclust.md.)
+        ``sample`` is not available. A ``warm_start`` fit keeps the previous
+        ``V``. In-memory numpy ``fit`` only. (An emix extension; see
+        docs/mclust.md.)
 
     Attributes
     ----------
@@ -401,6 +402,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         reducer = self._reducer(X, w)
         rng = check_random_state(self.random_state)
         log_volume = None if self.noise is None else self._log_volume(X, w)
+        if self.warm_start and hasattr(self, "converged_") and (
+                (self.noise is None) != (getattr(self, "noise_weight_", None) is None)):
+            raise ValueError(
+                "warm_start cannot add or remove the noise component (the previous fit was made "
+                "with a different noise setting). Fit with warm_start=False."
+            )
 
         def params0():
             return self._initial_params(X, w, structure, rng, reducer, inits, prior=prior,
