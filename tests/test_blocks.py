@@ -111,3 +111,35 @@ def test_default_block_rows_respects_the_budget():
     assert default_block_rows(10**9, 10, 8, working_memory=1) * 10 * 8 <= 2**20
     assert default_block_rows(5, 10, 8) == 5
     assert default_block_rows(10**6, 10**9, 8, working_memory=1) == 1
+
+
+def test_threads_over_blocks_give_the_same_statistics_exactly():
+    from emix.backends import BlockReducer
+    from emix.core import em
+    from emix.families.gaussian import get_structure
+
+    X = np.random.default_rng(3).normal(size=(1000, 3))
+    gm = emix.GaussianMixture(3, max_iter=2, random_state=0).fit(X)
+    p, s = gm._params(), get_structure("full")
+    one = BlockReducer(X, None, 97, n_threads=1)(lambda Xb, wb: em.e_step(Xb, wb, p, s))
+    many = BlockReducer(X, None, 97, n_threads=4)(lambda Xb, wb: em.e_step(Xb, wb, p, s))
+    for name in ("nk", "s1", "s2"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(many, name))
+    assert one.loglik == many.loglik
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_fit_does_not_depend_on_n_threads(covariance_type):
+    X = np.random.default_rng(4).normal(size=(3000, 4))
+    kw = dict(covariance_type=covariance_type, random_state=0, max_iter=20, tol=0, working_memory=0.05)
+    a = emix.GaussianMixture(3, n_threads=1, **kw).fit(X)
+    b = emix.GaussianMixture(3, n_threads=3, **kw).fit(X)
+    np.testing.assert_allclose(a.means_, b.means_, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(a.covariances_, b.covariances_, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(a.lower_bounds_, b.lower_bounds_, rtol=1e-12)
+
+
+def test_n_threads_is_validated():
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    with pytest.raises(ValueError, match="n_threads must be >= 1. Got 0"):
+        emix.GaussianMixture(2, n_threads=0).fit(X)

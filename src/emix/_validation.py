@@ -46,6 +46,8 @@ def check_estimator_params(est):
         raise ValueError(f"init_params must be one of {list(INIT_METHODS)}. Got {est.init_params!r}.")
     if not isinstance(est.warm_start, (bool, np.bool_)):
         raise TypeError(f"warm_start must be a bool. Got {est.warm_start!r}.")
+    if est.n_threads is not None:
+        check_int("n_threads", est.n_threads, 1)
     if getattr(est, "accelerate", None) not in (None, "squarem"):
         raise ValueError(f"accelerate must be None or 'squarem'. Got {est.accelerate!r}.")
     check_mixing_options(getattr(est, "equal_proportions", False), getattr(est, "noise", None))

@@ -10,11 +10,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
 
 from . import _validation as V
 from .backends import _xp
 from .backends import array_api as _aa
-from .backends.reduce import BlockReducer, default_block_rows
+from .backends.reduce import DEFAULT_WORKING_MEMORY_MIB, BlockReducer, available_cores, default_block_rows
 from .core import accel, criteria, em
 from .core.init import initial_resp
 from .core.prior import resolve_prior
@@ -93,6 +94,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         posterior mode under a conjugate normal-inverse-Wishart prior (Fraley &
         Raftery 2007); ``'default'`` is mclust's ``defaultPrior``. In-memory
         numpy ``fit`` only. (An emix extension; see :mod:`emix.core.prior`.)
+    n_threads : int or None, default=None
+        Threads working on blocks of rows at the same time (BLAS itself is
+        held to one thread during ``fit``). None uses every core this process
+        may run on. Results do not depend on it. (An emix extension.)
     accelerate : None or 'squarem', default=None
         'squarem' accelerates EM with SQUAREM (Varadhan & Roland 2008) with a
         monotonicity safeguard; ``n_iter_`` then counts EM steps. Off by default:
@@ -184,6 +189,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         accelerate=None,
         equal_proportions=False,
         noise=None,
+        n_threads=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -209,19 +215,26 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.accelerate = accelerate
         self.equal_proportions = equal_proportions
         self.noise = noise
+        self.n_threads = n_threads
 
     # ------------------------------------------------------------------ helpers
     def _structure(self):
         return get_structure(self.covariance_type)
 
+    def _n_threads(self):
+        return available_cores() if self.n_threads is None else int(self.n_threads)
+
     def _reducer(self, X, sample_weight=None):
         structure = self._structure()
         K, D = self.n_components, X.shape[1]
+        threads = self._n_threads() if isinstance(X, np.ndarray) else 1
+        budget = DEFAULT_WORKING_MEMORY_MIB if self.working_memory is None else self.working_memory
         rows = default_block_rows(
-            # the kernels' temporaries are float64 whatever the data dtype
-            X.shape[0], structure.temp_per_row(K, D), max(8, X.dtype.itemsize), self.working_memory
+            # the kernels' temporaries are float64 whatever the data dtype; the
+            # budget is shared by the threads working on blocks at the same time
+            X.shape[0], structure.temp_per_row(K, D), max(8, X.dtype.itemsize), budget / threads
         )
-        return BlockReducer(X, sample_weight, rows)
+        return BlockReducer(X, sample_weight, rows, n_threads=threads)
 
     def _params(self):
         noise_weight = getattr(self, "noise_weight_", None)
@@ -413,10 +426,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             return self._initial_params(X, w, structure, rng, reducer, inits, prior=prior,
                                         log_volume=log_volume)
 
-        best = self._em_restarts(reducer, params0, structure, prior=prior)
-        self._set_fitted(best, structure)
-        # the final E-step makes fit_predict(X) agree with fit(X).predict(X)
-        return self._labels(self._log_resp(X)[1])
+        # Parallelism comes from threads over blocks of rows; BLAS itself runs one
+        # thread, since its own threads on the small per-block products and the
+        # per-component factorizations cost up to 10x on a busy machine.
+        with threadpool_limits(limits=1, user_api="blas"):
+            best = self._em_restarts(reducer, params0, structure, prior=prior)
+            self._set_fitted(best, structure)
+            # the final E-step makes fit_predict(X) agree with fit(X).predict(X)
+            return self._labels(self._log_resp(X)[1])
 
     def _labels(self, lp):
         """argmax over the columns; the noise column (last, when there is one) is -1."""

@@ -43,7 +43,7 @@ _ONLINE_ARRAYS = ("online_nk", "online_s1", "online_s2", "online_shift")  # = on
 _SCALAR_PARAMS = (
     "n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
     "init_params", "warm_start", "verbose", "verbose_interval", "working_memory",
-    "online_mode", "learning_decay", "learning_offset", "batches_per_pass", "accelerate",
+    "online_mode", "learning_decay", "learning_offset", "batches_per_pass", "accelerate", "n_threads",
     "equal_proportions", "noise",
 )
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 #: Default memory budget for the temporaries of one block, in MiB.
@@ -23,13 +26,18 @@ class BlockReducer:
 
     With ``block_rows >= n_samples`` this is the whole-array strategy. Results
     are equal to rounding whatever the block size.
+
+    With ``n_threads > 1`` the blocks are processed by a pool of threads (numpy
+    and BLAS release the GIL); the partial sums are added in block order, so the
+    result does not depend on the number of threads.
     """
 
-    def __init__(self, X, sample_weight=None, block_rows=None):
+    def __init__(self, X, sample_weight=None, block_rows=None, n_threads=1):
         self.X = X
         self.sample_weight = sample_weight
         n = X.shape[0]
         self.block_rows = n if block_rows is None else max(1, int(block_rows))
+        self.n_threads = max(1, int(n_threads))
 
     def blocks(self):
         n = self.X.shape[0]
@@ -38,19 +46,34 @@ class BlockReducer:
             stop = min(n, start + self.block_rows)
             yield self.X[start:stop], (None if w is None else w[start:stop])
 
+    def _apply(self, fn):
+        """``[fn(X_block, w_block) for each block]``, in block order."""
+        if self.n_threads > 1 and self.X.shape[0] > self.block_rows:
+            with ThreadPoolExecutor(self.n_threads) as pool:
+                return list(pool.map(lambda b: fn(*b), self.blocks()))
+        return [fn(Xb, wb) for Xb, wb in self.blocks()]
+
     def __call__(self, step):
-        total = None
-        for Xb, wb in self.blocks():
-            s = step(Xb, wb)
-            total = s if total is None else total + s
+        parts = self._apply(step)
+        total = parts[0]
+        for s in parts[1:]:
+            total = total + s
         return total
 
     def map(self, fn):
         """Apply ``fn(X_block)`` to every block and concatenate the results
         (in the results' own array namespace: numpy, PyTorch, CuPy)."""
-        parts = [fn(Xb) for Xb, _ in self.blocks()]
+        parts = self._apply(lambda Xb, wb: fn(Xb))
         if isinstance(parts[0], np.ndarray):
             return np.concatenate(parts, axis=0)
         from ._xp import namespace
 
         return namespace(parts[0]).concat(parts, axis=0)
+
+
+def available_cores():
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
