@@ -179,3 +179,20 @@ def test_uncertainty_plot(faithful_model, tmp_path):
     assert len(fig.axes) == 2  # the colorbar
     out = P.save_figure(fig, tmp_path / "u.svg")
     assert b"<svg" in open(out, "rb").read(400)
+
+
+def test_noise_model_points_are_grey_and_in_the_legend():
+    import emix
+    from emix import plotting
+
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(size=(150, 2)), rng.normal(size=(150, 2)) + 6, rng.uniform(-5, 11, size=(40, 2))]
+    gm = emix.GaussianMixture(2, noise="box", random_state=0).fit(X)
+    ax = plotting.plot_clusters(gm, X)
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(t.startswith("noise") for t in texts)
+    colors = ax.collections[0].get_facecolors()
+    grey = np.isclose(colors[:, 0], 0.6) & np.isclose(colors[:, 1], 0.6) & np.isclose(colors[:, 2], 0.6)
+    n_noise = int(np.sum(gm.predict(X) == -1))
+    assert n_noise > 0 and grey.sum() == n_noise
+    plotting.plot_uncertainty(gm, X)

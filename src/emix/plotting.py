@@ -243,6 +243,25 @@ def _legend(ax, handles, K):
         ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.9)
 
 
+NOISE_COLOR = "0.6"
+
+
+def _point_colors(colors, labels):
+    """Colors per point; label K (the noise column of a model fitted with
+    ``noise=``) is grey."""
+    return np.asarray(list(colors) + [NOISE_COLOR], dtype=object)[labels]
+
+
+def _noise_handles(model):
+    from matplotlib.lines import Line2D
+
+    w = getattr(model, "noise_weight_", None)
+    if w is None:
+        return []
+    return [Line2D([], [], marker="o", linestyle="none", color=NOISE_COLOR, markersize=7,
+                   label=f"noise  (weight {float(w):.2f})")]
+
+
 def _component_handles(weights, colors, counts=None):
     from matplotlib.lines import Line2D
 
@@ -313,7 +332,7 @@ def plot_clusters(model, X, ax=None, *, dims=None, projection=None, feature_name
     P, means, covs, axis_labels = _project(model, Xs, dims, projection, feature_names)
     colors = component_colors(K)
     size, alpha = _point_style(len(P))
-    point_colors = np.asarray(colors)[labels]
+    point_colors = _point_colors(colors, labels)
     ax.scatter(P[:, 0], P[:, 1], s=size, c=point_colors, alpha=alpha, linewidths=0,
                rasterized=len(P) > 5000, zorder=2)
     lo, hi = _limits(P, means, covs, n_sd=3.0 if contours else 2.2)  # room for the 99% contour
@@ -339,7 +358,7 @@ def plot_clusters(model, X, ax=None, *, dims=None, projection=None, feature_name
     ax.grid(True, color="0.92", linewidth=0.6, zorder=0)
     ax.set_axisbelow(True)
     if legend:
-        _legend(ax, _component_handles(model.weights_, colors) + _style_handles(contours), K)
+        _legend(ax, _component_handles(model.weights_, colors) + _noise_handles(model) + _style_handles(contours), K)
     _shown_note(ax, len(P), len(X))
     return ax
 
@@ -447,7 +466,7 @@ def plot_pairs(model, X, fig=None, *, feature_names=None, max_points=5000, rando
                 ax.set_yticks([])
                 ax.set_ylabel("")
             elif i > j:
-                ax.scatter(Xs[:, j], Xs[:, i], s=size * 0.5, c=np.asarray(colors)[labels], alpha=alpha,
+                ax.scatter(Xs[:, j], Xs[:, i], s=size * 0.5, c=_point_colors(colors, labels), alpha=alpha,
                            linewidths=0, rasterized=len(Xs) > 5000)
                 sub = np.ix_([j, i], [j, i])
                 plot_ellipses(means[:, [j, i]], np.stack([c[sub] for c in covs]), ax=ax, colors=colors,
