@@ -47,23 +47,25 @@ class BlockReducer:
             yield self.X[start:stop], (None if w is None else w[start:stop])
 
     def _apply(self, fn):
-        """``[fn(X_block, w_block) for each block]``, in block order."""
+        """``fn(X_block, w_block)`` for each block, yielded in block order (a
+        pool of threads computes ahead when ``n_threads > 1``)."""
         if self.n_threads > 1 and self.X.shape[0] > self.block_rows:
             with ThreadPoolExecutor(self.n_threads) as pool:
-                return list(pool.map(lambda b: fn(*b), self.blocks()))
-        return [fn(Xb, wb) for Xb, wb in self.blocks()]
+                yield from pool.map(lambda b: fn(*b), self.blocks())
+        else:
+            for Xb, wb in self.blocks():
+                yield fn(Xb, wb)
 
     def __call__(self, step):
-        parts = self._apply(step)
-        total = parts[0]
-        for s in parts[1:]:
-            total = total + s
+        total = None
+        for s in self._apply(step):  # summed as they come: one partial result held
+            total = s if total is None else total + s
         return total
 
     def map(self, fn):
         """Apply ``fn(X_block)`` to every block and concatenate the results
         (in the results' own array namespace: numpy, PyTorch, CuPy)."""
-        parts = self._apply(lambda Xb, wb: fn(Xb))
+        parts = list(self._apply(lambda Xb, wb: fn(Xb)))
         if isinstance(parts[0], np.ndarray):
             return np.concatenate(parts, axis=0)
         from ._xp import namespace
