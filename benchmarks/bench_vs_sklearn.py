@@ -4,6 +4,7 @@ memory and final log-likelihood, from the same initial parameters.
 Reproduce:
     python benchmarks/bench_vs_sklearn.py            # all rows, float64 and float32
     python benchmarks/bench_vs_sklearn.py --quick    # smaller N, for a smoke run
+    python benchmarks/bench_vs_sklearn.py --single-thread   # one thread on both sides
 
 Time per iteration = (t(max_iter=1 + m) - t(max_iter=1)) / m with tol=0, the
 best of ``--repeat`` runs, so initialization and the final E-step cancel.
@@ -55,8 +56,12 @@ def make_init(X, K, ct, seed=1):
     return dict(weights_init=weights, means_init=means, precisions_init=prec)
 
 
+EMIX_KWARGS = {}
+
+
 def run(cls, X, K, ct, init, max_iter):
-    gm = cls(n_components=K, covariance_type=ct, tol=0.0, max_iter=max_iter, **init)
+    extra = EMIX_KWARGS if cls.__module__.startswith("emix") else {}
+    gm = cls(n_components=K, covariance_type=ct, tol=0.0, max_iter=max_iter, **init, **extra)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t = time.perf_counter()
@@ -97,7 +102,14 @@ def main():
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--dtypes", default="float64,float32")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--single-thread", action="store_true",
+                    help="one thread on both sides: BLAS limited to 1 (threadpoolctl) and emix n_threads=1")
     args = ap.parse_args()
+    if args.single_thread:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+        EMIX_KWARGS["n_threads"] = 1
 
     blas = ", ".join(f"{i['internal_api']}({i['num_threads']} threads)" for i in threadpool_info())
     print(f"emix {emix.__version__}, scikit-learn {sklearn.__version__}, numpy {np.__version__}; BLAS: {blas}")
