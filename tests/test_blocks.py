@@ -128,6 +128,7 @@ def test_threads_over_blocks_give_the_same_statistics_exactly():
     assert one.loglik == many.loglik
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # tol=0 on purpose
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
 def test_fit_does_not_depend_on_n_threads(covariance_type):
     X = np.random.default_rng(4).normal(size=(3000, 4))
