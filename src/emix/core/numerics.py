@@ -69,3 +69,23 @@ def normalize_log_T(lpT, xp=np):
     norm += m
     lpT = _xp.nan_to_zero_(xp, lpT)
     return norm, lpT
+
+
+def gaussian_resp_T(maha, log_det, n_features, weights, sample_weight, xp=np):
+    """Responsibilities from (K, n) squared Mahalanobis terms, in place.
+
+    ``log pi_k + log N = log pi_k + log_det_k - D/2 log(2 pi) - maha/2`` is
+    normalized over components (one exponential per entry). Returns ``(RT,
+    loglik, sum_w)``: the (K, n) responsibilities times the sample weights, the
+    weighted sum of ``log p(x_n)`` and the sum of the weights.
+    """
+    n = maha.shape[1]
+    maha *= -0.5
+    with _xp.errstate(xp, divide="ignore"):
+        maha += (log_det - 0.5 * n_features * LOG_2PI + xp.log(xp.astype(weights, maha.dtype)))[:, None]
+    norm, RT = normalize_log_T(maha, xp)
+    if sample_weight is None:
+        return RT, float(xp.sum(norm)), float(n)
+    w = xp.astype(sample_weight, RT.dtype)
+    RT *= w
+    return RT, float(norm @ w), float(xp.sum(w))

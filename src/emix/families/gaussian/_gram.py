@@ -28,6 +28,8 @@ import math
 import numpy as np
 
 from ...backends import _xp
+from ...core.numerics import gaussian_resp_T
+from ...core.types import SuffStats
 
 #: Largest accepted bound on the error of a Mahalanobis term / relative error
 #: of a scatter matrix before falling back to the direct formula.
@@ -152,25 +154,13 @@ def scatter_stack(X, resp, shift, xp=np):
 def suff_stats_full(X, sample_weight, params, xp=np):
     """Fused E-step for full covariances: features built once per block serve
     both the Mahalanobis terms and the scatter matrices."""
-    from ...core.numerics import LOG_2PI, normalize_log_T
-    from ...core.types import SuffStats
-
-    n, D = X.shape
+    D = X.shape[1]
     c, g, Xc, U, prec = _prepare(X, params.means, params.precisions_cholesky, xp)
     pairs = triu_pairs(D, xp, _xp.device(Xc))
     F = features(Xc, xp=xp)
-    lp = _maha_from_features(F, Xc, X, prec, U, c - g, pairs, xp)
-    lp *= -0.5
+    maha = _maha_from_features(F, Xc, X, prec, U, c - g, pairs, xp)
     log_det = xp.sum(xp.log(_xp.diagonal(xp, U)), axis=1)
-    with _xp.errstate(xp, divide="ignore"):
-        lp += (log_det - 0.5 * D * LOG_2PI + xp.log(xp.astype(params.weights, Xc.dtype)))[:, None]
-    norm, RT = normalize_log_T(lp, xp)
-    if sample_weight is None:
-        loglik, sum_w = float(xp.sum(norm)), float(n)
-    else:
-        w = xp.astype(sample_weight, Xc.dtype)
-        loglik, sum_w = float(norm @ w), float(xp.sum(w))
-        RT *= w
+    RT, loglik, sum_w = gaussian_resp_T(maha, log_det, D, params.weights, sample_weight, xp)
     nk = xp.sum(RT, axis=1)
     b = RT @ Xc
     S = _assemble_scatter(RT @ F, b, nk, c, g, X, RT, pairs, xp)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...backends import _xp
-from ...core.numerics import LOG_2PI
+from ...core.numerics import LOG_2PI, gaussian_resp_T
+from ...core.types import SuffStats
 from ._common import NotPositiveDefinite, check_positive
 
 
@@ -72,10 +73,7 @@ def _diag_scatter(X, resp, shift, xp=np):
 def _fused(X, sample_weight, params, prec, xp=np):
     """Fused E-step (diag and spherical): the centered data and its squares
     serve both the log densities and the statistics."""
-    from ...core.numerics import normalize_log_T
-    from ...core.types import SuffStats
-
-    n, D = X.shape
+    D = X.shape[1]
     f64 = _xp.accumulation_dtype(xp, X)
     c = xp.astype(params.means, f64)
     g = xp.mean(c, axis=0)
@@ -83,17 +81,9 @@ def _fused(X, sample_weight, params, prec, xp=np):
     X2 = Xc * Xc
     M = c - g
     prec = xp.astype(prec, f64)
-    lp = _diag_maha_T(Xc, X2, M, prec, xp)
-    lp *= -0.5
-    with _xp.errstate(xp, divide="ignore"):
-        lp += (0.5 * xp.sum(xp.log(prec), axis=1) - 0.5 * D * LOG_2PI + xp.log(xp.astype(params.weights, f64)))[:, None]
-    norm, RT = normalize_log_T(lp, xp)
-    if sample_weight is None:
-        loglik, sum_w = float(xp.sum(norm)), float(n)
-    else:
-        w = xp.astype(sample_weight, f64)
-        loglik, sum_w = float(norm @ w), float(xp.sum(w))
-        RT *= w
+    maha = _diag_maha_T(Xc, X2, M, prec, xp)
+    log_det = 0.5 * xp.sum(xp.log(prec), axis=1)
+    RT, loglik, sum_w = gaussian_resp_T(maha, log_det, D, params.weights, sample_weight, xp)
     nk = xp.sum(RT, axis=1)
     b = RT @ Xc
     S = _assemble(RT @ X2, b, nk, c, g, Xc, RT, xp)
