@@ -272,7 +272,7 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
         Other :class:`~emix.GaussianMixture` parameters (``init_params``,
         ``tol``, ``reg_covar``, ``max_iter``...), used for every cell. Unlike
         ``GaussianMixture``, ``select`` defaults to mclust's strategy:
-        ``init_params='hierarchical'`` and ``tol=1e-5``. mclust's options
+        ``init_params='hierarchical'``, ``tol=1e-5`` and ``max_iter=1000``. mclust's options
         pass through too: ``equal_proportions=True``, ``noise='box'`` (or a
         hyper-volume; the box is that of all of ``X``, the same in every
         cell), ``prior='default'``.
@@ -329,7 +329,9 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
     # agglomeration, and EM runs to a tighter tolerance than scikit-learn's
     # default (emix's tol is on the mean log-likelihood; 1e-5 is at least as
     # strict as mclust's relative 1e-5 for typical data). Both can be overridden.
-    gm_kwargs = {"init_params": "hierarchical", "tol": 1e-5, **gm_kwargs}
+    # mclust's EM has no practical iteration cap; 1000 lets slow cells on a
+    # likelihood ridge converge instead of stopping at scikit-learn's 100.
+    gm_kwargs = {"init_params": "hierarchical", "tol": 1e-5, "max_iter": 1000, **gm_kwargs}
     entropy = _entropy(random_state)
     # One hierarchical tree serves every cell (as in mclust): cut once per K
     # here instead of rebuilding it in each of the len(models) cells per K.
