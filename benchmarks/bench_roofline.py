@@ -94,12 +94,8 @@ ROWS = [
 
 
 # ---------------------------------------------------------------- data, init
-def make_data(N, D, K, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(scale=4.0, size=(K, D))
-    labels = rng.integers(0, K, size=N)
-    X = centers[labels] + rng.normal(size=(N, D))
-    return X.astype(dtype)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_vs_sklearn import make_data  # noqa: E402  (the same data in both benchmarks)
 
 
 def make_init(X, K, ct, seed=1):

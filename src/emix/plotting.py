@@ -291,6 +291,17 @@ def _labels_for(model, X):
         return model.predict_proba(X)
 
 
+def _finish_axes(ax, lo, hi, axis_labels, title):
+    """Limits, axis labels, title and a light grid behind the data."""
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
+    ax.set_title(title)
+    ax.grid(True, color="0.92", linewidth=0.6, zorder=0)
+    ax.set_axisbelow(True)
+
+
 def _shown_note(ax, n_drawn, n_total):
     if n_drawn < n_total:
         ax.text(0.99, 0.01, f"showing {n_drawn:,} of {n_total:,} points", transform=ax.transAxes,
@@ -349,14 +360,8 @@ def plot_clusters(model, X, ax=None, *, dims=None, projection=None, feature_name
                 ax.clabel(cs, fmt=lambda v: names.get(v, ""), fontsize=7, inline=True)
     if ellipses:
         plot_ellipses(means, covs, ax=ax, colors=colors)
-    ax.set_xlim(lo[0], hi[0])
-    ax.set_ylim(lo[1], hi[1])
-    ax.set_xlabel(axis_labels[0])
-    ax.set_ylabel(axis_labels[1])
-    ax.set_title(title if title is not None else
+    _finish_axes(ax, lo, hi, axis_labels, title if title is not None else
                  f"{K} component{'s' if K != 1 else ''}, covariance '{model.covariance_type}'")
-    ax.grid(True, color="0.92", linewidth=0.6, zorder=0)
-    ax.set_axisbelow(True)
     if legend:
         _legend(ax, _component_handles(model.weights_, colors) + _noise_handles(model) + _style_handles(contours), K)
     _shown_note(ax, len(P), len(X))
@@ -395,14 +400,8 @@ def plot_uncertainty(model, X, ax=None, *, dims=None, projection=None, feature_n
     cb = ax.figure.colorbar(sc, ax=ax, fraction=0.046, pad=0.02)
     cb.set_label("uncertainty  1 − max responsibility")
     lo, hi = _limits(P, means, covs)
-    ax.set_xlim(lo[0], hi[0])
-    ax.set_ylim(lo[1], hi[1])
-    ax.set_xlabel(axis_labels[0])
-    ax.set_ylabel(axis_labels[1])
-    ax.set_title(title if title is not None else
+    _finish_axes(ax, lo, hi, axis_labels, title if title is not None else
                  f"Classification uncertainty: {np.mean(u > 0.1):.1%} of points above 0.1")
-    ax.grid(True, color="0.92", linewidth=0.6, zorder=0)
-    ax.set_axisbelow(True)
     _shown_note(ax, len(P), len(X))
     del mpl
     return ax

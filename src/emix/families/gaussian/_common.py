@@ -46,6 +46,17 @@ class CovarianceStructure(Protocol):
         """Draw counts[k] rows from component k (as scikit-learn does)."""
 
 
+def centered(X, means, xp=np):
+    """``(c, g, Xc)``: the means ``c`` and rows ``Xc = X - g`` in the
+    accumulation dtype (float64 where the device has it), centered at
+    ``g``, the average of the means, so a large common offset cancels before
+    any expanded product."""
+    f64 = _xp.accumulation_dtype(xp, X)
+    c = xp.astype(means, f64)
+    g = xp.mean(c, axis=0)
+    return c, g, xp.astype(X, f64) - g
+
+
 def center_reference(means, xp=np):
     """A point near all component means (their average), used to center X
     before expanded products so that a large common offset cancels exactly."""

@@ -30,6 +30,7 @@ import numpy as np
 from ...backends import _xp
 from ...core.numerics import gaussian_resp_T
 from ...core.types import SuffStats
+from ._common import centered
 
 #: Largest accepted bound on the error of a Mahalanobis term / relative error
 #: of a scatter matrix before falling back to the direct formula.
@@ -92,11 +93,8 @@ def _maha_from_features(F, Xc, X, prec, U, m, pairs, xp=np):
 
 
 def _prepare(X, means, prec_chol, xp=np):
-    f64 = _xp.accumulation_dtype(xp, X)
-    c = xp.astype(means, f64)
-    g = xp.mean(c, axis=0)
-    Xc = xp.astype(X, f64) - g
-    U = xp.astype(prec_chol, f64)
+    c, g, Xc = centered(X, means, xp)
+    U = xp.astype(prec_chol, Xc.dtype)
     prec = U @ _xp.matrix_transpose(xp, U)
     return c, g, Xc, U, prec
 
@@ -140,11 +138,8 @@ def _assemble_scatter(A, b, nk, c, g, X, RT, pairs, xp=np):
 
 def scatter_stack(X, resp, shift, xp=np):
     """(K, D, D) float64 ``sum_n r_nk (x_n - c_k)(x_n - c_k)^T``."""
-    f64 = _xp.accumulation_dtype(xp, X)
-    c = xp.astype(shift, f64)
-    g = xp.mean(c, axis=0)
-    Xc = xp.astype(X, f64) - g
-    RT = xp.astype(resp, f64).T
+    c, g, Xc = centered(X, shift, xp)
+    RT = xp.astype(resp, Xc.dtype).T
     pairs = triu_pairs(X.shape[1], xp, _xp.device(Xc))
     return _assemble_scatter(
         RT @ features(Xc, xp=xp), RT @ Xc, xp.sum(RT, axis=1), c, g, X, RT, pairs, xp

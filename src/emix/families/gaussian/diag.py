@@ -8,7 +8,7 @@ import numpy as np
 from ...backends import _xp
 from ...core.numerics import LOG_2PI, gaussian_resp_T
 from ...core.types import SuffStats
-from ._common import NotPositiveDefinite, check_positive
+from ._common import NotPositiveDefinite, centered, check_positive
 
 
 _EPS = np.finfo(np.float64).eps
@@ -34,11 +34,8 @@ def _diag_maha_T(Xc, X2, M, prec, xp=np):
 
 def _diag_log_prob(X, means, prec, xp=np):
     """log N(x | mu_k, diag(1/prec_k)) for prec of shape (K, D), in X's dtype."""
-    f64 = _xp.accumulation_dtype(xp, X)
-    c = xp.astype(means, f64)
-    g = xp.mean(c, axis=0)
-    prec = xp.astype(prec, f64)
-    Xc = xp.astype(X, f64) - g
+    c, g, Xc = centered(X, means, xp)
+    prec = xp.astype(prec, Xc.dtype)
     maha = _diag_maha_T(Xc, Xc * Xc, c - g, prec, xp).T
     log_det = 0.5 * xp.sum(xp.log(prec), axis=1)
     out = (log_det - 0.5 * X.shape[1] * LOG_2PI) - 0.5 * maha
@@ -62,11 +59,8 @@ def _assemble(A, b, nk, c, g, Xc, RT, xp=np):
 
 
 def _diag_scatter(X, resp, shift, xp=np):
-    f64 = _xp.accumulation_dtype(xp, X)
-    c = xp.astype(shift, f64)
-    g = xp.mean(c, axis=0)
-    Xc = xp.astype(X, f64) - g
-    RT = xp.astype(resp, f64).T
+    c, g, Xc = centered(X, shift, xp)
+    RT = xp.astype(resp, Xc.dtype).T
     return _assemble(RT @ (Xc * Xc), RT @ Xc, xp.sum(RT, axis=1), c, g, Xc, RT, xp)
 
 
@@ -74,13 +68,10 @@ def _fused(X, sample_weight, params, prec, xp=np):
     """Fused E-step (diag and spherical): the centered data and its squares
     serve both the log densities and the statistics."""
     D = X.shape[1]
-    f64 = _xp.accumulation_dtype(xp, X)
-    c = xp.astype(params.means, f64)
-    g = xp.mean(c, axis=0)
-    Xc = xp.astype(X, f64) - g
+    c, g, Xc = centered(X, params.means, xp)
     X2 = Xc * Xc
     M = c - g
-    prec = xp.astype(prec, f64)
+    prec = xp.astype(prec, Xc.dtype)
     maha = _diag_maha_T(Xc, X2, M, prec, xp)
     log_det = 0.5 * xp.sum(xp.log(prec), axis=1)
     RT, loglik, sum_w = gaussian_resp_T(maha, log_det, D, params.weights, sample_weight, xp)
