@@ -1,11 +1,23 @@
 """Model files: a zip of ``.npy`` arrays plus a JSON header. No pickle.
 
-Layout (format version 1)::
+Layout (format version 1, or 2 for a model with a prior)::
 
     header.json          {"format": "emix-model", "format_version": 1, ...}
     weights.npy means.npy covariances.npy precisions_cholesky.npy
     [weights_init.npy means_init.npy precisions_init.npy]
     [online_nk.npy online_s1.npy online_s2.npy online_shift.npy]
+    [prior_mean.npy prior_scale.npy]
+
+The optional ``prior`` entry of the header is the estimator's ``prior``
+parameter: absent for ``None``, ``{"kind": "default"}`` for ``"default"``
+(mclust's ``defaultPrior``, computed from the training data at every fit, as
+the estimator does), or ``{"kind": "conjugate", "shrinkage": kappa, "dof":
+nu}`` with the mean and scale in ``prior_mean.npy`` and ``prior_scale.npy``
+for an :class:`emix.core.prior.ConjugatePrior`, stored exactly (float64), so a
+loaded model refits as the saved one would. A file with a prior is written as
+format version 2, so that an emix that predates priors in files refuses it
+instead of loading the model without its prior; a file without one is still
+version 1, readable by every emix.
 
 The optional ``online`` entry of the header and the ``online_*`` arrays hold
 the running state of ``partial_fit`` (step counter, pass count, statistics),
@@ -23,6 +35,7 @@ from __future__ import annotations
 
 import io as _io
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -34,12 +47,14 @@ from .exceptions import ModelFileError
 from .families.gaussian import get_structure
 
 FORMAT = "emix-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest version read and written
+_READABLE_VERSIONS = (1, 2)
 _MAX_HEADER_BYTES = 1 << 20
 _MAX_ARRAY_BYTES = 1 << 32
 _PARAM_ARRAYS = ("weights", "means", "covariances", "precisions_cholesky")
 _INIT_ARRAYS = ("weights_init", "means_init", "precisions_init")
 _ONLINE_ARRAYS = ("online_nk", "online_s1", "online_s2", "online_shift")  # = online.STATE_ARRAYS
+_PRIOR_ARRAYS = ("prior_mean", "prior_scale")
 _SCALAR_PARAMS = (
     "n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
     "init_params", "warm_start", "verbose", "verbose_interval", "working_memory",
@@ -88,10 +103,13 @@ def save(model, path):
 
     check_is_fitted(model)
     params = model.get_params()
+    prior_info, prior_arrays = _prior_for_file(params.get("prior"))
     rs = params.get("random_state")
     header = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        # the lowest version that holds the model: files without a prior stay
+        # readable by an emix that predates version 2
+        "format_version": 1 if prior_info is None else 2,
         "emix_version": __version__,
         "model": type(model).__name__,
         "params": {k: params[k] for k in _SCALAR_PARAMS if k in params},
@@ -123,6 +141,9 @@ def save(model, path):
     if online_info is not None:
         header["online"] = online_info
         arrays.update(online_arrays)
+    if prior_info is not None:
+        header["prior"] = prior_info
+        arrays.update(prior_arrays)
     for name, a in arrays.items():
         header["arrays"][name] = {"shape": list(a.shape), "dtype": a.dtype.str}
 
@@ -135,6 +156,30 @@ def save(model, path):
                 zf.writestr(name + ".npy", buf.getvalue())
 
     _write_atomic(path, write)
+
+
+def _prior_for_file(prior):
+    """``(header entry, arrays)`` for the estimator's ``prior`` parameter;
+    ``(None, {})`` for no prior. Checked before anything is written."""
+    from .core.prior import ConjugatePrior
+
+    if prior is None:
+        return None, {}
+    if isinstance(prior, str) and prior == "default":
+        return {"kind": "default"}, {}
+    if isinstance(prior, ConjugatePrior):
+        shrinkage, dof = float(prior.shrinkage), float(prior.dof)
+        mean = np.asarray(prior.mean, dtype=np.float64)
+        scale = np.asarray(prior.scale, dtype=np.float64)
+        if not (np.isfinite(shrinkage) and np.isfinite(dof) and np.all(np.isfinite(mean))
+                and np.all(np.isfinite(scale))):
+            raise ValueError("Cannot save a model whose prior has NaN or infinite hyperparameters.")
+        return ({"kind": "conjugate", "shrinkage": shrinkage, "dof": dof},
+                {"prior_mean": mean, "prior_scale": scale})
+    raise ValueError(
+        f"Cannot save prior={prior!r}: model files hold None, 'default' or an "
+        "emix.core.prior.ConjugatePrior."
+    )
 
 
 def _fail(path, msg):
@@ -213,8 +258,9 @@ def load(path):
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             _fail(path, "header.json does not describe an emix model.")
         version = header.get("format_version")
-        if version != FORMAT_VERSION:
-            _fail(path, f"format_version {version!r} is not supported (this emix reads {FORMAT_VERSION}).")
+        if isinstance(version, bool) or version not in _READABLE_VERSIONS:
+            _fail(path, f"format_version {version!r} is not supported (this emix reads "
+                        f"{' and '.join(map(str, _READABLE_VERSIONS))}).")
         if header.get("model") != "GaussianMixture":
             _fail(path, f"unknown model type {header.get('model')!r}.")
         try:
@@ -224,7 +270,7 @@ def load(path):
         except (KeyError, TypeError, ValueError):
             _fail(path, "header.json lacks 'params', 'fitted' or 'arrays'.")
         arrays = {}
-        for name in _PARAM_ARRAYS + _INIT_ARRAYS + _ONLINE_ARRAYS:
+        for name in _PARAM_ARRAYS + _INIT_ARRAYS + _ONLINE_ARRAYS + _PRIOR_ARRAYS:
             if name not in declared:
                 if name in _PARAM_ARRAYS:
                     _fail(path, f"header declares no array {name!r}.")
@@ -246,6 +292,7 @@ def load(path):
         _fail(path, str(exc))
     noise = _read_noise(path, params, fitted)
     _check_parameters(path, arrays, structure, 0.0 if noise is None else noise[0])
+    prior = _read_prior(path, header, version, arrays, arrays["means"].shape[1])
 
     init_kwargs = {k: params[k] for k in _SCALAR_PARAMS if k in params}
     rs = header.get("random_state")
@@ -255,6 +302,7 @@ def load(path):
     for name in _INIT_ARRAYS:
         if name in arrays:
             init_kwargs[name] = arrays[name]
+    init_kwargs["prior"] = prior
     try:
         model = GaussianMixture(**init_kwargs)
         from ._validation import check_estimator_params
@@ -297,6 +345,52 @@ def load(path):
         except (TypeError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
             _fail(path, f"invalid partial_fit state ({exc}).")
     return model
+
+
+def _read_prior(path, header, version, arrays, n_features):
+    """The ``prior`` parameter stored in the header (and ``prior_*`` arrays):
+    None, ``"default"`` or a checked :class:`~emix.core.prior.ConjugatePrior`.
+    Anything malformed, inconsistent or out of the prior's domain is refused."""
+    from .core.prior import ConjugatePrior
+
+    present = [name for name in _PRIOR_ARRAYS if name in arrays]
+    info = header.get("prior")
+    if info is None:
+        if "prior" in header:
+            _fail(path, "the header's prior is null; a model without a prior has no prior entry.")
+        if present:
+            _fail(path, f"the file holds {present[0]!r} but the header has no prior.")
+        return None
+    if version < 2:
+        _fail(path, "format_version 1 files hold no prior, but this header has one.")
+    if not isinstance(info, dict):
+        _fail(path, f"the header's prior must be an object. Got {info!r:.80}.")
+    kind = info.get("kind")
+    keys = {"default": {"kind"}, "conjugate": {"kind", "shrinkage", "dof"}}
+    if not isinstance(kind, str) or kind not in keys:
+        _fail(path, f"the header's prior kind must be 'default' or 'conjugate'. Got {kind!r:.80}.")
+    if set(info) != keys[kind]:
+        _fail(path, f"the header's {kind!r} prior must have exactly the keys {sorted(keys[kind])}. "
+                    f"Got {sorted(map(str, info))!r:.120}.")
+    if kind == "default":
+        if present:
+            _fail(path, f"the file holds {present[0]!r} but the header's prior is 'default'.")
+        return "default"
+    for name in _PRIOR_ARRAYS:
+        if name not in arrays:
+            _fail(path, f"the header has a conjugate prior but the file holds no array {name!r}.")
+    for name in ("shrinkage", "dof"):
+        v = info[name]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            _fail(path, f"prior {name} must be a finite number. Got {v!r:.80}.")
+    mean, scale = arrays["prior_mean"], arrays["prior_scale"]
+    if mean.dtype != np.float64 or scale.dtype != np.float64:
+        _fail(path, f"prior_mean and prior_scale must be float64. Got {mean.dtype} and {scale.dtype}.")
+    try:
+        return ConjugatePrior(mean=mean, shrinkage=float(info["shrinkage"]), dof=float(info["dof"]),
+                              scale=scale).check(n_features)
+    except (ValueError, TypeError, ArithmeticError, np.linalg.LinAlgError) as exc:
+        _fail(path, f"invalid prior ({exc}).")
 
 
 def _read_noise(path, params, fitted):
