@@ -48,6 +48,7 @@ def check_estimator_params(est):
         raise TypeError(f"warm_start must be a bool. Got {est.warm_start!r}.")
     if est.n_threads is not None:
         check_int("n_threads", est.n_threads, 1)
+    check_n_jobs(getattr(est, "n_jobs", None))
     if getattr(est, "accelerate", None) not in (None, "squarem"):
         raise ValueError(f"accelerate must be None or 'squarem'. Got {est.accelerate!r}.")
     check_mixing_options(getattr(est, "equal_proportions", False), getattr(est, "noise", None))
@@ -57,6 +58,20 @@ def check_estimator_params(est):
         check_real("working_memory", est.working_memory, 0.0)
         if est.working_memory <= 0:
             raise ValueError(f"working_memory must be > 0 (MiB). Got {est.working_memory!r}.")
+
+
+def check_n_jobs(n_jobs):
+    """None, a positive int, or a negative int (joblib's -1 = every core)."""
+    if n_jobs is None:
+        return None
+    if not _is_int(n_jobs):
+        raise TypeError(f"n_jobs must be an integer or None. Got {n_jobs!r} of type {type(n_jobs).__name__}.")
+    if n_jobs == 0:
+        raise ValueError(
+            "n_jobs must be None (1), a positive number of workers, -1 (every core) or -k (every "
+            "core but k - 1). Got 0."
+        )
+    return int(n_jobs)
 
 
 def check_mixing_options(equal_proportions, noise):

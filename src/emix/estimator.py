@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 
@@ -12,6 +13,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
+from . import _parallel
 from . import _validation as V
 from .backends import _xp
 from .backends import array_api as _aa
@@ -77,8 +79,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     callback : callable or None, default=None
         Called after every EM iteration as ``callback(info)`` with a dict holding
         ``init`` (restart index), ``n_init``, ``n_iter``, ``max_iter``,
-        ``lower_bound`` and ``change``. Progress bars hook in here. (An emix
-        extension.)
+        ``lower_bound`` and ``change``. Progress bars hook in here. It is
+        always called from the calling thread; with ``n_jobs`` > 1, a
+        restart's calls come together once that restart has finished. (An
+        emix extension.)
     online_mode : {'stepwise', 'exact'}, default='stepwise'
         How :meth:`partial_fit` learns: stepwise EM (new parameters after every
         batch) or exact mini-batch EM (one M-step per ``batches_per_pass``
@@ -98,6 +102,20 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Threads working on blocks of rows at the same time (BLAS itself is
         held to one thread during ``fit``). None uses every core this process
         may run on. Results do not depend on it. (An emix extension.)
+    n_jobs : int or None, default=None
+        Restarts (``n_init``) whose EM loops run at the same time, in joblib
+        worker processes (``joblib.parallel_config(backend='threading')``
+        switches to threads). None means 1, -1 every core, -k every core but
+        k - 1. The initializations are still computed one after the other in
+        the calling process, drawing from ``random_state`` exactly as with
+        ``n_jobs=None``, and the EM loop draws nothing, so the fit is the same
+        bit for bit whatever ``n_jobs``. The ``n_threads`` threads over blocks
+        of rows are shared between the workers (``n_threads // n_jobs`` each,
+        at least 1) and BLAS runs one thread in each. The callback, verbose
+        lines and warnings of a restart come from the calling thread, in
+        restart order, once that restart has finished. In-memory numpy
+        ``fit`` only: Dask, block-source and PyTorch/CuPy fits run their
+        restarts one after the other. (An emix extension.)
     accelerate : None or 'squarem', default=None
         'squarem' accelerates EM with SQUAREM (Varadhan & Roland 2008) with a
         monotonicity safeguard; ``n_iter_`` then counts EM steps. Off by default:
@@ -190,6 +208,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         equal_proportions=False,
         noise=None,
         n_threads=None,
+        n_jobs=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -216,6 +235,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.equal_proportions = equal_proportions
         self.noise = noise
         self.n_threads = n_threads
+        self.n_jobs = n_jobs
 
     # ------------------------------------------------------------------ helpers
     def _structure(self):
@@ -430,7 +450,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         # thread, since its own threads on the small per-block products and the
         # per-component factorizations cost up to 10x on a busy machine.
         with threadpool_limits(limits=1, user_api="blas"):
-            best = self._em_restarts(reducer, params0, structure, prior=prior)
+            best = self._em_restarts(reducer, params0, structure, prior=prior, parallel=True)
             self._set_fitted(best, structure)
             # the final E-step makes fit_predict(X) agree with fit(X).predict(X)
             return self._labels(self._log_resp(X)[1])
@@ -518,11 +538,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.n_passes_ = getattr(reducer, "n_calls", None)
         return self
 
-    def _em_restarts(self, reducer, params0_fn, structure, prior=None):
+    def _em_restarts(self, reducer, params0_fn, structure, prior=None, parallel=False):
         """The restart loop shared by every way of fitting (numpy, array API,
         out of core, Dask): ``n_init`` runs of the core EM loop over ``reducer``,
         a restart whose component collapses dropped with a warning, the best
-        surviving run returned. Verbose output follows scikit-learn's."""
+        surviving run returned. Verbose output follows scikit-learn's.
+        ``parallel``: ``reducer`` is an in-memory numpy ``BlockReducer``, and
+        ``n_jobs`` applies (see :mod:`emix._parallel`)."""
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
         if self.accelerate == "squarem":
@@ -534,44 +556,103 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             run, extra = em.fit, ({} if prior is None else {"prior": prior})
             if self.equal_proportions:
                 extra["equal_proportions"] = True
-        best, failures = None, []
-        for init in range(n_init):
-            if self.verbose:
-                print(f"Initialization {init}")
-            t_init = t_iter = time.time()
-            try:
-                if do_init:
-                    params0, lb0 = params0_fn(), -math.inf
-                else:
-                    params0, lb0 = self._params(), self.lower_bound_
-                if run is accel.fit_squarem and not isinstance(params0.means, np.ndarray):
-                    raise NotImplementedError("accelerate='squarem' supports numpy arrays only.")
-                if self.max_iter == 0:
-                    result = FitResult(params0, 0, False, -math.inf, ())
-                else:
-                    def callback(n_iter, lower_bound, change, init=init):
-                        nonlocal t_iter
-                        if self.callback is not None:
-                            self.callback({"init": init, "n_init": n_init, "n_iter": n_iter,
-                                           "max_iter": self.max_iter, "lower_bound": lower_bound,
-                                           "change": change})
-                        if self.verbose and n_iter % self.verbose_interval == 0:
-                            if self.verbose == 1:
-                                print(f"  Iteration {n_iter}")
-                            else:
-                                now = time.time()
-                                print(f"  Iteration {n_iter}\t time lapse {now - t_iter:.5f}s\t "
-                                      f"ll change {change:.5f}")
-                                t_iter = now
 
-                    result = run(
-                        reducer, params0, structure, tol=self.tol, max_iter=self.max_iter,
-                        reg_covar=self.reg_covar, lower_bound0=lb0, callback=callback, **extra,
-                    )
-            except DegenerateComponentError as exc:
-                failures.append(exc)
+        def reporter(init, t_start):
+            """What one restart reports after each iteration: the callback and
+            the verbose lines (``now`` is when that iteration ended)."""
+            t_iter = t_start
+
+            def report(n_iter, lower_bound, change, now):
+                nonlocal t_iter
+                if self.callback is not None:
+                    self.callback({"init": init, "n_init": n_init, "n_iter": n_iter,
+                                   "max_iter": self.max_iter, "lower_bound": lower_bound,
+                                   "change": change})
+                if self.verbose and n_iter % self.verbose_interval == 0:
+                    if self.verbose == 1:
+                        print(f"  Iteration {n_iter}")
+                    else:
+                        print(f"  Iteration {n_iter}\t time lapse {now - t_iter:.5f}s\t "
+                              f"ll change {change:.5f}")
+                        t_iter = now
+
+            return report
+
+        def sequential():
+            """(restart, FitResult or DegenerateComponentError, start time), one
+            restart after the other."""
+            for init in range(n_init):
+                if self.verbose:
+                    print(f"Initialization {init}")
+                t_init = time.time()
+                try:
+                    if do_init:
+                        params0, lb0 = params0_fn(), -math.inf
+                    else:
+                        params0, lb0 = self._params(), self.lower_bound_
+                    if run is accel.fit_squarem and not isinstance(params0.means, np.ndarray):
+                        raise NotImplementedError("accelerate='squarem' supports numpy arrays only.")
+                    if self.max_iter == 0:
+                        result = FitResult(params0, 0, False, -math.inf, ())
+                    else:
+                        report = reporter(init, t_init)
+                        result = run(
+                            reducer, params0, structure, tol=self.tol, max_iter=self.max_iter,
+                            reg_covar=self.reg_covar, lower_bound0=lb0,
+                            callback=lambda n, lb, ch: report(n, lb, ch, time.time()), **extra,
+                        )
+                except DegenerateComponentError as exc:
+                    result = exc
+                yield init, result, t_init
+
+        def in_parallel(n_jobs):
+            """The same, from the restarts' EM loops run by ``n_jobs`` joblib
+            workers: the initializations first, one after the other here, then
+            each restart's report replayed in order as it finishes."""
+            from joblib import Parallel, delayed
+
+            starts = []
+            for init in range(n_init):
+                t0 = time.time()
+                try:
+                    params0 = params0_fn()
+                except DegenerateComponentError as exc:
+                    params0 = exc
+                starts.append((params0, time.time() - t0))
+            todo = [p for p, _ in starts if not isinstance(p, DegenerateComponentError)]
+            n_jobs = min(n_jobs, len(todo))
+            options = dict(tol=self.tol, max_iter=self.max_iter, reg_covar=self.reg_covar,
+                           lower_bound0=-math.inf, **extra)
+            record = self.callback is not None or bool(self.verbose)
+            threads = max(1, reducer.n_threads // max(1, n_jobs))
+            tasks = (delayed(_parallel.em_restart)(run, reducer, threads, p, structure, options, record,
+                                                   os.getpid()) for p in todo)
+            if n_jobs > 1:
+                done = Parallel(n_jobs=n_jobs, prefer="processes", return_as="generator")(tasks)
+            else:
+                done = (f(*args, **kw) for f, args, kw in tasks)
+            for init, (params0, t_params0) in enumerate(starts):
+                if self.verbose:
+                    print(f"Initialization {init}")
+                if isinstance(params0, DegenerateComponentError):
+                    yield init, params0, time.time() - t_params0
+                    continue
+                result, t_start, events, caught = next(done)
+                for category, message, filename, lineno in caught:
+                    warnings.warn_explicit(message, category, filename, lineno)
+                report = reporter(init, t_start - t_params0)
+                for event in events or ():
+                    report(*event)
+                yield init, result, t_start - t_params0
+
+        n_jobs = _parallel.effective_n_jobs(self.n_jobs) if parallel and do_init and n_init > 1 else 1
+        outcomes = in_parallel(n_jobs) if n_jobs > 1 and self.max_iter > 0 else sequential()
+        best, failures = None, []
+        for init, result, t_init in outcomes:
+            if isinstance(result, DegenerateComponentError):
+                failures.append(result)
                 if n_init > 1:
-                    warnings.warn(f"Restart {init + 1} of {n_init} dropped: {exc}",
+                    warnings.warn(f"Restart {init + 1} of {n_init} dropped: {result}",
                                   DegenerateRestartWarning, stacklevel=3)
                 continue
             if self.verbose and self.max_iter > 0:
