@@ -168,6 +168,23 @@ def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels,
         return row, None
 
 
+def _fit_cell_at(i, *args):
+    """:func:`_fit_cell` tagged with the cell's index in the grid."""
+    return i, _fit_cell(*args)
+
+
+def _as_completed(Parallel, n_jobs, jobs):
+    """The jobs' results as they finish (joblib >= 1.4), else in order as
+    they come (joblib 1.3), else all at the end (older joblib)."""
+    for return_as in ("generator_unordered", "generator"):
+        try:
+            parallel = Parallel(n_jobs=n_jobs, return_as=return_as)
+        except (TypeError, ValueError):  # this joblib does not know it
+            continue
+        return parallel(jobs)
+    return Parallel(n_jobs=n_jobs)(jobs)
+
+
 @dataclass
 class SelectionResult:
     """Outcome of :func:`select`.
@@ -245,7 +262,8 @@ class SelectionResult:
 
 
 def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic", n_init=1,
-           sample_weight=None, n_jobs=None, random_state=None, **gm_kwargs) -> SelectionResult:
+           sample_weight=None, n_jobs=None, random_state=None, cell_callback=None,
+           **gm_kwargs) -> SelectionResult:
     """Fit a grid of Gaussian mixtures and choose K and the covariance model.
 
     The emix counterpart of mclust's ``Mclust()`` / ``mclustBIC()``.
@@ -268,6 +286,14 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
         Worker processes (joblib); None means 1, -1 all cores.
     random_state : int, RandomState, Generator or None, default=None
         Seeds every cell reproducibly (see the module notes).
+    cell_callback : callable or None, default=None
+        Called in the calling process each time a grid cell's fit finishes,
+        as ``cell_callback(info)`` with a dict holding ``done`` (cells finished
+        so far), ``total`` (cells in the grid) and ``row`` (the finished
+        cell's row, as in ``rows``). With ``n_jobs > 1`` cells finish in any
+        order. Progress over the grid hooks in here; unlike the estimator's
+        ``callback`` it works with worker processes. (The result does not
+        depend on it.)
     **gm_kwargs
         Other :class:`~emix.GaussianMixture` parameters (``init_params``,
         ``tol``, ``reg_covar``, ``max_iter``...), used for every cell. Unlike
@@ -342,11 +368,18 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
 
         partitions = hierarchical_partitions(X, [K for K in Ks if K <= X.shape[0]],
                                              np.random.RandomState(cell_seed(entropy, 0, "hc")))
+    if cell_callback is not None and not callable(cell_callback):
+        raise TypeError(f"cell_callback must be callable or None. Got {cell_callback!r}.")
     cells = [(K, m) for K in Ks for m in models]
-    results = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_cell)(X, w, K, m, cell_seed(entropy, K, m), n_init, gm_kwargs, partitions.get(K))
-        for K, m in cells
-    )
+    jobs = (delayed(_fit_cell_at)(i, X, w, K, m, cell_seed(entropy, K, m), n_init, gm_kwargs, partitions.get(K))
+            for i, (K, m) in enumerate(cells))
+    if cell_callback is None:
+        results = [res for _, res in Parallel(n_jobs=n_jobs)(jobs)]
+    else:
+        results = [None] * len(cells)
+        for done, (i, res) in enumerate(_as_completed(Parallel, n_jobs, jobs), start=1):
+            results[i] = res
+            cell_callback({"done": done, "total": len(cells), "row": dict(res[0])})
     rows = [r for r, _ in results]
     best_i = None
     for i, (r, gm) in enumerate(results):
