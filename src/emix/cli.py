@@ -61,6 +61,20 @@ def _nonneg_float(s):
     return v
 
 
+def _noise(s):
+    """--noise: 'box' (the data's bounding box) or a hyper-volume V > 0."""
+    if s.strip().lower() == "box":
+        return "box"
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'box' or a hyper-volume (a number > 0), got {s!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"the noise hyper-volume must be a finite number > 0, got {s!r}")
+    return v
+
+
 def _k_range(s):
     """'1..9', '1-9', '2,3,5', '4' or combinations like '1..3,6'."""
     import re
@@ -227,6 +241,19 @@ def _gm_kwargs(args):
     kw = {k: v for k, v in kw.items() if v is not None}
     if args.n_init is not None:
         kw["n_init"] = args.n_init
+    kw.update(_mclust_kwargs(args))
+    return kw
+
+
+def _mclust_kwargs(args):
+    """--noise, --prior, --equal-proportions, when given."""
+    kw = {}
+    if getattr(args, "noise", None) is not None:
+        kw["noise"] = args.noise
+    if getattr(args, "prior", None) is not None:
+        kw["prior"] = None if args.prior == "none" else args.prior
+    if getattr(args, "equal_proportions", False):
+        kw["equal_proportions"] = True
     return kw
 
 
@@ -261,6 +288,17 @@ def _summary(model, stats=None, names=None):
              f"{D} feature{'s' if D != 1 else ''} ({', '.join(names[:8])}{', ...' if D > 8 else ''})"]
     state = "converged" if model.converged_ else "did NOT converge (raise --max-iter or --tol)"
     lines.append(f"EM: {model.n_iter_} iterations, {state}; tol {model.tol:g}, n_init {model.n_init}")
+    options = []
+    if getattr(model, "noise_weight_", None) is not None:
+        options.append(f"noise component weight {model.noise_weight_:.4f} (hyper-volume "
+                       f"{math.exp(model.noise_log_volume_):.6g}, noise={model.noise!r}; label -1)")
+    prior = getattr(model, "prior", None)
+    if prior is not None:
+        options.append(f"prior {prior!r}" if isinstance(prior, str) else "conjugate prior (custom)")
+    if getattr(model, "equal_proportions", False):
+        options.append("equal proportions")
+    if options:
+        lines.append("with " + "; ".join(options))
     if stats:
         lines.append(f"rows {stats['n_rows']:,}   log-likelihood {stats['log_likelihood']:.6f} "
                      f"(mean {stats['mean_log_likelihood']:.6f})")
@@ -426,6 +464,8 @@ def cmd_predict(args):
     model = _load_model(args.model)
     table, X, names, _ = _read(args, expected=_expected(model), weights=False)
     resp = _quiet_predict(model.predict_proba, X)
+    K = model.means_.shape[0]
+    noise = resp.shape[1] > K  # a noise model's last column is the noise
     cols = dict(table.columns)
 
     def fresh(name):
@@ -433,18 +473,24 @@ def cmd_predict(args):
             name = name + "_"
         return name
 
-    cols[fresh(args.label_column)] = np.argmax(resp, axis=1)
+    best = np.argmax(resp, axis=1)
+    labels = np.where(best == K, -1, best) if noise else best  # as GaussianMixture.predict
+    cols[fresh(args.label_column)] = labels
     cols[fresh("probability")] = resp.max(axis=1)
     if args.all_probabilities:
-        for k in range(resp.shape[1]):
+        for k in range(K):
             cols[fresh(f"p{k}")] = resp[:, k]
+        if noise:
+            cols[fresh("p_noise")] = resp[:, K]
     if args.log_likelihood:
         cols[fresh("log_density")] = _quiet_predict(model.score_samples, X)
     write_table(args.output, cols, force=args.force)
     if args.output != "-":
-        counts = np.bincount(np.argmax(resp, axis=1), minlength=resp.shape[1])
-        _note(args, f"wrote {args.output}: {X.shape[0]:,} rows; rows per component: "
-                    + ", ".join(f"{k}: {c:,}" for k, c in enumerate(counts)))
+        counts = np.bincount(best, minlength=resp.shape[1])
+        parts = [f"{k}: {c:,}" for k, c in enumerate(counts[:K])]
+        if noise:
+            parts.append(f"noise (-1): {counts[K]:,}")
+        _note(args, f"wrote {args.output}: {X.shape[0]:,} rows; rows per component: " + ", ".join(parts))
     return 0
 
 
@@ -531,6 +577,13 @@ def cmd_info(args):
             "params": {k: v for k, v in model.get_params().items()
                        if isinstance(v, (int, float, str, bool, type(None)))},
         }
+        if getattr(model, "noise_weight_", None) is not None:
+            info["noise_weight"] = float(model.noise_weight_)
+            info["noise_log_volume"] = float(model.noise_log_volume_)
+        prior = model.prior
+        if prior is not None and not isinstance(prior, str):
+            info["params"]["prior"] = {"mean": np.asarray(prior.mean).tolist(), "shrinkage": float(prior.shrinkage),
+                                       "dof": float(prior.dof), "scale": np.asarray(prior.scale).tolist()}
         print(json.dumps(info, indent=1))
     else:
         print(f"model file: {args.model}")
@@ -699,6 +752,17 @@ def build_parser():
                    help="initialization (default kmeans; select/report: hierarchical, as mclust)")
     e.add_argument("--seed", type=int, default=None, help="random seed for reproducible fits")
 
+    mc = argparse.ArgumentParser(add_help=False)
+    m = mc.add_argument_group("mclust options (in-memory fits)")
+    m.add_argument("--noise", type=_noise, default=None, metavar="box|V",
+                   help="add a uniform noise component for outliers (predict labels its rows -1): box = "
+                        "the bounding box of the data (mclust's default), or its hyper-volume V > 0")
+    m.add_argument("--prior", choices=["default", "none"], default=None,
+                   help="default: MAP fit under mclust's default conjugate prior; none: maximum "
+                        "likelihood (the default)")
+    m.add_argument("--equal-proportions", action="store_true",
+                   help="constrain the components' mixing weights to be equal (mclust's equalPro)")
+
     sel = argparse.ArgumentParser(add_help=False)
     s = sel.add_argument_group("model selection")
     s.add_argument("-k", "--n-components", type=_k_range, default=list(range(1, 10)), metavar="K",
@@ -718,7 +782,7 @@ def build_parser():
     p.add_argument("--version", action="version", version=f"emix {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    c = sub.add_parser("fit", parents=[common, force, data, em], help="fit a mixture and save the model",
+    c = sub.add_parser("fit", parents=[common, force, data, em, mc], help="fit a mixture and save the model",
                        description="Fit a Gaussian mixture to DATA, print a summary and write the model file.")
     c.add_argument("data", metavar="DATA", help="CSV/TSV/Parquet/.npy/.npz file, or - for stdin")
     c.add_argument("-k", "--n-components", type=_positive_int, required=True, metavar="K",
@@ -733,7 +797,7 @@ def build_parser():
     big.add_argument("--scheduler", default=None, metavar="ADDRESS",
                      help="fit on a running Dask cluster (e.g. tcp://host:8786); the workers read DATA "
                           "(a Parquet folder or a CSV glob they can reach)")
-    c.set_defaults(func=cmd_fit)
+    c.set_defaults(func=cmd_fit, _parser=c)
 
     c = sub.add_parser("predict", parents=[common, force, data], help="label the rows of a data file",
                        description="Write DATA's rows with the most probable component (label) and its "
@@ -748,7 +812,7 @@ def build_parser():
     c.add_argument("--label-column", default="label", help="name of the label column (default label)")
     c.set_defaults(func=cmd_predict)
 
-    c = sub.add_parser("select", parents=[common, force, data, em, sel],
+    c = sub.add_parser("select", parents=[common, force, data, em, mc, sel],
                        help="choose K and the covariance type by BIC/ICL",
                        description="Fit every (K, covariance type) of the grid, print the criterion "
                                    "table and the chosen model; optionally save it, the table and a plot.")
@@ -790,13 +854,13 @@ def build_parser():
     c.add_argument("--dpi", type=_positive_int, default=None)
     c.set_defaults(func=cmd_plot)
 
-    c = sub.add_parser("report", parents=[common, force, data, em, sel], help="self-contained HTML report",
+    c = sub.add_parser("report", parents=[common, force, data, em, mc, sel], help="self-contained HTML report",
                        description="Select (or load with --model) a mixture for DATA and write one HTML "
                                    "file with the data summary, selection table, parameters and plots.")
     c.add_argument("data", metavar="DATA")
     c.add_argument("--model", metavar="MODEL", help="report on this model instead of selecting one")
     c.add_argument("-o", "--output", required=True, metavar="HTML")
-    c.set_defaults(func=cmd_report)
+    c.set_defaults(func=cmd_report, _parser=c)
 
     c = sub.add_parser("demo", parents=[common, force, sel], help="fit Old Faithful; write plots and a report",
                        description="Select a mixture for the Old Faithful data shipped with emix and write "
@@ -808,12 +872,28 @@ def build_parser():
 
 
 # ===================================================================== main
+def _check_combinations(args):
+    """Option combinations argparse cannot check: a usage error (exit 2)."""
+    given = [opt for opt, on in (("--noise", getattr(args, "noise", None) is not None),
+                                 ("--prior", getattr(args, "prior", None) not in (None, "none")),
+                                 ("--equal-proportions", getattr(args, "equal_proportions", False))) if on]
+    if not given:
+        return
+    if getattr(args, "chunk_rows", None) or getattr(args, "scheduler", None):
+        args._parser.error(f"{' and '.join(given)} cannot be combined with --chunk-rows or --scheduler "
+                           "(only the in-memory fit supports them)")
+    if getattr(args, "command", None) == "report" and getattr(args, "model", None):
+        args._parser.error(f"{' and '.join(given)} cannot be combined with --model (they apply when "
+                           "report selects a model; --model reports on the file as it is)")
+
+
 def main(argv=None) -> int:
     """Run the ``emix`` command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        _check_combinations(args)
     except SystemExit as exc:  # usage errors (2), --help and --version (0)
         return exc.code if isinstance(exc.code, int) else 2
     args.argv = argv
@@ -833,7 +913,7 @@ def main(argv=None) -> int:
             print(f"{PROG}: interrupted; no partial output was written", file=sys.stderr)
             return 130
         except (DataError, _Err, ValueError, OSError, ImportError, MemoryError,
-                ArithmeticError, np.linalg.LinAlgError) as exc:
+                ArithmeticError, np.linalg.LinAlgError, NotImplementedError) as exc:
             if args.debug:
                 raise
             if isinstance(exc, BrokenPipeError):
