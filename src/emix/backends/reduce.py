@@ -9,8 +9,11 @@ import numpy as np
 
 #: Default memory budget for the temporaries of one block, in MiB.
 DEFAULT_WORKING_MEMORY_MIB = 64
-#: Blocks larger than this gain no speed (the temporaries leave the cache).
-MAX_BLOCK_ROWS = 65536
+#: Blocks larger than this gain no speed: measured on full and diag kernels
+#: for (D, K) from (2, 8) to (64, 32), time per row is lowest at 4096-8192 rows
+#: and 1.5-3x higher at 65536, where the (K, n) and design temporaries leave
+#: the cache (``python benchmarks/bench_blocks.py``).
+MAX_BLOCK_ROWS = 8192
 
 
 def default_block_rows(n_samples, temp_per_row, itemsize, working_memory=None):

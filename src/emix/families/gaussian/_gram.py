@@ -99,8 +99,69 @@ def _prepare(X, means, prec_chol, xp=np):
     return c, g, Xc, U, prec
 
 
+def design_T(X, g):
+    """The (P + D + 1, n) float64 design matrix of a block, transposed: the
+    ``P = D(D+1)/2`` products ``xc_i xc_j`` (i <= j), the ``D`` centered
+    coordinates ``xc = x - g`` and a row of ones.
+
+    With this layout every row of the design is written contiguously (the
+    row-major ``(n, P)`` features were written in strided column slices, the
+    slowest part of a block for moderate D), and one GEMM with the (K, P + D + 1)
+    coefficients gives all Mahalanobis terms (quadratic, linear and constant
+    parts at once), one GEMM ``R G^T`` all three sums ``(sum r f, sum r xc,
+    sum r)``.
+    """
+    n, D = X.shape
+    P = D * (D + 1) // 2
+    G = np.empty((P + D + 1, n))
+    XcT = G[P : P + D]
+    np.subtract(X.T, g[:, None], out=XcT)
+    o = 0
+    for i in range(D):
+        np.multiply(XcT[i], XcT[i:], out=G[o : o + D - i])
+        o += D - i
+    G[P + D] = 1.0
+    return G
+
+
+def _diag_rows(D):
+    """Rows of the design holding ``xc_i^2``."""
+    return np.cumsum(np.r_[0, np.arange(D, 1, -1)])
+
+
+def _maha_T(G, D, prec, U, m, pairs):
+    """(K, n) Mahalanobis terms from the design (numpy path of
+    :func:`_maha_from_features`, same error bound and fallback)."""
+    P = D * (D + 1) // 2
+    r2 = float(G[_diag_rows(D)].sum(axis=0).max(initial=0.0))
+    lam = np.sqrt(np.einsum("kij,kij->k", prec, prec))
+    mk2 = np.einsum("kd,kd->k", m, m)
+    bound = 2.0 * _EPS * (r2 + mk2) * lam * np.sqrt(D + 1.0)
+    q, l, c = quad_coefficients(prec, m, pairs)
+    coef = np.concatenate([q, l, c[None, :]], axis=0)  # (P + D + 1, K)
+    maha = coef.T @ G
+    np.maximum(maha, 0.0, out=maha)
+    XcT = G[P : P + D]
+    for k in np.flatnonzero(bound > TOL):
+        YT = U[k].T @ (XcT - m[k][:, None])
+        maha[k] = np.einsum("ij,ij->j", YT, YT)
+    return maha
+
+
+def _prepare_np(X, means, prec_chol):
+    c = np.asarray(means, dtype=np.float64)
+    g = c.mean(axis=0)
+    U = np.asarray(prec_chol, dtype=np.float64)
+    prec = U @ U.transpose(0, 2, 1)
+    return c, g, U, prec
+
+
 def mahalanobis(X, means, prec_chol, xp=np):
     """(n, K) float64 squared Mahalanobis distances (Gram path with fallback)."""
+    D = X.shape[1]
+    if xp is np:
+        c, g, U, prec = _prepare_np(X, means, prec_chol)
+        return _maha_T(design_T(X, g), D, prec, U, c - g, np.triu_indices(D)).T
     c, g, Xc, U, prec = _prepare(X, means, prec_chol, xp)
     pairs = triu_pairs(X.shape[1], xp, _xp.device(Xc))
     return _maha_from_features(features(Xc, xp=xp), Xc, X, prec, U, c - g, pairs, xp).T
@@ -150,6 +211,8 @@ def suff_stats_full(X, sample_weight, params, xp=np):
     """Fused E-step for full covariances: features built once per block serve
     both the Mahalanobis terms and the scatter matrices."""
     D = X.shape[1]
+    if xp is np:
+        return _suff_stats_full_np(X, sample_weight, params)
     c, g, Xc, U, prec = _prepare(X, params.means, params.precisions_cholesky, xp)
     pairs = triu_pairs(D, xp, _xp.device(Xc))
     F = features(Xc, xp=xp)
@@ -161,3 +224,22 @@ def suff_stats_full(X, sample_weight, params, xp=np):
     S = _assemble_scatter(RT @ F, b, nk, c, g, X, RT, pairs, xp)
     s1 = b - nk[:, None] * (c - g)
     return SuffStats(nk=nk, s1=s1, s2=S, shift=params.means, loglik=loglik, sum_w=sum_w)
+
+
+def _suff_stats_full_np(X, sample_weight, params):
+    """numpy path of :func:`suff_stats_full` over the transposed design
+    (:func:`design_T`): two GEMMs per block, plus the responsibilities."""
+    D = X.shape[1]
+    P = D * (D + 1) // 2
+    c, g, U, prec = _prepare_np(X, params.means, params.precisions_cholesky)
+    pairs = np.triu_indices(D)
+    G = design_T(X, g)
+    m = c - g
+    maha = _maha_T(G, D, prec, U, m, pairs)
+    log_det = np.log(np.diagonal(U, axis1=1, axis2=2)).sum(axis=1)
+    RT, loglik, sum_w = gaussian_resp_T(maha, log_det, D, params.weights, sample_weight)
+    H = RT @ G.T  # (K, P + D + 1): sum r f, sum r xc, sum r
+    b = H[:, P : P + D]
+    nk = H[:, P + D].copy()
+    S = _assemble_scatter(H[:, :P], b, nk, c, g, X, RT, pairs)
+    return SuffStats(nk=nk, s1=b - nk[:, None] * m, s2=S, shift=params.means, loglik=loglik, sum_w=sum_w)

@@ -68,6 +68,8 @@ def _fused(X, sample_weight, params, prec, xp=np):
     """Fused E-step (diag and spherical): the centered data and its squares
     serve both the log densities and the statistics."""
     D = X.shape[1]
+    if xp is np:
+        return _fused_np(X, sample_weight, params, prec)
     c, g, Xc = centered(X, params.means, xp)
     X2 = Xc * Xc
     M = c - g
@@ -78,6 +80,38 @@ def _fused(X, sample_weight, params, prec, xp=np):
     nk = xp.sum(RT, axis=1)
     b = RT @ Xc
     S = _assemble(RT @ X2, b, nk, c, g, Xc, RT, xp)
+    return SuffStats(nk=nk, s1=b - nk[:, None] * M, s2=S, shift=params.means, loglik=loglik, sum_w=sum_w)
+
+
+def _fused_np(X, sample_weight, params, prec):
+    """numpy path of :func:`_fused` over the transposed (2D + 1, n) design
+    ``[xc^2; xc; 1]`` (contiguous rows): one GEMM gives every component's
+    Mahalanobis term, one GEMM ``R G^T`` all of ``(sum r xc^2, sum r xc, sum r)``.
+    Same error bounds and direct fallbacks as the generic path."""
+    n, D = X.shape
+    c = np.asarray(params.means, dtype=np.float64)
+    g = c.mean(axis=0)
+    M = c - g
+    prec = np.asarray(prec, dtype=np.float64)
+    G = np.empty((2 * D + 1, n))
+    XcT = G[D : 2 * D]
+    np.subtract(X.T, g[:, None], out=XcT)
+    np.multiply(XcT, XcT, out=G[:D])
+    G[2 * D] = 1.0
+    coef = np.concatenate([prec.T, (-2.0 * M * prec).T, np.sum(M * M * prec, axis=1)[None, :]], axis=0)
+    maha = coef.T @ G
+    np.maximum(maha, 0.0, out=maha)
+    r2 = float(G[:D].sum(axis=0).max(initial=0.0))
+    bound = 4.0 * _EPS * (r2 + np.einsum("kd,kd->k", M, M)) * prec.max(axis=1)
+    for k in np.flatnonzero(bound > _TOL):
+        Z = XcT - M[k][:, None]
+        maha[k] = prec[k] @ (Z * Z)
+    log_det = 0.5 * np.sum(np.log(prec), axis=1)
+    RT, loglik, sum_w = gaussian_resp_T(maha, log_det, D, params.weights, sample_weight)
+    H = RT @ G.T
+    b = H[:, D : 2 * D]
+    nk = H[:, 2 * D].copy()
+    S = _assemble(H[:, :D], b, nk, c, g, XcT.T, RT)
     return SuffStats(nk=nk, s1=b - nk[:, None] * M, s2=S, shift=params.means, loglik=loglik, sum_w=sum_w)
 
 
