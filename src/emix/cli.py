@@ -165,6 +165,23 @@ class _Progress:
         self.bar.set_postfix_str(f"loglik {info['lower_bound']:.6g}  change {info['change']:.2e}", refresh=False)
         self.bar.update(1)
 
+    def cell(self, info):
+        """``select(cell_callback=...)``: one step per finished grid cell (the
+        bar of ``-j N``, whose fits run in worker processes)."""
+        if not self.enabled:
+            return
+        if self.bar is None:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                self.enabled = False
+                return
+            self.bar = tqdm(total=info["total"], delay=1.0, file=sys.stderr, leave=False,
+                            dynamic_ncols=True, unit="fit", desc=self.desc)
+        row = info["row"]
+        self.bar.set_postfix_str(f"last K={row['n_components']} {row['covariance_type']}", refresh=False)
+        self.bar.update(info["done"] - self.bar.n)
+
     def close(self):
         if self.bar is not None:
             self.bar.close()
@@ -325,7 +342,9 @@ def _select(X, w, ks, types, criterion, seed, gm_kwargs, args, n_jobs=None):
     serial = n_jobs in (None, 1)
     n_types = len(types) if types else (2 if X.shape[1] == 1 else 14)
     progress = _Progress(args, desc="select", total_fits=len(ks) * n_types)
-    extra = {"callback": progress} if serial else {}  # a tqdm bar cannot travel to worker processes
+    # a tqdm bar cannot travel to worker processes: with -j N it counts
+    # finished grid cells in this process instead of EM iterations
+    extra = {"callback": progress} if serial else {"cell_callback": progress.cell}
     with progress:
         res = select(X, n_components=ks, covariance_types=types, criterion=criterion, sample_weight=w,
                      random_state=seed, n_jobs=n_jobs, **extra, **gm_kwargs)
@@ -772,7 +791,8 @@ def build_parser():
                         "one feature), the default; sklearn = full,tied,diag,spherical")
     s.add_argument("--criterion", choices=["bic", "icl", "aic"], default="bic", help="(default bic)")
     s.add_argument("-j", "--jobs", type=int, default=None,
-                   help="worker processes for the grid (-1: all cores; default 1, with a progress bar)")
+                   help="worker processes for the grid (-1: all cores; default 1); the progress bar counts "
+                        "EM iterations with 1, finished fits otherwise")
 
     from . import __version__
 
