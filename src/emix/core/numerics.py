@@ -89,3 +89,43 @@ def gaussian_resp_T(maha, log_det, n_features, weights, sample_weight, xp=np):
     w = xp.astype(sample_weight, RT.dtype)
     RT *= w
     return RT, float(norm @ w), float(xp.sum(w))
+
+
+def log_weight_consts(log_det, n_features, weights):
+    """``log pi_k + log_det_k - D/2 log(2 pi)`` in float64: the constant part
+    of each component's log density (``-inf`` for a zero weight)."""
+    with np.errstate(divide="ignore"):
+        logw = np.log(np.asarray(weights, dtype=np.float64))
+    return logw + log_det - 0.5 * n_features * LOG_2PI
+
+
+def resp_from_logp_T(lp, sample_weight=None):
+    """numpy responsibilities from (K, n) float64 log ``pi_k N(x_n | k)``, in place.
+
+    The numpy-only counterpart of :func:`gaussian_resp_T` for kernels that put
+    the constants into their GEMM already: five passes over the (K, n) block
+    (max, subtract, exp, sum, scale by ``w_n / s_n``) instead of ten. Rows whose
+    densities are all zero get zero responsibilities and ``log p = -inf``, as
+    :func:`normalize_log_T`. Returns ``(RT, loglik, sum_w)``.
+    """
+    n = lp.shape[1]
+    m = lp.max(axis=0)
+    finite = np.isfinite(m)
+    if not finite.all():
+        m[~finite] = 0.0
+    lp -= m
+    np.exp(lp, out=lp)
+    s = lp.sum(axis=0)
+    with np.errstate(divide="ignore"):
+        norm = np.log(s)
+        scale = 1.0 / s
+    norm += m
+    if sample_weight is not None:
+        w = np.asarray(sample_weight, dtype=np.float64)
+        scale *= w
+    if not np.isfinite(scale).all():
+        scale[~np.isfinite(scale)] = 0.0  # s == 0: no component gives this row any density
+    lp *= scale
+    if sample_weight is None:
+        return lp, float(norm.sum()), float(n)
+    return lp, float(norm @ w), float(w.sum())

@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from ...backends import _xp
-from ...core.numerics import gaussian_resp_T
+from ...core.numerics import gaussian_resp_T, log_weight_consts, resp_from_logp_T
 from ...core.types import SuffStats
 from ._common import centered
 
@@ -129,9 +129,13 @@ def _diag_rows(D):
     return np.cumsum(np.r_[0, np.arange(D, 1, -1)])
 
 
-def _maha_T(G, D, prec, U, m, pairs):
+def _maha_T(G, D, prec, U, m, pairs, const=None):
     """(K, n) Mahalanobis terms from the design (numpy path of
-    :func:`_maha_from_features`, same error bound and fallback)."""
+    :func:`_maha_from_features`, same error bound and fallback).
+
+    With ``const`` (K,) given, returns ``const_k - maha / 2`` instead (the log
+    densities), the scaling and constants folded into the one GEMM.
+    """
     P = D * (D + 1) // 2
     r2 = float(G[_diag_rows(D)].sum(axis=0).max(initial=0.0))
     lam = np.sqrt(np.einsum("kij,kij->k", prec, prec))
@@ -139,13 +143,22 @@ def _maha_T(G, D, prec, U, m, pairs):
     bound = 2.0 * _EPS * (r2 + mk2) * lam * np.sqrt(D + 1.0)
     q, l, c = quad_coefficients(prec, m, pairs)
     coef = np.concatenate([q, l, c[None, :]], axis=0)  # (P + D + 1, K)
-    maha = coef.T @ G
-    np.maximum(maha, 0.0, out=maha)
+    if const is not None:
+        coef *= -0.5
+        coef[-1] += const
+    out = coef.T @ G
+    if const is None:
+        np.maximum(out, 0.0, out=out)
+    else:  # maha >= 0
+        np.minimum(out, const[:, None], out=out)
     XcT = G[P : P + D]
     for k in np.flatnonzero(bound > TOL):
         YT = U[k].T @ (XcT - m[k][:, None])
-        maha[k] = np.einsum("ij,ij->j", YT, YT)
-    return maha
+        out[k] = np.einsum("ij,ij->j", YT, YT)
+        if const is not None:
+            out[k] *= -0.5
+            out[k] += const[k]
+    return out
 
 
 def _prepare_np(X, means, prec_chol):
@@ -235,9 +248,9 @@ def _suff_stats_full_np(X, sample_weight, params):
     pairs = np.triu_indices(D)
     G = design_T(X, g)
     m = c - g
-    maha = _maha_T(G, D, prec, U, m, pairs)
     log_det = np.log(np.diagonal(U, axis1=1, axis2=2)).sum(axis=1)
-    RT, loglik, sum_w = gaussian_resp_T(maha, log_det, D, params.weights, sample_weight)
+    lp = _maha_T(G, D, prec, U, m, pairs, log_weight_consts(log_det, D, params.weights))
+    RT, loglik, sum_w = resp_from_logp_T(lp, sample_weight)
     H = RT @ G.T  # (K, P + D + 1): sum r f, sum r xc, sum r
     b = H[:, P : P + D]
     nk = H[:, P + D].copy()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...backends import _xp
-from ...core.numerics import LOG_2PI, gaussian_resp_T
+from ...core.numerics import LOG_2PI, gaussian_resp_T, log_weight_consts, resp_from_logp_T
 from ...core.types import SuffStats
 from ._common import NotPositiveDefinite, centered, check_positive
 
@@ -98,16 +98,19 @@ def _fused_np(X, sample_weight, params, prec):
     np.subtract(X.T, g[:, None], out=XcT)
     np.multiply(XcT, XcT, out=G[:D])
     G[2 * D] = 1.0
+    const = log_weight_consts(0.5 * np.sum(np.log(prec), axis=1), D, params.weights)
+    # log densities const_k - maha_k / 2 straight from the GEMM
     coef = np.concatenate([prec.T, (-2.0 * M * prec).T, np.sum(M * M * prec, axis=1)[None, :]], axis=0)
-    maha = coef.T @ G
-    np.maximum(maha, 0.0, out=maha)
+    coef *= -0.5
+    coef[-1] += const
+    lp = coef.T @ G
+    np.minimum(lp, const[:, None], out=lp)  # maha >= 0
     r2 = float(G[:D].sum(axis=0).max(initial=0.0))
     bound = 4.0 * _EPS * (r2 + np.einsum("kd,kd->k", M, M)) * prec.max(axis=1)
     for k in np.flatnonzero(bound > _TOL):
         Z = XcT - M[k][:, None]
-        maha[k] = prec[k] @ (Z * Z)
-    log_det = 0.5 * np.sum(np.log(prec), axis=1)
-    RT, loglik, sum_w = gaussian_resp_T(maha, log_det, D, params.weights, sample_weight)
+        lp[k] = const[k] - 0.5 * (prec[k] @ (Z * Z))
+    RT, loglik, sum_w = resp_from_logp_T(lp, sample_weight)
     H = RT @ G.T
     b = H[:, D : 2 * D]
     nk = H[:, 2 * D].copy()
