@@ -1,15 +1,45 @@
-"""SQUAREM acceleration of EM (Varadhan & Roland 2008, scheme S3).
+"""SQUAREM acceleration of EM (Varadhan & Roland 2008, scheme S3), with the
+adaptive step bounds of the R package SQUAREM (Varadhan, ``squarem`` with its
+default control: ``step.min0 = 1``, ``step.max0 = 1``, ``mstep = 4``).
 
-Two EM steps ``theta1 = F(theta0)``, ``theta2 = F(theta1)`` give
-``r = theta1 - theta0`` and ``v = theta2 - 2 theta1 + theta0``; the
-extrapolation ``theta' = theta0 - 2 a r + a^2 v`` with ``a = -|r| / |v|``
-(clamped to ``a <= -1``; ``a = -1`` is exactly ``theta2``) is followed by one
-stabilizing EM step ``F(theta')``, which also projects ``theta'`` back onto the
-model's constraint set (the M-step re-estimates constrained parameters from the
-responsibilities). Monotonicity safeguard: the E-step of that stabilizing step
-yields ``L(theta')``; if it is below ``L(theta1)`` (or ``theta'`` is not a valid
-parameter), the cycle falls back to the plain EM iterate ``theta2``. So the
-log-likelihood of the accepted points never decreases.
+References: R. Varadhan and C. Roland, "Simple and globally convergent methods
+for accelerating the convergence of any EM algorithm", Scandinavian Journal of
+Statistics 35 (2008) 335-353; R. Varadhan, SQUAREM: Squared Extrapolation
+Methods for Accelerating EM-Like Monotone Algorithms, R package,
+https://CRAN.R-project.org/package=SQUAREM. The algorithm below follows the
+paper and the package's documented defaults; the code is our own.
+
+One cycle from ``theta0``: two EM steps ``theta1 = F(theta0)``,
+``theta2 = F(theta1)`` give ``r = theta1 - theta0`` and
+``v = theta2 - 2 theta1 + theta0``. S3's step length ``a = |r| / |v|`` is
+clipped to ``[step_min, step_max]`` and the extrapolation
+``theta' = theta0 + 2 a r + a^2 v`` (``a = 1`` gives ``theta2`` exactly) is
+followed by one stabilizing EM step ``F(theta')``, which also projects
+``theta'`` back onto the model's constraint set (the M-step re-estimates the
+constrained parameters from the responsibilities). When the clipped ``a`` is 1
+(within 0.01) the cycle simply continues from ``theta2``: no extrapolation, no
+extra evaluation, so a cycle is then exactly two plain EM steps.
+
+Step bounds: ``step_max`` starts at 1; each time an accepted step reaches it,
+it is multiplied by ``mstep = 4``; a rejected extrapolation divides it by 4
+(never below its start). The first cycle is therefore plain EM, and the step
+lengths grow geometrically only while the extrapolations keep paying off,
+instead of being unbounded (or clamped to one fixed range) from the start.
+
+Monotonicity safeguard: the E-step of the stabilizing step yields
+``L(theta')``; if it is below ``L(theta1)``, not finite, or ``theta'`` is not a
+valid parameter, the cycle falls back to the plain EM iterate ``theta2``. So
+the log-likelihood of the accepted points never decreases (for exact EM
+steps; with ``reg_covar > 0`` plain EM itself may lose O(reg_covar)).
+
+Cost accounting: ``n_iter`` counts every E-step + M-step evaluation,
+including the stabilizing step and rejected extrapolations.
+
+Convergence test: the same as plain EM's, applied to SQUAREM's EM steps. In
+the history (the mean log-likelihood of each accepted point, in order) every
+consecutive pair except (``theta1``, ``theta'``) is a point and its EM image;
+the fit stops as soon as such an EM step changes the mean log-likelihood by
+less than ``tol``, which is plain EM's rule at that point.
 
 The parameter vector is unconstrained: mixing weights as log-weights
 (centered logits), means as they are, covariances through their Cholesky
@@ -78,22 +108,32 @@ def from_vector(theta, template: GaussianParams, structure, matrix: bool) -> Gau
                           precisions_cholesky=prec_chol)
 
 
+STEP_MIN0 = 1.0
+STEP_MAX0 = 1.0
+MSTEP = 4.0
+
+
 def fit_squarem(reduce, params0, structure, *, tol, max_iter, reg_covar,
                 lower_bound0=-math.inf, callback=None) -> FitResult:
     """EM accelerated by SQUAREM, with the same contract as :func:`emix.core.em.fit`.
 
-    ``n_iter`` counts EM steps (E-step + M-step evaluations), the unit of cost,
-    and ``history`` holds the mean log-likelihood of each accepted point.
+    ``n_iter`` counts EM-step evaluations (E-step + M-step), the unit of cost:
+    every one, the stabilizing steps and rejected extrapolations included.
+    ``history`` holds the mean log-likelihood of each accepted point, and
+    ``callback(n_evals, lower_bound, change)`` is called for each of them.
+    Stops when one EM step changes the mean log-likelihood by less than
+    ``tol`` (plain EM's rule), see the module docstring.
     """
     dtype = params0.means.dtype
     matrix = _matrix_valued(structure)
     n_evals = 0
     history = []
+    step_min, step_max = STEP_MIN0, STEP_MAX0
 
     def F(p):
         nonlocal n_evals
+        n_evals += 1  # counted even if it fails half way: the work is spent
         stats = reduce(lambda Xb, wb: e_step(Xb, wb, p, structure))
-        n_evals += 1
         return m_step(stats, structure, reg_covar, dtype), stats.loglik / stats.sum_w
 
     def record(lb, prev):
@@ -101,23 +141,21 @@ def fit_squarem(reduce, params0, structure, *, tol, max_iter, reg_covar,
         if callback is not None:
             callback(n_evals, lb, lb - prev)
 
-    # Convergence is judged per cycle: the gain from one cycle's start to the
-    # next (2 or 3 EM steps) must fall below tol. Judging single steps would
-    # stop early on a slow ridge, below where plain EM would stop.
-    lb_cycle = lower_bound0
-    lb_prev = lower_bound0
+    lb_prev = lower_bound0  # L of the point whose EM image p0 is
     p0 = params0
     while True:
+        # two plain EM steps; each one's gain is tested as plain EM tests it
         p1, L0 = F(p0)
         record(L0, lb_prev)
-        if abs(L0 - lb_cycle) < tol:
+        if abs(L0 - lb_prev) < tol:
             return FitResult(p1, n_evals, True, L0, tuple(history))
-        lb_cycle = L0
         if n_evals >= max_iter:
             return FitResult(p1, n_evals, False, L0, tuple(history))
         p2, L1 = F(p1)
         record(L1, L0)
         lb_prev = L1
+        if abs(L1 - L0) < tol:
+            return FitResult(p2, n_evals, True, L1, tuple(history))
         if n_evals >= max_iter:
             return FitResult(p2, n_evals, False, L1, tuple(history))
         try:
@@ -127,22 +165,30 @@ def fit_squarem(reduce, params0, structure, *, tol, max_iter, reg_covar,
             continue
         r = v1 - v0
         v = v2 - 2.0 * v1 + v0
-        nv = float(np.linalg.norm(v))
-        alpha = -float(np.linalg.norm(r)) / nv if nv > 0 else -1.0
-        if alpha >= -1.0:
+        nr, nv = float(np.linalg.norm(r)), float(np.linalg.norm(v))
+        alpha = nr / nv if nv > 0 and np.isfinite(nr / nv) else step_max
+        alpha = min(step_max, max(step_min, alpha))
+        if abs(alpha - 1.0) <= 0.01:
+            # theta' = theta2: continue from the plain EM iterate for free
+            if alpha == step_max:
+                step_max *= MSTEP
             p0 = p2
             continue
         try:
-            p_ext = from_vector(v0 - 2.0 * alpha * r + alpha * alpha * v, p0, structure, matrix)
+            p_ext = from_vector(v0 + 2.0 * alpha * r + alpha * alpha * v, p0, structure, matrix)
             p3, L_ext = F(p_ext)
+            ok = bool(np.isfinite(L_ext)) and L_ext >= L1
         except (NotPositiveDefinite, DegenerateComponentError, np.linalg.LinAlgError, FloatingPointError):
+            ok = False
+        if not ok:
+            # safeguard: keep the plain EM iterate, shrink the step bound
+            step_max = max(STEP_MAX0, step_max / MSTEP)
             p0 = p2
-            continue
-        if not np.isfinite(L_ext) or L_ext < L1:
-            p0 = p2  # safeguard: keep the plain EM iterate
             if n_evals >= max_iter:
                 return FitResult(p2, n_evals, False, L1, tuple(history))
             continue
+        if alpha == step_max:
+            step_max *= MSTEP
         record(L_ext, L1)
         lb_prev = L_ext
         p0 = p3
