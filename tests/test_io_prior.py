@@ -308,3 +308,44 @@ def test_every_prior_field_replaced_by_junk(tmp_path, data):
             assert np.isfinite(model.score(data)), (field, value)
     # 1.5 and 1e300, as shrinkage or as dof, are valid hyperparameters
     assert n_loaded == 4
+
+
+def _all_paths(obj, prefix=()):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield prefix + (k,)
+            yield from _all_paths(v, prefix + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj[:2]):
+            yield prefix + (i,)
+            yield from _all_paths(v, prefix + (i,))
+
+
+def test_integers_too_large_for_a_float_give_model_file_error(tmp_path, data):
+    """JSON integers have no size limit: 10**400 in any header field of a
+    model with a prior and a noise component must be refused with
+    ModelFileError (float() of it raises OverflowError, numpy a TypeError) or
+    load into a model that works; no other exception may escape."""
+    path = tmp_path / "m.emix"
+    emix.save(_fit(data, _custom(), noise="box"), path)
+    members = _members(path)
+    header = json.loads(members["header.json"])
+    bad = tmp_path / "bad.emix"
+    refused = set()
+    for field in _all_paths(header):
+        for value in (10**400, -(10**400)):
+            h = json.loads(json.dumps(header))
+            target = h
+            for k in field[:-1]:
+                target = target[k]
+            target[field[-1]] = value
+            _write_members(bad, dict(members, **{"header.json": json.dumps(h).encode()}))
+            try:
+                model = emix.load(bad)
+            except emix.ModelFileError:
+                refused.add(field)
+                continue
+            assert model.predict(data).shape == (len(data),), field
+    for field in (("prior", "shrinkage"), ("prior", "dof"), ("fitted", "noise_weight_"),
+                  ("fitted", "noise_log_volume_"), ("fitted", "lower_bound_"), ("fitted", "lower_bounds_", 0)):
+        assert field in refused, field

@@ -308,7 +308,7 @@ def load(path):
         from ._validation import check_estimator_params
 
         check_estimator_params(model)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         _fail(path, f"invalid estimator parameters ({exc}).")
     K, D = arrays["means"].shape
     if model.n_components != K:
@@ -331,7 +331,7 @@ def load(path):
             if len(names) != D:
                 _fail(path, f"feature_names_in_ has {len(names)} names for {D} features.")
             model.feature_names_in_ = np.asarray([str(n) for n in names], dtype=object)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         if isinstance(exc, ModelFileError):
             raise
         _fail(path, f"fitted attributes are missing or invalid ({exc}).")
@@ -345,6 +345,17 @@ def load(path):
         except (TypeError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
             _fail(path, f"invalid partial_fit state ({exc}).")
     return model
+
+
+def _finite_number(v):
+    """A JSON number (not a bool) that is a finite float: an integer too large
+    for a float (JSON allows any) is not."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def _read_prior(path, header, version, arrays, n_features):
@@ -381,7 +392,7 @@ def _read_prior(path, header, version, arrays, n_features):
             _fail(path, f"the header has a conjugate prior but the file holds no array {name!r}.")
     for name in ("shrinkage", "dof"):
         v = info[name]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if not _finite_number(v):
             _fail(path, f"prior {name} must be a finite number. Got {v!r:.80}.")
     mean, scale = arrays["prior_mean"], arrays["prior_scale"]
     if mean.dtype != np.float64 or scale.dtype != np.float64:
@@ -407,7 +418,7 @@ def _read_noise(path, params, fitted):
     except KeyError:
         _fail(path, f"noise={params['noise']!r} but the header lacks noise_weight_ or noise_log_volume_.")
     for name, v in (("noise_weight_", pi0), ("noise_log_volume_", logv)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+        if not _finite_number(v):
             _fail(path, f"{name} must be a finite number. Got {v!r:.80}.")
     if not 0.0 <= pi0 < 1.0:
         _fail(path, f"noise_weight_ must be in [0, 1). Got {pi0!r}.")
