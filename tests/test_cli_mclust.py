@@ -74,6 +74,22 @@ def test_fit_noise_hypervolume(data_csv, tmp_path, X, capsys):
     assert "noise component weight" in stdout and "label -1" in stdout
 
 
+def test_fit_noise_box_of_a_huge_volume(tmp_path, capsys):
+    """A box whose volume overflows a float (log V ~ 830) is summarized, not
+    an OverflowError after the fit."""
+    rng = np.random.default_rng(0)
+    Z = rng.uniform(0, 1e9, size=(200, 40))
+    np.save(tmp_path / "z.npy", Z)
+    out = tmp_path / "z.emix"
+    code, stdout, err = run(["fit", tmp_path / "z.npy", "-k", 1, "--covariance", "diag", "--noise", "box",
+                             "--seed", 0, "-o", out], capsys)
+    assert code == 0, err
+    logv = float(np.sum(np.log(Z.max(axis=0) - Z.min(axis=0))))
+    assert logv > 710
+    assert emix.load(out).noise_log_volume_ == pytest.approx(logv, rel=1e-12)
+    assert f"hyper-volume exp({logv:.6g})" in stdout
+
+
 def test_fit_prior_default_and_none(data_csv, tmp_path, X, capsys):
     out = tmp_path / "p.emix"
     code, stdout, err = run(["fit", data_csv, "-k", 3, "--seed", 0, "--prior", "default", "-o", out], capsys)

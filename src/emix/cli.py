@@ -307,8 +307,10 @@ def _summary(model, stats=None, names=None):
     lines.append(f"EM: {model.n_iter_} iterations, {state}; tol {model.tol:g}, n_init {model.n_init}")
     options = []
     if getattr(model, "noise_weight_", None) is not None:
-        options.append(f"noise component weight {model.noise_weight_:.4f} (hyper-volume "
-                       f"{math.exp(model.noise_log_volume_):.6g}, noise={model.noise!r}; label -1)")
+        logv = model.noise_log_volume_
+        volume = f"{math.exp(logv):.6g}" if abs(logv) < 700 else f"exp({logv:.6g})"  # exp overflows at 710
+        options.append(f"noise component weight {model.noise_weight_:.4f} (hyper-volume {volume}, "
+                       f"noise={model.noise!r}; label -1)")
     prior = getattr(model, "prior", None)
     if prior is not None:
         options.append(f"prior {prior!r}" if isinstance(prior, str) else "conjugate prior (custom)")
