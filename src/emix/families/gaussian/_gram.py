@@ -124,11 +124,6 @@ def design_T(X, g):
     return G
 
 
-def _diag_rows(D):
-    """Rows of the design holding ``xc_i^2``."""
-    return np.cumsum(np.r_[0, np.arange(D, 1, -1)])
-
-
 def _maha_T(G, D, prec, U, m, pairs, const=None):
     """(K, n) Mahalanobis terms from the design (numpy path of
     :func:`_maha_from_features`, same error bound and fallback).
@@ -137,7 +132,8 @@ def _maha_T(G, D, prec, U, m, pairs, const=None):
     densities), the scaling and constants folded into the one GEMM.
     """
     P = D * (D + 1) // 2
-    r2 = float(G[_diag_rows(D)].sum(axis=0).max(initial=0.0))
+    XcT = G[P : P + D]
+    r2 = float(np.einsum("ij,ij->j", XcT, XcT).max(initial=0.0))
     lam = np.sqrt(np.einsum("kij,kij->k", prec, prec))
     mk2 = np.einsum("kd,kd->k", m, m)
     bound = 2.0 * _EPS * (r2 + mk2) * lam * np.sqrt(D + 1.0)
@@ -151,7 +147,6 @@ def _maha_T(G, D, prec, U, m, pairs, const=None):
         np.maximum(out, 0.0, out=out)
     else:  # maha >= 0
         np.minimum(out, const[:, None], out=out)
-    XcT = G[P : P + D]
     for k in np.flatnonzero(bound > TOL):
         YT = U[k].T @ (XcT - m[k][:, None])
         out[k] = np.einsum("ij,ij->j", YT, YT)
