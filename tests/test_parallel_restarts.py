@@ -293,3 +293,35 @@ def test_paths_without_parallel_restarts_still_fit(X):
     c = emix.GaussianMixture(**kw).fit(source)
     d = emix.GaussianMixture(n_jobs=2, **kw).fit(source)
     _assert_same_fit(c, d)
+
+
+# ------------------------------------------------------------ emix.select
+def test_select_cells_share_the_block_threads(X, monkeypatch):
+    """Cells fitted side by side get cores // n_jobs threads over blocks of rows
+    each (one process per cell would otherwise start a pool of every core),
+    with the same blocks and so the same fits as one after the other."""
+    monkeypatch.setattr(emix.backends.reduce, "available_cores", lambda: 4)
+    monkeypatch.setattr(emix.estimator, "available_cores", lambda: 4)
+    seen = []
+    real = emix.estimator.BlockReducer
+
+    def reducer(*args, **kw):
+        r = real(*args, **kw)
+        seen.append((r.n_threads, r.block_rows))
+        return r
+
+    monkeypatch.setattr(emix.estimator, "BlockReducer", reducer)
+    kw = dict(n_components=[1, 2], covariance_types=["VVV", "EII"], random_state=0, working_memory=0.01)
+    seq = emix.select(X, **kw)
+    assert {t for t, _ in seen} == {4}
+    blocks = {b for _, b in seen}
+    seen.clear()
+    with parallel_config(backend="threading"):  # the cells' fits in this process
+        par = emix.select(X, n_jobs=2, **kw)
+    assert {t for t, _ in seen} == {2}
+    assert {b for _, b in seen} == blocks
+    assert par.rows == seq.rows
+    # outside select, no cap is left behind
+    seen.clear()
+    emix.GaussianMixture(2, random_state=0).fit(X)
+    assert {t for t, _ in seen} == {4}

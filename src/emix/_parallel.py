@@ -11,6 +11,8 @@ order, so every restart ends bit for bit where it ends sequentially.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import os
 import time
@@ -20,6 +22,30 @@ from threadpoolctl import threadpool_limits
 
 from .backends.reduce import available_cores
 from .exceptions import DegenerateComponentError
+
+
+#: At most this many threads over blocks of rows in any fit of this context
+#: (None: no cap); see :func:`block_threads_cap`.
+_BLOCK_THREADS_CAP = contextvars.ContextVar("emix_block_threads_cap", default=None)
+
+
+@contextlib.contextmanager
+def block_threads_cap(n_threads):
+    """Fits inside run at most ``n_threads`` threads over blocks of rows (None:
+    no cap), for callers that are themselves one of several parallel workers
+    (``emix.select``'s cells). Only the pool shrinks: the blocks, and so the
+    results, stay those of the uncapped fit."""
+    token = _BLOCK_THREADS_CAP.set(None if n_threads is None else max(1, int(n_threads)))
+    try:
+        yield
+    finally:
+        _BLOCK_THREADS_CAP.reset(token)
+
+
+def capped_block_threads(n_threads):
+    """``n_threads`` under the cap of :func:`block_threads_cap`, if any."""
+    cap = _BLOCK_THREADS_CAP.get()
+    return n_threads if cap is None else min(n_threads, cap)
 
 
 def effective_n_jobs(n_jobs):

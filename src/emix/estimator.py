@@ -254,7 +254,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             # budget is shared by the threads working on blocks at the same time
             X.shape[0], structure.temp_per_row(K, D), max(8, X.dtype.itemsize), budget / threads
         )
-        return BlockReducer(X, sample_weight, rows, n_threads=threads)
+        return BlockReducer(X, sample_weight, rows, n_threads=_parallel.capped_block_threads(threads))
 
     def _params(self):
         noise_weight = getattr(self, "noise_weight_", None)

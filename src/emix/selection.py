@@ -109,10 +109,14 @@ def _start_from_labels(X, sample_weight, K, structure, labels, reg_covar, prior=
             "precisions_init": structure.precisions(p0.precisions_cholesky)}
 
 
-def _fit_cell(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels=None):
+def _fit_cell(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels=None, block_threads=None):
     """Fit one cell; never raises (a failure becomes the row's ``error``).
-    ``labels``: a shared hierarchical partition into K groups to start from."""
+    ``labels``: a shared hierarchical partition into K groups to start from;
+    ``block_threads``: at most this many threads over blocks of rows (the
+    cell's share of the cores when cells run in parallel)."""
     from threadpoolctl import threadpool_limits
+
+    from ._parallel import block_threads_cap
 
     row = dict.fromkeys(ROW_KEYS)
     row.update(n_components=int(K), covariance_type=model, converged=False, n_iter=0)
@@ -122,7 +126,9 @@ def _fit_cell(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels=None):
     # Cells are the unit of parallelism: BLAS threads inside one (usually
     # small) fit only lose time, badly so for the many tiny LAPACK calls on a
     # loaded machine (11x on Old Faithful with 2 contended cores).
-    with threadpool_limits(limits=1, user_api="blas"):
+    # No more threads over blocks of rows than the cell's share of the cores
+    # (a pool only: the blocks, and so the fit, do not change).
+    with threadpool_limits(limits=1, user_api="blas"), block_threads_cap(block_threads):
         return _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels, row)
 
 
@@ -324,10 +330,11 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
     >>> res.best_params_
     {'n_components': 3, 'covariance_type': 'EEE'}
     """
-    from joblib import Parallel, delayed
+    from joblib import Parallel, delayed, effective_n_jobs
     from sklearn.utils import check_array
 
     from . import _validation as V
+    from .backends.reduce import available_cores
     from .families.gaussian import get_structure
 
     X = check_array(X, dtype=[np.float64, np.float32], ensure_min_samples=2)
@@ -371,7 +378,11 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
     if cell_callback is not None and not callable(cell_callback):
         raise TypeError(f"cell_callback must be callable or None. Got {cell_callback!r}.")
     cells = [(K, m) for K in Ks for m in models]
-    jobs = (delayed(_fit_cell_at)(i, X, w, K, m, cell_seed(entropy, K, m), n_init, gm_kwargs, partitions.get(K))
+    # cells running side by side share the cores' threads over blocks of rows
+    workers = min(len(cells), effective_n_jobs(n_jobs))
+    block_threads = max(1, available_cores() // workers) if workers > 1 else None
+    jobs = (delayed(_fit_cell_at)(i, X, w, K, m, cell_seed(entropy, K, m), n_init, gm_kwargs, partitions.get(K),
+                                  block_threads)
             for i, (K, m) in enumerate(cells))
     if cell_callback is None:
         results = [res for _, res in Parallel(n_jobs=n_jobs)(jobs)]
