@@ -18,7 +18,7 @@ import os
 import time
 import warnings
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .backends.reduce import available_cores
 from .exceptions import DegenerateComponentError
@@ -75,10 +75,23 @@ def em_restart(run, reducer, n_threads, params0, structure, options, record, par
     """
     if os.getpid() == parent_pid:  # a thread of the caller, whose BLAS is already limited
         return (*_em_restart(run, reducer, n_threads, params0, structure, options, record), [])
-    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings(record=True) as caught:
+    with _blas_controller().limit(limits=1, user_api="blas"), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = _em_restart(run, reducer, n_threads, params0, structure, options, record)
     return (*out, [(w.category, str(w.message), w.filename, w.lineno) for w in caught])
+
+
+_controller = None
+
+
+def _blas_controller():
+    """This process's threadpoolctl controller, made once: ``threadpool_limits``
+    looks up the loaded libraries anew on every call (~4 ms, as much as a
+    short restart's EM loop)."""
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()
+    return _controller
 
 
 def _em_restart(run, reducer, n_threads, params0, structure, options, record):
