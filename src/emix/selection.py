@@ -289,7 +289,10 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
         Restarts per cell.
     sample_weight : array-like of shape (n_samples,), default=None
     n_jobs : int or None, default=None
-        Worker processes (joblib); None means 1, -1 all cores.
+        Worker processes (joblib); None means 1, -1 all cores. Each cell's fit
+        then uses ``cores // n_jobs`` threads over blocks of rows (at least 1)
+        and one BLAS thread, so the workers do not oversubscribe the cores;
+        the fits do not depend on it.
     random_state : int, RandomState, Generator or None, default=None
         Seeds every cell reproducibly (see the module notes).
     cell_callback : callable or None, default=None
