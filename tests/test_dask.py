@@ -5,6 +5,7 @@ One 2-worker LocalCluster (separate processes, so a worker can be killed) on
 """
 
 import os
+import sys
 import signal
 import time
 import warnings
@@ -184,6 +185,39 @@ def test_worker_blas_threads_are_limited(client, data):
 
     for threads in client.run(blas_threads).values():
         assert all(t <= max(1, os.cpu_count() // 2) for t in threads)
+
+
+def _page_faults_of_block_temporaries():
+    """Minor page faults while 20 block-sized temporaries (8 x 8192 float64,
+    512 KiB) are made and freed: a few if freed memory is reused, about 128
+    per temporary if every one is a fresh mapping."""
+    import resource
+
+    import numpy as np
+
+    E = np.ones((8, 8192))
+    np.exp(E)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(20):
+        np.exp(E)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
+def test_workers_reuse_block_memory_after_a_fit(client, data):
+    """Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, under which each
+    block temporary is page-faulted in anew (checked in a subprocess with that
+    setting); after an emix fit the workers reuse freed memory instead."""
+    import subprocess
+
+    code = "import sys; sys.path.insert(0, %r); import test_dask as t; print(t._page_faults_of_block_temporaries())"
+    env = dict(os.environ, MALLOC_TRIM_THRESHOLD_="65536")
+    out = subprocess.run([sys.executable, "-c", code % os.path.dirname(__file__)], env=env,
+                         capture_output=True, text=True, check=True)
+    assert int(out.stdout.strip().splitlines()[-1]) > 20 * 64  # the premise: faults on every temporary
+    GaussianMixture(2, max_iter=2, tol=1e-1).fit(da.from_array(data[0], chunks=(300, -1)))
+    for faults in client.run(_page_faults_of_block_temporaries).values():
+        assert faults < 20 * 16
 
 
 def test_killed_worker_does_not_lose_the_fit(client, data):

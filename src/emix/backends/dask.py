@@ -125,9 +125,48 @@ def get_client():
 _BLAS_SET = {}
 
 
+#: glibc malloc thresholds set once in each Dask worker process (bytes); see
+#: :func:`_tune_malloc`. ``None`` leaves the worker's malloc alone.
+WORKER_MALLOC_THRESHOLDS = {"mmap": 64 << 20, "trim": 128 << 20}
+
+
+def _tune_malloc():
+    """Let this worker process reuse freed memory for the next block.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (so freed
+    memory goes back to the OS). Setting it also switches off glibc's dynamic
+    mmap threshold, so every temporary over 128 KiB is a fresh ``mmap`` and
+    every freed heap top is trimmed: each block's temporaries are page-faulted
+    in anew. Measured here: ``np.exp`` on an 8 x 8192 block 6.5x slower in a
+    worker than in the client, a Dask EM iteration (N=1e6, D=8, K=8) 2.1x
+    slower. Raising the mmap threshold to 64 MiB and the trim threshold to
+    128 MiB in the worker (at most 128 MiB of freed memory kept for reuse)
+    restores the client's speed. glibc only; elsewhere nothing is done. Set
+    ``EMIX_WORKER_MALLOC=0`` in the workers' environment to keep Dask's
+    settings (e.g. ``distributed.nanny.pre-spawn-environ``).
+    """
+    if _BLAS_SET.get("malloc") or WORKER_MALLOC_THRESHOLDS is None:
+        return
+    _BLAS_SET["malloc"] = True
+    if not sys.platform.startswith("linux") or os.environ.get("EMIX_WORKER_MALLOC", "1") == "0":
+        return
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
+    mallopt(M_MMAP_THRESHOLD, int(WORKER_MALLOC_THRESHOLDS["mmap"]))
+    mallopt(M_TRIM_THRESHOLD, int(WORKER_MALLOC_THRESHOLDS["trim"]))
+
+
 def _limit_blas(threads, client_pid):
-    """Limit BLAS threads in this worker process, once. Skipped in the
-    client's own process (a threaded cluster), whose settings are the user's."""
+    """Limit BLAS threads in this worker process, once, and tune its malloc
+    (:func:`_tune_malloc`). Skipped in the client's own process (a threaded
+    cluster), whose settings are the user's."""
+    if os.getpid() != client_pid:
+        _tune_malloc()
     if not threads or os.getpid() == client_pid or _BLAS_SET.get("n") == threads:
         return
     from threadpoolctl import threadpool_limits
