@@ -325,3 +325,11 @@ def test_select_cells_share_the_block_threads(X, monkeypatch):
     seen.clear()
     emix.GaussianMixture(2, random_state=0).fit(X)
     assert {t for t, _ in seen} == {4}
+
+
+def test_model_file_keeps_n_jobs(X, tmp_path):
+    kw = dict(n_components=2, n_init=2, init_params="k-means++", random_state=0)
+    emix.save(_fit(X, n_jobs=-1, **kw), tmp_path / "m.emix")
+    loaded = emix.load(tmp_path / "m.emix")
+    assert loaded.get_params()["n_jobs"] == -1
+    _assert_same_fit(loaded.fit(X), _fit(X, **kw))

@@ -59,7 +59,7 @@ _SCALAR_PARAMS = (
     "n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
     "init_params", "warm_start", "verbose", "verbose_interval", "working_memory",
     "online_mode", "learning_decay", "learning_offset", "batches_per_pass", "accelerate", "n_threads",
-    "equal_proportions", "noise",
+    "equal_proportions", "noise", "n_jobs",
 )
 
 
