@@ -63,15 +63,15 @@ def test_same_fit_as_sequential(X, covariance_type, init_params):
 
 @pytest.mark.parametrize("options", [
     dict(accelerate="squarem"), dict(prior="default"), dict(noise="box"), dict(equal_proportions=True),
-    dict(weighted=True), dict(float32=True), dict(n_jobs=-1), dict(n_jobs=5),
+    dict(weighted=True), dict(float32=True), dict(n_jobs=-1), dict(n_jobs=5, n_init=2),
 ], ids=lambda o: next(iter(o)) + "=" + str(next(iter(o.values()))))
 def test_same_fit_as_sequential_with_options(X, options):
     options = dict(options)
     sample_weight = np.random.default_rng(0).uniform(0.2, 3.0, X.shape[0]) if options.pop("weighted", False) else None
     data = X.astype(np.float32) if options.pop("float32", False) else X
     n_jobs = options.pop("n_jobs", 2)
-    kw = dict(n_components=3, init_params="random_from_data", n_init=4, tol=1e-6, max_iter=60,
-              random_state=1, **options)
+    kw = dict(n_components=3, init_params="random_from_data", n_init=options.pop("n_init", 4), tol=1e-6,
+              max_iter=60, random_state=1, **options)
     _assert_same_fit(_fit(data, sample_weight, **kw), _fit(data, sample_weight, n_jobs=n_jobs, **kw))
 
 
@@ -87,7 +87,7 @@ def test_threading_backend_same_fit_and_shares_block_threads(X, monkeypatch):
         return real_fit(reducer, *args, **kw)
 
     monkeypatch.setattr(emix.core.em, "fit", fit)
-    kw = dict(n_components=3, init_params="k-means++", n_init=4, tol=1e-4, random_state=2, working_memory=0.01)
+    kw = dict(n_components=3, init_params="k-means++", n_init=4, max_iter=10, random_state=2, working_memory=0.01)
     for n_threads, n_jobs, per_worker in [(2, 2, 1), (4, 2, 2), (5, 4, 1)]:
         seen.clear()
         seq = _fit(X, n_threads=n_threads, **kw)
