@@ -164,11 +164,12 @@ class SklearnRunner:
 
         self.cls, self.X, self.K, self.ct, self.init = GaussianMixture, X, K, ct, init
         self.means = None
+        self.extra = {}
 
     def fit(self, iters):
         gm = self.cls(n_components=self.K, covariance_type=self.ct, tol=0.0, max_iter=iters,
                       weights_init=self.init["weights"], means_init=self.init["means"],
-                      precisions_init=self.init["precisions"])
+                      precisions_init=self.init["precisions"], **self.extra)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t = time.perf_counter()
@@ -181,12 +182,15 @@ class SklearnRunner:
 
 class EmixRunner(SklearnRunner):
     name = "emix"
+    #: emix's own thread pool over blocks; set to 1 by --single-thread
+    n_threads = None
 
     def __init__(self, X, K, ct, init):
         super().__init__(X, K, ct, init)
         from emix import GaussianMixture
 
         self.cls = GaussianMixture
+        self.extra = {"n_threads": self.n_threads}
 
 
 class OneDALRunner:
@@ -266,7 +270,7 @@ def setup_onedal(python):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="divide N by 10")
-    ap.add_argument("--single-thread", action="store_true", help="threadpoolctl limit 1 (and oneDAL nthreads=1)")
+    ap.add_argument("--single-thread", action="store_true", help="threadpoolctl limit 1, emix n_threads=1 and oneDAL nthreads=1")
     ap.add_argument("--iters", type=int, default=2, help="least timed iterations m (default 2)")
     ap.add_argument("--min-time", type=float, default=0.5,
                     help="raise m per library until m * t(fit(1)) >= this many seconds (default 0.5)")
@@ -289,6 +293,8 @@ def main():
 
     env = " ".join(f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ)
     limit = threadpool_limits(limits=1) if args.single_thread else nullcontext()
+    if args.single_thread:  # one thread on every side: emix's block pool too
+        EmixRunner.n_threads = 1
     with limit:
         peaks, peaks_src = load_peaks(args.single_thread)
         onedal, onedal_status = start_onedal(args)
