@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import emix
-from emix.testing import make_mixture
+from emix.testing import make_mixture, model_file_members, npy_bytes, write_model_file_members
 
 COV_TYPES = ["full", "tied", "diag", "spherical"]
 FITTED_ARRAYS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_")
@@ -162,21 +162,9 @@ def test_save_into_missing_folder_leaves_nothing(tmp_path, data):
 
 
 # -------------------------------------------------- corrupt, hostile files
-def _members(path):
-    with zipfile.ZipFile(path) as zf:
-        return {name: zf.read(name) for name in zf.namelist()}
-
-
-def _write_members(path, members):
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, raw in members.items():
-            zf.writestr(name, raw)
-
-
-def _npy(a, allow_pickle=False):
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, a, allow_pickle=allow_pickle)
-    return buf.getvalue()
+_members = model_file_members
+_write_members = write_model_file_members
+_npy = npy_bytes
 
 
 def _tampered(tmp_path, data, edit, covariance_type="full", K=2):

@@ -4,14 +4,13 @@ malformed or hostile prior entries that give ModelFileError."""
 
 import io
 import json
-import zipfile
 
 import numpy as np
 import pytest
 
 import emix
 from emix.core.prior import ConjugatePrior
-from emix.testing import make_mixture
+from emix.testing import make_mixture, model_file_members, npy_bytes, write_model_file_members
 
 
 @pytest.fixture(scope="module")
@@ -30,21 +29,9 @@ def _custom():
 PRIORS = {"none": lambda: None, "default": lambda: "default", "custom": _custom}
 
 
-def _members(path):
-    with zipfile.ZipFile(path) as zf:
-        return {name: zf.read(name) for name in zf.namelist()}
-
-
-def _write_members(path, members):
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, raw in members.items():
-            zf.writestr(name, raw)
-
-
-def _npy(a, allow_pickle=False):
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, a, allow_pickle=allow_pickle)
-    return buf.getvalue()
+_members = model_file_members
+_write_members = write_model_file_members
+_npy = npy_bytes
 
 
 def _fit(X, prior, covariance_type="full", **kw):
@@ -291,12 +278,7 @@ def test_every_prior_field_replaced_by_junk(tmp_path, data):
     for field in (("prior",), ("prior", "kind"), ("prior", "shrinkage"), ("prior", "dof"),
                   ("arrays", "prior_mean"), ("arrays", "prior_scale")):
         for value in FUZZ_VALUES:
-            h = json.loads(json.dumps(header))
-            target = h
-            for k in field[:-1]:
-                target = target[k]
-            target[field[-1]] = value
-            _write_members(bad, dict(members, **{"header.json": json.dumps(h).encode()}))
+            _write_members(bad, dict(members, **{"header.json": _edited(header, field, value)}))
             try:
                 model = emix.load(bad)
             except emix.ModelFileError:
@@ -308,6 +290,16 @@ def test_every_prior_field_replaced_by_junk(tmp_path, data):
             assert np.isfinite(model.score(data)), (field, value)
     # 1.5 and 1e300, as shrinkage or as dof, are valid hyperparameters
     assert n_loaded == 4
+
+
+def _edited(header, field, value):
+    """JSON bytes of a copy of ``header`` with ``header[field[0]][field[1]]...`` set to ``value``."""
+    h = json.loads(json.dumps(header))
+    target = h
+    for k in field[:-1]:
+        target = target[k]
+    target[field[-1]] = value
+    return json.dumps(h).encode()
 
 
 def _all_paths(obj, prefix=()):
@@ -334,12 +326,7 @@ def test_integers_too_large_for_a_float_give_model_file_error(tmp_path, data):
     refused = set()
     for field in _all_paths(header):
         for value in (10**400, -(10**400)):
-            h = json.loads(json.dumps(header))
-            target = h
-            for k in field[:-1]:
-                target = target[k]
-            target[field[-1]] = value
-            _write_members(bad, dict(members, **{"header.json": json.dumps(h).encode()}))
+            _write_members(bad, dict(members, **{"header.json": _edited(header, field, value)}))
             try:
                 model = emix.load(bad)
             except emix.ModelFileError:

@@ -140,17 +140,21 @@ class _Progress:
         self.bar = None
         self.init = None
 
+    def _open(self, total, unit, **kw):
+        """Start the tqdm bar (imported lazily); False, and progress off, without tqdm."""
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            self.enabled = False
+            return False
+        self.bar = tqdm(total=total, delay=1.0, file=sys.stderr, leave=False, dynamic_ncols=True, unit=unit, **kw)
+        return True
+
     def __call__(self, info):
         if not self.enabled:
             return
-        if self.bar is None:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                self.enabled = False
-                return
-            self.bar = tqdm(total=info["max_iter"], delay=1.0, file=sys.stderr, leave=False,
-                            dynamic_ncols=True, unit="iter")
+        if self.bar is None and not self._open(info["max_iter"], "iter"):
+            return
         if info["n_iter"] == 1 or info["init"] != self.init:
             if info["n_iter"] == 1 and info["init"] == 0:
                 self.fits += 1
@@ -170,14 +174,8 @@ class _Progress:
         bar of ``-j N``, whose fits run in worker processes)."""
         if not self.enabled:
             return
-        if self.bar is None:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                self.enabled = False
-                return
-            self.bar = tqdm(total=info["total"], delay=1.0, file=sys.stderr, leave=False,
-                            dynamic_ncols=True, unit="fit", desc=self.desc)
+        if self.bar is None and not self._open(info["total"], "fit", desc=self.desc):
+            return
         row = info["row"]
         self.bar.set_postfix_str(f"last K={row['n_components']} {row['covariance_type']}", refresh=False)
         self.bar.update(info["done"] - self.bar.n)

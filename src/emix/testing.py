@@ -106,8 +106,39 @@ def oracle_score_samples(X, weights, means, full_covariances):
     return _logsumexp(lp + np.log(np.asarray(weights, dtype=np.float64)), axis=1)
 
 
+def model_file_members(path):
+    """``{name: bytes}`` of the members of a model file (a zip), for tests
+    that tamper with model files."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def write_model_file_members(path, members):
+    """Write ``{name: bytes}`` as a zip at ``path`` (no validation: the point
+    is to write broken or hostile model files)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, raw in members.items():
+            zf.writestr(name, raw)
+
+
+def npy_bytes(a, allow_pickle=False):
+    """The ``.npy`` serialization of ``a`` as bytes."""
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asanyarray(a), allow_pickle=allow_pickle)
+    return buf.getvalue()
+
+
 __all__ = [
     "assert_mixture_allclose",
+    "model_file_members",
+    "npy_bytes",
+    "write_model_file_members",
     "make_mixture",
     "match_components",
     "oracle_log_prob",
