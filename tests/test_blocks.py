@@ -144,3 +144,32 @@ def test_n_threads_is_validated():
     X = np.random.default_rng(0).normal(size=(50, 2))
     with pytest.raises(ValueError, match="n_threads must be >= 1. Got 0"):
         emix.GaussianMixture(2, n_threads=0).fit(X)
+
+
+def test_inference_holds_no_n_by_k_array():
+    """predict, score_samples and fit_predict work block by block: their peak
+    traced memory stays far below one (n, K) float64 array (measured, with
+    tracemalloc, not timed)."""
+    import tracemalloc
+    import warnings
+
+    import emix
+
+    rng = np.random.default_rng(0)
+    n, K = 500_000, 20  # large enough that block temporaries (a few MB) are not the peak
+    X = rng.standard_normal((n, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm = emix.GaussianMixture(K, max_iter=2, random_state=0, init_params="random_from_data").fit(X[:5000])
+    nk_bytes = n * K * 8
+    for method in ("predict", "score_samples"):
+        tracemalloc.start()
+        out = getattr(gm, method)(X)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert out.shape == (n,)
+        assert peak < nk_bytes / 4, (method, peak, nk_bytes)
+    # the blockwise results are those of the whole-array formulas
+    wlp = gm._weighted_log_prob(X)
+    np.testing.assert_array_equal(gm.predict(X), np.argmax(wlp, axis=1))
+    np.testing.assert_allclose(gm.score_samples(X), np.log(np.exp(wlp).sum(axis=1)), rtol=1e-12)

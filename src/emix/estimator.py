@@ -452,8 +452,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         with threadpool_limits(limits=1, user_api="blas"):
             best = self._em_restarts(reducer, params0, structure, prior=prior, parallel=True)
             self._set_fitted(best, structure)
-            # the final E-step makes fit_predict(X) agree with fit(X).predict(X)
-            return self._labels(self._log_resp(X)[1])
+            # the final E-step makes fit_predict(X) agree with fit(X).predict(X);
+            # block by block, so no (n, K) array is held
+            return self._by_blocks(X, lambda Xb, p, s: self._labels(em.log_resp(Xb, p, s)[1]))
 
     def _labels(self, lp):
         """argmax over the columns; the noise column (last, when there is one) is -1."""
@@ -829,6 +830,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         parts = [em.log_resp(Xb, params, structure) for Xb, _ in self._reducer(X).blocks()]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
+    def _by_blocks(self, X, fn):
+        """``fn(X_block, params, structure)`` over the blocks of ``X``,
+        concatenated: per-row results without an (n, K) temporary."""
+        params, structure = self._params(), self._structure()
+        return self._reducer(X).map(lambda Xb: fn(Xb, params, structure))
+
     def _weighted_log_prob(self, X):
         reducer = self._reducer(X)
         params, structure = self._params(), self._structure()
@@ -847,7 +854,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             self._check_noise_inference("PyTorch/CuPy arrays")
             return _aa.score_samples(self, X)
         X = self._check_X(X)
-        return logsumexp(self._weighted_log_prob(X), axis=1)
+        return self._by_blocks(X, lambda Xb, p, s: logsumexp(em.weighted_log_prob(Xb, p, s), axis=1))
 
     def score(self, X, y=None, sample_weight=None):
         """Mean (weighted) log-likelihood of ``X``."""
@@ -870,7 +877,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             self._check_noise_inference("PyTorch/CuPy arrays")
             return _aa.predict(self, X)
         X = self._check_X(X)
-        return self._labels(self._weighted_log_prob(X))
+        return self._by_blocks(X, lambda Xb, p, s: self._labels(em.weighted_log_prob(Xb, p, s)))
 
     def predict_proba(self, X):
         """Responsibilities: posterior probability of each component for each row.
