@@ -344,6 +344,20 @@ def test_select_table_model_plot(data_csv, tmp_path, capsys):
         assert bic[(r["n_components"], r["covariance_type"])] == pytest.approx(r["bic"], rel=1e-9)
 
 
+def test_select_keeps_the_users_model_names_and_fits_each_model_once(data_csv, tmp_path, capsys):
+    """VVV stays VVV (as in Python), and 'VVV,full' (one model, two names) is fitted once."""
+    table = tmp_path / "grid.csv"
+    code, stdout, err = run(["select", data_csv, "-k", "2", "--covariance", "VVV,full,EEE", "--seed", 0,
+                             "--table", table], capsys)
+    assert code == 0, err
+    header, rows = read_csv(table)
+    assert sorted(r[1] for r in rows) == ["EEE", "VVV"]
+    model = tmp_path / "m.emix"
+    code, _, err = run(["fit", data_csv, "-k", "2", "--covariance", "VVV", "--seed", 0, "-o", model], capsys)
+    assert code == 0, err
+    assert emix.load(model).covariance_type == "VVV"
+
+
 def test_sample_score_info(model_file, data_csv, tmp_path, capsys):
     out = tmp_path / "s.csv"
     code, _, err = run(["sample", model_file, "-n", 50, "--seed", 3, "-o", out], capsys)

@@ -105,7 +105,8 @@ def _covariance(s):
     if s not in structure_names():
         raise argparse.ArgumentTypeError(
             f"unknown covariance type {s!r}; choose from {', '.join(_structures())}")
-    return get_structure(s).name
+    get_structure(s)
+    return s  # the user's spelling, as GaussianMixture keeps it (VVV stays VVV, not full)
 
 
 def _covariance_list(s):
@@ -113,10 +114,16 @@ def _covariance_list(s):
         return None  # select's default: mclust's models for the data's dimension
     if s.strip().lower() == "sklearn":
         return ["full", "tied", "diag", "spherical"]
+    from .families.gaussian import get_structure
+
     out = [_covariance(t.strip()) for t in s.split(",") if t.strip()]
     if not out:
         raise argparse.ArgumentTypeError("expected 'all' or a comma-separated list of covariance types")
-    return list(dict.fromkeys(out))
+    # one fit per model: 'VVV,full' are the same model under two names (the first is kept)
+    unique = {}
+    for name in out:
+        unique.setdefault(id(get_structure(name)), name)
+    return list(unique.values())
 
 
 def _split_names(values):
@@ -607,7 +614,7 @@ def cmd_info(args):
     else:
         print(f"model file: {args.model}")
         print(_summary(model))
-        print(f"mean log-likelihood at the end of the fit: {model.lower_bound_:.6f}")
+        print(f"mean log-likelihood {model.lower_bound_:.6f} (lower_bound_: entering the last EM iteration)")
     return 0
 
 
@@ -761,7 +768,7 @@ def build_parser():
     em = argparse.ArgumentParser(add_help=False)
     e = em.add_argument_group("EM")
     e.add_argument("--n-init", type=_positive_int, default=None, help="restarts; the best is kept (default 1)")
-    e.add_argument("--max-iter", type=_positive_int, default=None, help="EM iterations per restart (default 100)")
+    e.add_argument("--max-iter", type=_positive_int, default=None, help="EM iterations per restart (default 100; select/report: 1000)")
     e.add_argument("--tol", type=_nonneg_float, default=None,
                    help="stop when the mean log-likelihood gains less (default 1e-3; select/report: 1e-5)")
     e.add_argument("--reg-covar", type=_nonneg_float, default=None,
@@ -785,13 +792,13 @@ def build_parser():
     sel = argparse.ArgumentParser(add_help=False)
     s = sel.add_argument_group("model selection")
     s.add_argument("-k", "--n-components", type=_k_range, default=list(range(1, 10)), metavar="K",
-                   help="numbers of components to try: 3, 1..9, 2,4,6 (default 1..9)")
+                   help="numbers of components to try: 3, 1..9, 2,4,6 (default 1..9; demo: 1..6)")
     s.add_argument("--covariance", type=_covariance_list, default=None, metavar="all|sklearn|LIST",
                    help="covariance types to try, comma-separated; all = mclust's 14 models (E, V for "
                         "one feature), the default; sklearn = full,tied,diag,spherical")
     s.add_argument("--criterion", choices=["bic", "icl", "aic"], default="bic", help="(default bic)")
     s.add_argument("-j", "--jobs", type=int, default=None,
-                   help="worker processes for the grid (-1: all cores; default 1); the progress bar counts "
+                   help="worker processes for the grid (-1: all cores; default 1; demo: -1); the progress bar counts "
                         "EM iterations with 1, finished fits otherwise")
 
     from . import __version__
