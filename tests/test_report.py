@@ -83,3 +83,19 @@ def test_report_without_selection_escapes_names():
     assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html and "y &amp; z" in html
     assert "No selection was run" in html
     assert len(p.imgs) == 3
+
+
+def test_report_shows_noise_prior_and_equal_proportions():
+    """A model with mclust's options says so in its report: the noise weight and
+    volume, a noise row in the components table with the rows labelled -1, the
+    prior and equal proportions (the weights alone would not sum to one)."""
+    X, names = load_faithful()
+    m = emix.GaussianMixture(2, random_state=0, noise="box", prior="default", equal_proportions=True).fit(X)
+    html = build_report(m, X, feature_names=names)
+    assert f"weight {float(m.noise_weight_):.4g}" in html
+    assert "noise (−1)" in html
+    n_noise = int(np.sum(m.predict(X) == -1))
+    assert f"noise (−1)</td><td>{float(m.noise_weight_):.4g}</td><td>{n_noise:,}" in html.replace("\n", "")
+    assert "default conjugate prior (MAP fit)" in html and "equalPro" in html
+    plain = build_report(emix.GaussianMixture(2, random_state=0).fit(X), X, feature_names=names)
+    assert "noise component" not in plain and "prior" not in plain.lower().split("<section id=\"model\">")[1]

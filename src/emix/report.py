@@ -179,12 +179,29 @@ def _model_section(model, X, names, sample_weight, resp):
         ["EM iterations", model.n_iter_], ["converged", _num(bool(model.converged_))],
         ["tol / reg_covar / n_init", f"{model.tol:g} / {model.reg_covar:g} / {model.n_init}"],
     ]
+    noise_weight = getattr(model, "noise_weight_", None)
+    if noise_weight is not None:
+        logv = float(model.noise_log_volume_)
+        volume = f"{math.exp(logv):.6g}" if abs(logv) < 700 else f"exp({logv:.6g})"  # exp overflows at 710
+        stats.append(["noise component", f"weight {_num(float(noise_weight))}, hyper-volume {volume} "
+                                          "(its rows are labelled −1; the Gaussian weights sum to 1 − this)"])
+    prior = getattr(model, "prior", None)
+    if prior is not None:
+        stats.append(["prior", "mclust's default conjugate prior (MAP fit)" if isinstance(prior, str)
+                      else f"conjugate prior (MAP fit): shrinkage {prior.shrinkage:g}, dof {prior.dof:g}"])
+    if getattr(model, "equal_proportions", False):
+        stats.append(["equal proportions", "yes (mclust's equalPro)"])
     labels = np.argmax(resp, axis=1)
-    counts = np.bincount(labels, minlength=K)
+    counts = np.bincount(labels, minlength=resp.shape[1])
     unc = 1.0 - resp.max(axis=1)
-    comp = [[k, _num(float(model.weights_[k])), f"{counts[k]:,}",
-             _fixed(float(np.mean(unc[labels == k])), 3) if counts[k] else "–"]
-            + [_num(float(m)) for m in model.means_[k]] for k in range(K)]
+
+    def row(k, name, weight):
+        return [name, _num(float(weight)), f"{counts[k]:,}",
+                _fixed(float(np.mean(unc[labels == k])), 3) if counts[k] else "–"]
+
+    comp = [row(k, k, model.weights_[k]) + [_num(float(m)) for m in model.means_[k]] for k in range(K)]
+    if noise_weight is not None and resp.shape[1] > K:
+        comp.append(row(K, "noise (−1)", noise_weight) + ["–"] * D)
     covs = full_covariances(model)
     sds = [[k] + [_num(math.sqrt(max(covs[k, j, j], 0.0))) for j in range(D)] for k in range(K)]
     parts = [
