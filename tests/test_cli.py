@@ -523,3 +523,23 @@ def test_missing_optional_package_names_the_extra(tmp_path, monkeypatch, capsys)
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
     code, _, err = run(["fit", p, "-k", 1, "-o", tmp_path / "m"], capsys)
     assert code == 1 and 'pip install "emix[io]"' in err and "pyarrow" in err
+
+
+def test_predict_keeps_integer_columns_integer(model_file, tmp_path, capsys):
+    """An id column of integers passes through predict as integers (it came
+    out as 0.0, 1.0, ... in Parquet); integer feature columns still fit."""
+    pa = pytest.importorskip("pyarrow.parquet")
+    X = load_faithful()[0]
+    src = tmp_path / "with_id.csv"
+    with open(src, "w") as fh:
+        fh.write("id,eruptions,waiting\n")
+        for i, (a, b) in enumerate(X):
+            fh.write(f"{1000 + i},{a},{int(b)}\n")  # waiting is integer-valued in Old Faithful
+    out = tmp_path / "pred.parquet"
+    code, _, err = run(["predict", model_file, src, "--columns", "eruptions,waiting", "-o", out], capsys)
+    assert code == 0, err
+    table = pa.read_table(out)
+    assert str(table.schema.field("id").type) == "int64"
+    assert table.column("id").to_pylist()[:3] == [1000, 1001, 1002]
+    ref = emix.load(model_file).predict(X)
+    assert table.column("label").to_pylist() == ref.tolist()

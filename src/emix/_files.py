@@ -113,7 +113,15 @@ def _detect_header(first_row):
 
 
 def _column_from_strings(values):
-    """float64 if every non-missing value parses, else the strings (object)."""
+    """int64 if every value is an integer (so ids and counts pass through
+    ``predict`` as integers), else float64 if every non-missing value parses,
+    else the strings (object)."""
+    try:
+        ints = [int(v) for v in values]
+        if ints and all(-(2**63) <= i < 2**63 for i in ints):
+            return np.array(ints, dtype=np.int64)
+    except ValueError:
+        pass
     out = np.empty(len(values), dtype=np.float64)
     for i, v in enumerate(values):
         try:
@@ -155,7 +163,9 @@ def _read_text(data, path, delimiter=None, header=None):
         cols = {}
         for name in frame.columns:
             s = frame[name]
-            if s.dtype.kind in "fiub":
+            if s.dtype.kind == "i" and not s.isna().any():
+                cols[str(name)] = s.to_numpy(dtype=np.int64)  # ids and counts stay integers
+            elif s.dtype.kind in "fiub":
                 cols[str(name)] = s.to_numpy(dtype=np.float64, na_value=np.nan)
             else:
                 vals = s.astype(str).where(s.notna(), "").tolist()
