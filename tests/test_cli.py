@@ -543,3 +543,16 @@ def test_predict_keeps_integer_columns_integer(model_file, tmp_path, capsys):
     assert table.column("id").to_pylist()[:3] == [1000, 1001, 1002]
     ref = emix.load(model_file).predict(X)
     assert table.column("label").to_pylist() == ref.tolist()
+
+
+def test_fit_jobs_runs_restarts_in_parallel_with_the_same_result(data_csv, tmp_path, capsys):
+    a, b = tmp_path / "a.emix", tmp_path / "b.emix"
+    for out, jobs in ((a, []), (b, ["-j", "2"])):
+        code, _, err = run(["fit", data_csv, "-k", "3", "--n-init", "3", "--init", "k-means++", "--seed", 0,
+                            "-o", out, "-q", *jobs], capsys)
+        assert code == 0, err
+    ma, mb = emix.load(a), emix.load(b)
+    np.testing.assert_array_equal(ma.means_, mb.means_)
+    assert ma.lower_bound_ == mb.lower_bound_ and mb.n_jobs == 2
+    code, _, err = run(["fit", data_csv, "-k", "3", "-j", "0", "-o", tmp_path / "c.emix"], capsys)
+    assert code == 2 and "got 0" in err

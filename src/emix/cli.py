@@ -51,6 +51,17 @@ def _positive_int(s):
     return v
 
 
+def _jobs(s):
+    """Worker count: a positive integer, or -1 (all cores), -2 (all but one) ..."""
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of workers like 2 or -1, got {s!r}") from None
+    if v == 0:
+        raise argparse.ArgumentTypeError("expected a number of workers like 2 or -1 (all cores), got 0")
+    return v
+
+
 def _nonneg_float(s):
     try:
         v = float(s)
@@ -404,7 +415,7 @@ def cmd_fit(args):
     table, X, names, w = _read(args)
     with _Progress(args) as progress:
         model = GaussianMixture(args.n_components, covariance_type=args.covariance, random_state=args.seed,
-                                callback=progress, **_gm_kwargs(args))
+                                callback=progress, n_jobs=args.jobs, **_gm_kwargs(args))
         model.fit(X, sample_weight=w)
     model.set_params(callback=None)
     _set_names(model, table, names)
@@ -797,7 +808,7 @@ def build_parser():
                    help="covariance types to try, comma-separated; all = mclust's 14 models (E, V for "
                         "one feature), the default; sklearn = full,tied,diag,spherical")
     s.add_argument("--criterion", choices=["bic", "icl", "aic"], default="bic", help="(default bic)")
-    s.add_argument("-j", "--jobs", type=int, default=None,
+    s.add_argument("-j", "--jobs", type=_jobs, default=None,
                    help="worker processes for the grid (-1: all cores; default 1; demo: -1); the progress bar counts "
                         "EM iterations with 1, finished fits otherwise")
 
@@ -817,6 +828,9 @@ def build_parser():
     c.add_argument("--covariance", type=_covariance, default="full", metavar="TYPE",
                    help=f"covariance structure: {', '.join(_structures())} (default full)")
     c.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write")
+    c.add_argument("-j", "--jobs", type=_jobs, default=None,
+                   help="run the --n-init restarts in this many worker processes (-1: all cores; "
+                        "default 1); the fit is the same whatever the number")
     big = c.add_argument_group("larger than memory")
     big.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N",
                      help="fit out of core, reading N rows at a time; DATA: a Parquet file or folder, "
