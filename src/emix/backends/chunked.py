@@ -122,6 +122,24 @@ class ChunkedReducer:
         return np.concatenate([fn(Xb) for Xb, _ in self.blocks() if Xb.shape[0]], axis=0)
 
 
+class ScaledWeights:
+    """A reducer whose steps see every block's sample weights times
+    ``scale`` (the in-memory fit's normalization to a mean weight of 1, which
+    a prior, counting in observations, is not invariant to)."""
+
+    def __init__(self, reducer, scale):
+        self.reducer = reducer
+        self.scale = float(scale)
+
+    def __call__(self, step):
+        scale = self.scale
+        return self.reducer(lambda Xb, wb: step(Xb, None if wb is None else wb * wb.dtype.type(scale)))
+
+    @property
+    def n_calls(self):
+        return getattr(self.reducer, "n_calls", None)
+
+
 # ---------------------------------------------------------------- sampling
 class Reservoir:
     """Uniform sample of ``size`` rows in one pass: keep the rows with the
@@ -182,13 +200,17 @@ def sample_seed(rng):
     return probe.randint(0, 2**32 - 1, size=4, dtype=np.int64), probe
 
 
-def scan_source(source, sample_size, seed):
+def scan_source(source, sample_size, seed, moments=False):
     """One pass over a block source: shape, dtype, row counts, finiteness,
-    and a uniform sample of ``sample_size`` rows.
+    a uniform sample of ``sample_size`` rows, and the per-feature bounds (and,
+    with ``moments``, weighted mean and covariance) of the rows with positive
+    weight.
 
     Returns a dict with ``n_samples``, ``n_features``, ``dtype``, ``n_eff``
     (rows with positive weight), ``sum_w``, ``sample`` and ``sample_weight``
-    (all rows and weights when there are at most ``sample_size`` rows).
+    (all rows and weights when there are at most ``sample_size`` rows), and
+    ``summary`` (see :func:`block_summary`; None when no row has positive
+    weight).
     """
     res = Reservoir(sample_size, seed)
     n = n_eff = 0
@@ -196,6 +218,7 @@ def scan_source(source, sample_size, seed):
     D = dtype = None
     everything = []
     any_w = False
+    summary = None
     for Xb, wb in iter_source(source):
         if D is None:
             D = Xb.shape[1]
@@ -222,6 +245,7 @@ def scan_source(source, sample_size, seed):
             n_eff += Xc.shape[0]
             sum_w += Xc.shape[0]
         res.add(Xc, wb)
+        summary = combine_summaries(summary, block_summary(Xc, wb, moments))
         if everything is not None:
             if n + Xc.shape[0] <= sample_size:
                 everything.append((np.array(Xc), wb))
@@ -240,8 +264,73 @@ def scan_source(source, sample_size, seed):
     return {
         "n_samples": n, "n_features": D, "dtype": np.dtype(dtype), "n_eff": n_eff, "sum_w": sum_w,
         "sample": rows, "sample_weight": None if w is None else w.astype(dtype), "sampled": sampled,
-        "weighted": any_w,
+        "weighted": any_w, "summary": summary,
     }
+
+
+# ---------------------------------------------------------------- data summary
+def block_summary(Xb, wb=None, moments=False):
+    """Per-feature bounds (and moments) of the rows of one block with positive
+    weight, for the noise volume and the default prior; summaries of blocks
+    are combined with :func:`combine_summaries`.
+
+    Returns None when no row has positive weight, else a dict with ``lo`` and
+    ``hi`` (per-feature min and max, in the block's dtype) and, with
+    ``moments``, in float64: ``sw`` (sum of weights), ``sw2`` (sum of
+    squared weights), ``mean`` (weighted mean) and ``m2`` (weighted scatter
+    about that mean: shifted at the block's own mean, so combining blocks
+    loses no precision to cancellation).
+    """
+    Xb = np.asarray(Xb)
+    if wb is not None:
+        wb = np.asarray(wb)
+        pos = wb > 0
+        if not pos.all():
+            Xb, wb = Xb[pos], wb[pos]
+    if Xb.shape[0] == 0:
+        return None
+    out = {"lo": Xb.min(axis=0), "hi": Xb.max(axis=0)}
+    if moments:
+        x = Xb.astype(np.float64)
+        if wb is None:
+            sw, sw2 = float(x.shape[0]), float(x.shape[0])
+            mean = x.mean(axis=0)
+            xc = x - mean
+            m2 = xc.T @ xc
+        else:
+            wf = wb.astype(np.float64)
+            sw, sw2 = float(wf.sum()), float(wf @ wf)
+            mean = (wf @ x) / sw
+            xc = x - mean
+            m2 = (xc * wf[:, None]).T @ xc
+        out.update(sw=sw, sw2=sw2, mean=mean, m2=m2)
+    return out
+
+
+def combine_summaries(a, b):
+    """Summary of the union of two blocks' rows (either may be None): min/max,
+    and the pairwise update of weighted means and scatters (Chan, Golub &
+    LeVeque 1979), in float64."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    out = {"lo": np.minimum(a["lo"], b["lo"]), "hi": np.maximum(a["hi"], b["hi"])}
+    if "m2" in a:
+        sw = a["sw"] + b["sw"]
+        delta = b["mean"] - a["mean"]
+        out.update(
+            sw=sw, sw2=a["sw2"] + b["sw2"], mean=a["mean"] + delta * (b["sw"] / sw),
+            m2=a["m2"] + b["m2"] + np.outer(delta, delta) * (a["sw"] * b["sw"] / sw),
+        )
+    return out
+
+
+def summary_mean_cov(summary):
+    """Weighted mean and covariance from a combined summary, as
+    ``np.average`` and ``np.cov(aweights=...)`` compute them (unbiased:
+    divided by ``sw - sw2 / sw``, ``n - 1`` without weights)."""
+    return summary["mean"], summary["m2"] / (summary["sw"] - summary["sw2"] / summary["sw"])
 
 
 def block_rows_for(structure, K, D, itemsize, working_memory=None):
@@ -395,6 +484,7 @@ def _expand(path, suffixes):
 
 
 __all__ = [
-    "ChunkedReducer", "DEFAULT_INIT_SAMPLE", "DEFAULT_WORKING_MEMORY_MIB", "csv_source", "is_block_source",
-    "iter_source", "npy_source", "parquet_source", "scan_source", "table_source",
+    "ChunkedReducer", "DEFAULT_INIT_SAMPLE", "DEFAULT_WORKING_MEMORY_MIB", "block_summary", "combine_summaries",
+    "csv_source", "is_block_source", "iter_source", "npy_source", "parquet_source", "scan_source",
+    "summary_mean_cov", "table_source",
 ]

@@ -382,8 +382,13 @@ def _weighted_sample_index(w, n_eff, sample_size, seed):
     return np.sort(idx)
 
 
-def scan(X, w, sample_size, seed):
-    """Shape, counts, finiteness and a uniform sample of a Dask array.
+def scan(X, w, sample_size, seed, moments=False):
+    """Shape, counts, finiteness, a uniform sample of a Dask array, and the
+    per-feature bounds (with ``moments``, also the weighted mean and
+    covariance) of its rows with positive weight: ``summary``, see
+    :func:`emix.backends.chunked.block_summary`, computed block by block
+    where the blocks lie in the same pass as the checks and combined on the
+    client in block order.
 
     The sample is the same set of rows as
     :func:`emix.backends.chunked.scan_source` draws with the same seed: the
@@ -398,10 +403,19 @@ def scan(X, w, sample_size, seed):
     n, D = X.shape
     if n == 0:
         raise ValueError("The Dask array has no rows.")
+    from .chunked import block_summary, combine_summaries
+
     checks = [da.isfinite(X).all()]
     if w is not None:
         checks += [da.isfinite(w).all(), (w < 0).any(), (w > 0).sum(), w.astype(np.float64).sum()]
-    got = dask.compute(*checks)
+    x_parts = X.to_delayed().ravel()
+    w_parts = [None] * len(x_parts) if w is None else w.to_delayed().ravel()
+    summaries = [dask.delayed(block_summary, pure=True)(xb, wb, moments) for xb, wb in zip(x_parts, w_parts)]
+    got = dask.compute(*checks, *summaries)
+    got, summaries = got[: len(checks)], got[len(checks):]
+    summary = None
+    for part in summaries:  # fixed order: the same result whatever worker computed what
+        summary = combine_summaries(summary, part)
     if not got[0]:
         raise ValueError("Input contains NaN or infinity.")
     if w is not None:
@@ -442,7 +456,7 @@ def scan(X, w, sample_size, seed):
     return {
         "n_samples": n, "n_features": D, "dtype": X.dtype, "n_eff": n_eff, "sum_w": sum_w,
         "sample": np.asarray(rows), "sample_weight": None if sw is None else np.asarray(sw, dtype=X.dtype),
-        "sampled": sampled, "weighted": w is not None,
+        "sampled": sampled, "weighted": w is not None, "summary": summary,
     }
 
 
@@ -453,17 +467,24 @@ def _block_weighted_log_prob(Xb, params, structure):
     return em.weighted_log_prob(Xb, params, structure)
 
 
+def _n_columns(params):
+    """Columns of the responsibilities: K, and one more (last) for noise."""
+    return params.n_components + (params.noise_weight is not None)
+
+
 def _block_predict(Xb, params, structure):
     if Xb.shape[0] == 0:
         return np.empty(0, dtype=np.intp)
-    return np.argmax(_block_weighted_log_prob(Xb, params, structure), axis=1)
+    labels = np.argmax(_block_weighted_log_prob(Xb, params, structure), axis=1)
+    labels[labels == params.n_components] = -1  # the noise column (absent without noise)
+    return labels
 
 
 def _block_proba(Xb, params, structure):
     from ..core import em
 
     if Xb.shape[0] == 0:
-        return np.empty((0, params.n_components), dtype=Xb.dtype)
+        return np.empty((0, _n_columns(params)), dtype=Xb.dtype)
     return np.exp(em.log_resp(Xb, params, structure)[1])
 
 
@@ -486,7 +507,7 @@ def lazy_inference(kind, X, params, structure, n_features):
         return Xd.map_blocks(_block_predict, params, structure, drop_axis=1, dtype=np.intp)
     if kind == "predict_proba":
         return Xd.map_blocks(
-            _block_proba, params, structure, chunks=(Xd.chunks[0], (params.n_components,)), dtype=Xd.dtype
+            _block_proba, params, structure, chunks=(Xd.chunks[0], (_n_columns(params),)), dtype=Xd.dtype
         )
     if kind == "score_samples":
         return Xd.map_blocks(_block_score_samples, params, structure, drop_axis=1, dtype=Xd.dtype)

@@ -86,7 +86,16 @@ def default_prior(X, n_components, sample_weight=None, shrinkage=0.01):
     n, D = X.shape
     w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     mean = np.average(X, axis=0, weights=w)
-    cov = np.atleast_2d(np.cov(X, rowvar=False, aweights=w))
+    cov = np.cov(X, rowvar=False, aweights=w)
+    return prior_from_moments(mean, cov, n_components, shrinkage)
+
+
+def prior_from_moments(mean, cov, n_components, shrinkage=0.01):
+    """:func:`default_prior` from the data's (weighted) mean and (unbiased)
+    covariance, for data seen block by block (out of core, Dask)."""
+    mean = np.asarray(mean, dtype=np.float64)
+    cov = np.atleast_2d(np.asarray(cov, dtype=np.float64))
+    D = mean.shape[0]
     return ConjugatePrior(mean=mean, shrinkage=float(shrinkage), dof=float(D + 2),
                           scale=cov / float(n_components) ** (2.0 / D))
 
@@ -156,4 +165,4 @@ def map_m_step(stats, structure, prior: ConjugatePrior, reg_covar, dtype) -> Gau
     return GaussianParams(weights=weights, means=means, covariances=cov, precisions_cholesky=prec_chol)
 
 
-__all__ = ["ConjugatePrior", "default_prior", "map_m_step", "resolve_prior"]
+__all__ = ["ConjugatePrior", "default_prior", "map_m_step", "prior_from_moments", "resolve_prior"]
