@@ -20,7 +20,7 @@ from .backends import array_api as _aa
 from .backends.reduce import DEFAULT_WORKING_MEMORY_MIB, BlockReducer, available_cores, default_block_rows
 from .core import accel, criteria, em
 from .core.init import initial_resp
-from .core.prior import resolve_prior
+from .core.prior import prior_from_moments, resolve_prior
 from .core.numerics import logsumexp
 from .core.types import FitResult, GaussianParams
 from .exceptions import ConvergenceWarning, DegenerateComponentError, DegenerateRestartWarning
@@ -309,7 +309,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if not (isinstance(self.noise, str) and self.noise == "box"):
             return float(math.log(self.noise))
         rows = X if sample_weight is None else X[sample_weight > 0]
-        span = rows.max(axis=0).astype(np.float64) - rows.min(axis=0).astype(np.float64)
+        return self._box_log_volume(rows.min(axis=0), rows.max(axis=0))
+
+    @staticmethod
+    def _box_log_volume(lo, hi):
+        """``log V`` of the box with per-feature bounds ``lo``, ``hi`` (in the
+        data's dtype): the same arithmetic in memory and out of core."""
+        span = np.asarray(hi).astype(np.float64) - np.asarray(lo).astype(np.float64)
         flat = np.flatnonzero(~(span > 0))
         if len(flat):
             raise ValueError(
@@ -435,12 +441,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         reducer = self._reducer(X, w)
         rng = check_random_state(self.random_state)
         log_volume = None if self.noise is None else self._log_volume(X, w)
-        if self.warm_start and hasattr(self, "converged_") and (
-                (self.noise is None) != (getattr(self, "noise_weight_", None) is None)):
-            raise ValueError(
-                "warm_start cannot add or remove the noise component (the previous fit was made "
-                "with a different noise setting). Fit with warm_start=False."
-            )
+        self._check_warm_noise()
 
         def params0():
             return self._initial_params(X, w, structure, rng, reducer, inits, prior=prior,
@@ -455,6 +456,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             # the final E-step makes fit_predict(X) agree with fit(X).predict(X);
             # block by block, so no (n, K) array is held
             return self._by_blocks(X, lambda Xb, p, s: self._labels(em.log_resp(Xb, p, s)[1]))
+
+    def _check_warm_noise(self):
+        if self.warm_start and hasattr(self, "converged_") and (
+                (self.noise is None) != (getattr(self, "noise_weight_", None) is None)):
+            raise ValueError(
+                "warm_start cannot add or remove the noise component (the previous fit was made "
+                "with a different noise setting). Fit with warm_start=False."
+            )
 
     def _labels(self, lp):
         """argmax over the columns; the noise column (last, when there is one) is -1."""
@@ -483,17 +492,20 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ``emix.backends.chunked.DEFAULT_INIT_SAMPLE`` rows drawn in one pass
         (all rows when there are fewer, which gives exactly the in-memory
         start); then every restart is :func:`emix.core.em.fit` with a reducer
-        that makes one pass over the data per iteration.
+        that makes one pass over the data per iteration. The same pass finds
+        what ``noise='box'`` (the bounding box of the rows with positive
+        weight) and ``prior='default'`` (their weighted mean and covariance)
+        need, so these resolve exactly as in memory.
         """
         from .backends import chunked
         from .backends import dask as dk
 
         V.check_estimator_params(self)
-        self._no_prior("out-of-core data")
-        self._no_mixing_options("out-of-core (Dask or block source) data")
+        self._check_warm_noise()
         structure = self._structure()
         rng = check_random_state(self.random_state)
         seed, advanced = chunked.sample_seed(rng)
+        default_prior = isinstance(self.prior, str) and self.prior == "default"
         K = self.n_components
         names = None
         if self._out_of_core_kind(X) == "dask":
@@ -504,16 +516,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             rows = chunked.block_rows_for(structure, K, Xd.shape[1], Xd.dtype.itemsize, self.working_memory)
             if client is not None:
                 reducer = dk.DaskReducer(Xd, wd, client, block_rows=rows)
-                info = dk.scan(*reducer._persisted, chunked.DEFAULT_INIT_SAMPLE, seed)
+                info = dk.scan(*reducer._persisted, chunked.DEFAULT_INIT_SAMPLE, seed, moments=default_prior)
             else:
-                info = dk.scan(Xd, wd, chunked.DEFAULT_INIT_SAMPLE, seed)
+                info = dk.scan(Xd, wd, chunked.DEFAULT_INIT_SAMPLE, seed, moments=default_prior)
                 reducer = chunked.ChunkedReducer(dk.local_source(Xd, wd), Xd.shape[1], Xd.dtype, rows)
         else:
             if sample_weight is not None:
                 raise ValueError(
                     "sample_weight cannot be passed with a block source; yield (X_block, w_block) pairs instead."
                 )
-            info = chunked.scan_source(X, chunked.DEFAULT_INIT_SAMPLE, seed)
+            info = chunked.scan_source(X, chunked.DEFAULT_INIT_SAMPLE, seed, moments=default_prior)
             rows = chunked.block_rows_for(structure, K, info["n_features"], info["dtype"].itemsize,
                                           self.working_memory)
             reducer = chunked.ChunkedReducer(X, info["n_features"], info["dtype"], rows)
@@ -528,13 +540,29 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         Xs, ws = info["sample"], info["sample_weight"]
+        summary = info["summary"]
+        if default_prior:
+            prior = prior_from_moments(*chunked.summary_mean_cov(summary), K)
+        else:
+            prior = resolve_prior(self.prior, Xs, K)
+        if prior is not None and info["weighted"]:  # weights to a mean of 1, as in memory
+            scale = info["n_samples"] / info["sum_w"]
+            reducer = chunked.ScaledWeights(reducer, scale)
+            ws = ws * ws.dtype.type(scale)
+        log_volume = None
+        if self.noise is not None:
+            if isinstance(self.noise, str):  # 'box': over all rows, not the sample
+                log_volume = self._box_log_volume(summary["lo"], summary["hi"])
+            else:
+                log_volume = float(math.log(self.noise))
         inits = self._check_inits(Xs, structure)
         sample_reducer = self._reducer(Xs, ws)
 
         def params0():
-            return self._initial_params(Xs, ws, structure, rng, sample_reducer, inits)
+            return self._initial_params(Xs, ws, structure, rng, sample_reducer, inits, prior=prior,
+                                        log_volume=log_volume)
 
-        best = self._em_restarts(reducer, params0, structure)
+        best = self._em_restarts(reducer, params0, structure, prior=prior)
         self._set_fitted(best, structure)
         self.n_passes_ = getattr(reducer, "n_calls", None)
         return self
@@ -702,9 +730,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _infer_out_of_core(self, kind, X):
         """predict / predict_proba / score_samples on a Dask collection (lazy)
-        or a block source (computed, concatenated)."""
+        or a block source (computed, concatenated). With a noise component,
+        ``predict`` labels noise rows -1 and ``predict_proba`` has its column
+        last, as in memory."""
         check_is_fitted(self)
-        self._check_noise_inference("out-of-core (Dask or block source) data")
         params, structure = self._params(), self._structure()
         if self._out_of_core_kind(X) == "dask":
             from .backends.dask import lazy_inference
@@ -716,7 +745,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         rows = block_rows_for(structure, self.n_components, D, self.means_.dtype.itemsize, self.working_memory)
         reducer = ChunkedReducer(X, D, self.means_.dtype, rows)
         if kind == "predict":
-            return reducer.map(lambda Xb: np.argmax(em.weighted_log_prob(Xb, params, structure), axis=1))
+            return reducer.map(lambda Xb: self._labels(em.weighted_log_prob(Xb, params, structure)))
         if kind == "predict_proba":
             return reducer.map(lambda Xb: np.exp(em.log_resp(Xb, params, structure)[1]))
         return reducer.map(lambda Xb: logsumexp(em.weighted_log_prob(Xb, params, structure), axis=1))
