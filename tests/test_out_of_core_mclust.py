@@ -156,8 +156,8 @@ def test_what_stays_unsupported_says_so(data):
     X, _ = data
     with pytest.raises(NotImplementedError, match=r"squarem.*prior"):
         GaussianMixture(3, prior="default", accelerate="squarem").fit(_source(X, 97))
-    with pytest.raises(NotImplementedError, match=r"noise='box' is supported by the in-memory numpy fit only, "
-                                                  r"not partial_fit"):
+    with pytest.raises(NotImplementedError, match=r"noise='box' is supported by fit on numpy arrays, block "
+                                                  r"sources and Dask only, not partial_fit"):
         GaussianMixture(3, noise="box").partial_fit(X)
 
 

@@ -96,8 +96,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     prior : None, 'default' or emix.core.prior.ConjugatePrior, default=None
         None fits by maximum likelihood. Otherwise the parameters are the
         posterior mode under a conjugate normal-inverse-Wishart prior (Fraley &
-        Raftery 2007); ``'default'`` is mclust's ``defaultPrior``. In-memory
-        numpy ``fit`` only. (An emix extension; see :mod:`emix.core.prior`.)
+        Raftery 2007); ``'default'`` is mclust's ``defaultPrior`` (out of
+        core and on Dask from the mean and covariance of all rows, found in
+        the initial scan). ``fit`` on numpy arrays, block sources and Dask
+        only: not ``partial_fit``, PyTorch/CuPy arrays or
+        ``accelerate='squarem'``. (An emix extension; see
+        :mod:`emix.core.prior`.)
     n_threads : int or None, default=None
         Threads working on blocks of rows at the same time (BLAS itself is
         held to one thread during ``fit``). None uses every core this process
@@ -125,13 +129,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Constrain the K Gaussian mixing weights to be equal (mclust's
         ``equalPro``): ``weights_ = (1 - noise_weight_) / K`` each. The K - 1
         weights then are not free parameters (BIC/AIC/ICL count them out).
-        In-memory numpy ``fit`` only. (An emix extension; see docs/mclust.md.)
+        ``fit`` on numpy arrays, block sources and Dask only: not
+        ``partial_fit``, PyTorch/CuPy arrays or ``accelerate='squarem'``.
+        (An emix extension; see docs/mclust.md.)
     noise : None, 'box' or float > 0, default=None
         Add a uniform noise component for outliers (Banfield & Raftery 1993;
         Fraley & Raftery 1998, 2002): ``p(x) = pi_0 / V + sum_k pi_k N(x |
         mu_k, Sigma_k)``. ``'box'``: ``V`` is the volume of the bounding box
-        of the training rows (with positive weight), mclust's default
-        ``hypvol``; a float is ``V`` itself, in the data's units. ``V`` is
+        of the training rows (with positive weight; out of core and on Dask
+        all rows, found in the initial scan, not the initialization sample),
+        mclust's default ``hypvol``; a float is ``V`` itself, in the data's units. ``V`` is
         fixed during EM, ``pi_0`` is estimated. EM starts from the usual
         initialization on all rows with ``pi_0 = 0.1`` (``NOISE_WEIGHT_INIT``)
         and the Gaussian weights scaled to ``0.9``. With noise, ``predict``
@@ -139,7 +146,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         has one more, last, column (the noise), ``score_samples`` includes
         the noise density, the criteria count one more parameter, and
         ``sample`` is not available. A ``warm_start`` fit keeps the previous
-        ``V``. In-memory numpy ``fit`` only. (An emix extension; see
+        ``V``. ``fit`` on numpy arrays, block sources and Dask only (and
+        inference on them: lazy on Dask): not ``partial_fit``, PyTorch/CuPy
+        arrays or ``accelerate='squarem'``. (An emix extension; see
         docs/mclust.md.)
 
     Attributes
@@ -281,26 +290,31 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _no_prior(self, where):
         if getattr(self, "prior", None) is not None:
             raise NotImplementedError(
-                f"prior={self.prior!r} is supported by the in-memory numpy fit only, not {where}."
+                f"prior={self.prior!r} is supported by fit on numpy arrays, block sources and Dask only, "
+                f"not {where}."
             )
 
     def _no_mixing_options(self, where):
-        """equal_proportions and noise: in-memory numpy ``fit`` only."""
+        """equal_proportions and noise: ``fit`` on numpy arrays, block sources
+        and Dask only."""
         if getattr(self, "equal_proportions", False):
             raise NotImplementedError(
-                f"equal_proportions=True is supported by the in-memory numpy fit only, not {where}."
+                f"equal_proportions=True is supported by fit on numpy arrays, block sources and Dask "
+                f"only, not {where}."
             )
         if getattr(self, "noise", None) is not None:
             raise NotImplementedError(
-                f"noise={self.noise!r} is supported by the in-memory numpy fit only, not {where}."
+                f"noise={self.noise!r} is supported by fit on numpy arrays, block sources and Dask only, "
+                f"not {where}."
             )
 
     def _check_noise_inference(self, where):
-        """A model fitted with a noise component predicts on numpy arrays only."""
+        """A model fitted with a noise component predicts on numpy arrays,
+        block sources and Dask only."""
         if getattr(self, "noise_weight_", None) is not None:
             raise NotImplementedError(
                 f"A model with a noise component (noise={self.noise!r}) supports inference on "
-                f"in-memory numpy arrays only, not {where}."
+                f"numpy arrays, block sources and Dask only, not {where}."
             )
 
     def _log_volume(self, X, sample_weight):
