@@ -1,5 +1,6 @@
 """Blocks of rows give the whole-array result to rounding."""
 
+import os
 import warnings
 
 import numpy as np
@@ -173,3 +174,28 @@ def test_inference_holds_no_n_by_k_array():
     wlp = gm._weighted_log_prob(X)
     np.testing.assert_array_equal(gm.predict(X), np.argmax(wlp, axis=1))
     np.testing.assert_allclose(gm.score_samples(X), np.log(np.exp(wlp).sum(axis=1)), rtol=1e-12)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_threaded_fit_works_in_a_forked_child():
+    """The block threads' pool is shared within a process; a child forked after
+    a threaded fit must not inherit a pool without threads (it would hang)."""
+    import emix
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30_000, 2))
+    kw = dict(max_iter=3, n_threads=2, random_state=0, init_params="random_from_data")  # no OpenMP k-means
+    emix.GaussianMixture(2, **kw).fit(X)  # the parent's pool exists
+    pid = os.fork()
+    if pid == 0:  # child: a threaded fit must finish; exit code says how it went
+        code = 1
+        try:
+            import signal
+
+            signal.alarm(60)
+            gm = emix.GaussianMixture(2, **kw).fit(X)
+            code = 0 if np.isfinite(gm.lower_bound_) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
