@@ -1,6 +1,6 @@
 """Time per row of one fused E-step + statistics pass, by block size.
 
-The numbers behind ``emix.backends.reduce.MAX_BLOCK_ROWS``: for each shape the
+The numbers behind ``emix.backends.reduce``'s block sizes: for each shape the
 same rows are processed in blocks of 1024 ... 65536 rows, one BLAS thread, and
 the time per row is printed (lower is better). Blocks whose temporaries stay in
 the cache win; very small blocks pay Python's per-call overhead.

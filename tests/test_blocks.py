@@ -161,7 +161,9 @@ def test_inference_holds_no_n_by_k_array():
     X = rng.standard_normal((n, 2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        gm = emix.GaussianMixture(K, max_iter=2, random_state=0, init_params="random_from_data").fit(X[:5000])
+        # working_memory bounds the block temporaries (4 MiB here, all threads together)
+        gm = emix.GaussianMixture(K, max_iter=2, random_state=0, init_params="random_from_data",
+                                  working_memory=4).fit(X[:5000])
     nk_bytes = n * K * 8
     for method in ("predict", "score_samples"):
         tracemalloc.start()

@@ -31,6 +31,12 @@ from .families.gaussian import get_structure
 NOISE_WEIGHT_INIT = 0.1
 
 
+def _design_width(structure, K, D):
+    """The structure's design width when its numpy kernel has one (block sizing)."""
+    width = getattr(structure, "design_width", None)
+    return None if width is None else width(K, D)
+
+
 class GaussianMixture(DensityMixin, BaseEstimator):
     """Gaussian mixture model fitted by Expectation-Maximization.
 
@@ -261,7 +267,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         rows = default_block_rows(
             # the kernels' temporaries are float64 whatever the data dtype; the
             # budget is shared by the threads working on blocks at the same time
-            X.shape[0], structure.temp_per_row(K, D), max(8, X.dtype.itemsize), budget / threads
+            X.shape[0], structure.temp_per_row(K, D), max(8, X.dtype.itemsize), budget / threads,
+            design_width=_design_width(structure, K, D),
         )
         return BlockReducer(X, sample_weight, rows, n_threads=_parallel.capped_block_threads(threads))
 

@@ -10,19 +10,35 @@ import numpy as np
 
 #: Default memory budget for the temporaries of one block, in MiB.
 DEFAULT_WORKING_MEMORY_MIB = 64
-#: Blocks larger than this gain no speed: measured on full and diag kernels
-#: for (D, K) from (2, 8) to (64, 32), time per row is lowest at 4096-8192 rows
-#: and 1.5-3x higher at 65536, where the (K, n) and design temporaries leave
-#: the cache (``python benchmarks/bench_blocks.py``).
-MAX_BLOCK_ROWS = 8192
+#: Rows per block for structures that do not say how wide their design is
+#: (see ``design_width``): time per row was lowest at 4096-8192 rows for the
+#: full and diag kernels from (D, K) = (2, 8) to (64, 32) in
+#: ``python benchmarks/bench_blocks.py``.
+DEFAULT_BLOCK_ROWS = 8192
+#: Never more rows than this in one block.
+MAX_BLOCK_ROWS = 65536
+#: Fewer rows than this per block cost more in per-block overhead than they save.
+MIN_CACHE_BLOCK_ROWS = 2048
+#: Elements of a block's design matrix (rows x ``design_width``) that keep the
+#: two GEMMs over it fast: 2**19 (4 MiB of float64). Measured in whole fits
+#: (1e6 rows): D=2, K=8 full 0.028 s per iteration at 32768-65536 rows vs 0.035
+#: at 8192; D=10, K=5 full 0.103 at 8192 vs 0.115 at 16384 and 0.18 at 65536.
+DESIGN_CACHE_ELEMS = 1 << 19
 
 
-def default_block_rows(n_samples, temp_per_row, itemsize, working_memory=None):
+def default_block_rows(n_samples, temp_per_row, itemsize, working_memory=None, design_width=None):
     """Rows per block so that the ``n x K`` responsibilities and the other
-    temporaries (``temp_per_row`` elements per row) fit ``working_memory`` MiB."""
+    temporaries (``temp_per_row`` elements per row) fit ``working_memory`` MiB,
+    and, with ``design_width`` (the rows of a structure's transposed design,
+    e.g. ``D(D+1)/2 + D + 1`` for full covariances), so that the design stays
+    about ``DESIGN_CACHE_ELEMS`` elements; else at most ``DEFAULT_BLOCK_ROWS``."""
     mib = DEFAULT_WORKING_MEMORY_MIB if working_memory is None else working_memory
-    rows = min(float(mib) * 2**20 / max(1, temp_per_row * itemsize), float(MAX_BLOCK_ROWS))
-    return max(1, min(n_samples, int(rows), MAX_BLOCK_ROWS))
+    if design_width:
+        cap = min(MAX_BLOCK_ROWS, max(MIN_CACHE_BLOCK_ROWS, DESIGN_CACHE_ELEMS // int(design_width)))
+    else:
+        cap = DEFAULT_BLOCK_ROWS
+    rows = min(float(mib) * 2**20 / max(1, temp_per_row * itemsize), float(cap))
+    return max(1, min(n_samples, int(rows), cap))
 
 
 class BlockReducer:

@@ -136,6 +136,11 @@ class Diag:
         return 5 * K + 3 * D
 
     @staticmethod
+    def design_width(K, D):
+        """Rows of the fused kernel's design ``[xc^2; xc; 1]``."""
+        return 2 * D + 1
+
+    @staticmethod
     def log_prob(X, means, prec_chol, xp=np):
         return _diag_log_prob(X, means, prec_chol * prec_chol, xp)
 

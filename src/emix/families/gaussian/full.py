@@ -34,6 +34,11 @@ class Full:
         return D * (D + 1) // 2 + 2 * D + 6 * K
 
     @staticmethod
+    def design_width(K, D):
+        """Rows of the fused kernel's transposed design (``_gram.design_T``)."""
+        return D * (D + 1) // 2 + D + 1
+
+    @staticmethod
     def log_prob(X, means, prec_chol, xp=np):
         D = X.shape[1]
         maha = _gram.mahalanobis(X, means, prec_chol, xp)
