@@ -334,8 +334,11 @@ def summary_mean_cov(summary):
 
 
 def block_rows_for(structure, K, D, itemsize, working_memory=None):
-    """Rows per sub-block within the working-memory budget."""
-    return default_block_rows(1 << 62, structure.temp_per_row(K, D), itemsize, working_memory)
+    """Rows per sub-block within the working-memory budget (and sized to the
+    kernel's design where the structure says how wide it is)."""
+    width = getattr(structure, "design_width", None)
+    return default_block_rows(1 << 62, structure.temp_per_row(K, D), itemsize, working_memory,
+                              design_width=None if width is None else width(K, D))
 
 
 # ---------------------------------------------------------------- file sources
