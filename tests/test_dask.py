@@ -28,19 +28,7 @@ from emix.testing import make_mixture  # noqa: E402
 
 ATTRS = ["weights_", "means_", "covariances_", "precisions_cholesky_"]
 
-
-@pytest.fixture(scope="module")
-def client():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # startup chatter (e.g. port warnings)
-        cluster = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None, silence_logs=50,
-        )
-        c = distributed.Client(cluster)
-    yield c
-    c.close()
-    cluster.close()
+# `client`: the 2-worker LocalCluster fixture of tests/conftest.py
 
 
 @pytest.fixture(scope="module")

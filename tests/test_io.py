@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import emix
-from emix.testing import make_mixture, model_file_members, npy_bytes, write_model_file_members
+from emix.testing import edit_model_file, make_mixture, model_file_members, npy_bytes, write_model_file_members
 
 COV_TYPES = ["full", "tied", "diag", "spherical"]
 FITTED_ARRAYS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_")
@@ -171,13 +171,7 @@ def _tampered(tmp_path, data, edit, covariance_type="full", K=2):
     """Save a model, apply edit(members, header) and write it back."""
     path = tmp_path / "m.emix"
     emix.save(_fit(data, covariance_type, K), path)
-    members = _members(path)
-    header = json.loads(members["header.json"])
-    edit(members, header)
-    members["header.json"] = json.dumps(header).encode()
-    bad = tmp_path / "bad.emix"
-    _write_members(bad, members)
-    return bad
+    return edit_model_file(path, tmp_path / "bad.emix", edit)
 
 
 def _array(members, name):

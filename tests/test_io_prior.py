@@ -10,7 +10,7 @@ import pytest
 
 import emix
 from emix.core.prior import ConjugatePrior
-from emix.testing import make_mixture, model_file_members, npy_bytes, write_model_file_members
+from emix.testing import edit_model_file, make_mixture, model_file_members, npy_bytes, write_model_file_members
 
 
 @pytest.fixture(scope="module")
@@ -152,13 +152,7 @@ def test_saving_an_unsupported_prior_writes_nothing(tmp_path, data):
 def _tampered(tmp_path, data, which, edit):
     path = tmp_path / "m.emix"
     emix.save(_fit(data, PRIORS[which]()), path)
-    members = _members(path)
-    header = json.loads(members["header.json"])
-    edit(members, header)
-    members["header.json"] = json.dumps(header).encode()
-    bad = tmp_path / "bad.emix"
-    _write_members(bad, members)
-    return bad
+    return edit_model_file(path, tmp_path / "bad.emix", edit)
 
 
 def _set(members, header, name, a):

@@ -173,20 +173,7 @@ def test_warm_start_cannot_add_noise_out_of_core(data):
 
 
 # ------------------------------------------------------------------ Dask
-@pytest.fixture(scope="module")
-def client():
-    pytest.importorskip("dask.array")
-    distributed = pytest.importorskip("distributed")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # startup chatter (e.g. port warnings)
-        cluster = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None, silence_logs=50,
-        )
-        c = distributed.Client(cluster)
-    yield c
-    c.close()
-    cluster.close()
+# `client`: the 2-worker LocalCluster fixture of tests/conftest.py
 
 
 @pytest.mark.parametrize("name", list(OPTIONS))

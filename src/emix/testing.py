@@ -125,6 +125,20 @@ def write_model_file_members(path, members):
             zf.writestr(name, raw)
 
 
+def edit_model_file(src, dst, edit):
+    """Copy the model file ``src`` to ``dst`` after ``edit(members, header)``
+    changed its members (``{name: bytes}``) and/or its parsed header in place;
+    returns ``dst``. For tests of broken or hostile model files."""
+    import json
+
+    members = model_file_members(src)
+    header = json.loads(members["header.json"])
+    edit(members, header)
+    members["header.json"] = json.dumps(header).encode()
+    write_model_file_members(dst, members)
+    return dst
+
+
 def npy_bytes(a, allow_pickle=False):
     """The ``.npy`` serialization of ``a`` as bytes."""
     import io
@@ -136,6 +150,7 @@ def npy_bytes(a, allow_pickle=False):
 
 __all__ = [
     "assert_mixture_allclose",
+    "edit_model_file",
     "model_file_members",
     "npy_bytes",
     "write_model_file_members",
