@@ -225,3 +225,11 @@ def test_stale_or_tampered_partial_fit_state(stream, tmp_path):
     save(g, tmp_path / "f.emix")
     with zipfile.ZipFile(tmp_path / "f.emix") as zf:
         assert "online" not in json.loads(zf.read("header.json")) and "online_nk.npy" not in zf.namelist()
+
+
+def test_partial_fit_says_accelerate_does_not_apply():
+    X = np.random.default_rng(0).normal(size=(200, 2))
+    gm = GaussianMixture(2, random_state=0, accelerate="squarem")
+    with pytest.warns(UserWarning, match="no effect in partial_fit"):
+        gm.partial_fit(X)
+    np.testing.assert_allclose(gm.means_, GaussianMixture(2, random_state=0).partial_fit(X).means_)

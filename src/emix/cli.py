@@ -790,7 +790,7 @@ def build_parser():
     e.add_argument("--seed", type=int, default=None, help="random seed for reproducible fits")
 
     mc = argparse.ArgumentParser(add_help=False)
-    m = mc.add_argument_group("mclust options (in-memory fits)")
+    m = mc.add_argument_group("mclust options")
     m.add_argument("--noise", type=_noise, default=None, metavar="box|V",
                    help="add a uniform noise component for outliers (predict labels its rows -1): box = "
                         "the bounding box of the data (mclust's default), or its hyper-volume V > 0")
@@ -920,9 +920,6 @@ def _check_combinations(args):
                                  ("--equal-proportions", getattr(args, "equal_proportions", False))) if on]
     if not given:
         return
-    if getattr(args, "chunk_rows", None) or getattr(args, "scheduler", None):
-        args._parser.error(f"{' and '.join(given)} cannot be combined with --chunk-rows or --scheduler "
-                           "(only the in-memory fit supports them)")
     if getattr(args, "command", None) == "report" and getattr(args, "model", None):
         args._parser.error(f"{' and '.join(given)} cannot be combined with --model (they apply when "
                            "report selects a model; --model reports on the file as it is)")

@@ -803,6 +803,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self._no_prior("partial_fit")
         self._no_mixing_options("partial_fit")
         self._check_noise_inference("partial_fit")
+        if self.accelerate is not None:
+            warnings.warn(f"accelerate={self.accelerate!r} has no effect in partial_fit (online EM takes "
+                          "one step per batch); it applies to fit.", UserWarning, stacklevel=2)
         if _xp.is_array_api_input(X):
             raise NotImplementedError(
                 "partial_fit supports numpy arrays (and array-likes) only; got a "
