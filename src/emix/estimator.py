@@ -11,7 +11,6 @@ import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
-from threadpoolctl import threadpool_limits
 
 from . import _parallel
 from . import _validation as V
@@ -471,7 +470,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         # Parallelism comes from threads over blocks of rows; BLAS itself runs one
         # thread, since its own threads on the small per-block products and the
         # per-component factorizations cost up to 10x on a busy machine.
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _parallel.one_blas_thread():
             best = self._em_restarts(reducer, params0, structure, prior=prior, parallel=True)
             self._set_fitted(best, structure)
             # the final E-step makes fit_predict(X) agree with fit(X).predict(X);

@@ -114,9 +114,7 @@ def _fit_cell(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels=None, 
     ``labels``: a shared hierarchical partition into K groups to start from;
     ``block_threads``: at most this many threads over blocks of rows (the
     cell's share of the cores when cells run in parallel)."""
-    from threadpoolctl import threadpool_limits
-
-    from ._parallel import block_threads_cap
+    from ._parallel import block_threads_cap, one_blas_thread
 
     row = dict.fromkeys(ROW_KEYS)
     row.update(n_components=int(K), covariance_type=model, converged=False, n_iter=0)
@@ -128,7 +126,7 @@ def _fit_cell(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels=None, 
     # loaded machine (11x on Old Faithful with 2 contended cores).
     # No more threads over blocks of rows than the cell's share of the cores
     # (a pool only: the blocks, and so the fit, do not change).
-    with threadpool_limits(limits=1, user_api="blas"), block_threads_cap(block_threads):
+    with one_blas_thread(), block_threads_cap(block_threads):
         return _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels, row)
 
 
