@@ -16,7 +16,7 @@ from . import _parallel
 from . import _validation as V
 from .backends import _xp
 from .backends import array_api as _aa
-from .backends.reduce import DEFAULT_WORKING_MEMORY_MIB, BlockReducer, available_cores, default_block_rows
+from .backends.reduce import DEFAULT_WORKING_MEMORY_MIB, BlockReducer, available_cores, block_rows_for
 from .core import accel, criteria, em
 from .core.init import initial_resp
 from .core.prior import prior_from_moments, resolve_prior
@@ -28,12 +28,6 @@ from .families.gaussian import get_structure
 #: Initial weight of the noise component (``noise`` set); the Gaussians start
 #: from the usual initialization on all rows with their weights scaled by 0.9.
 NOISE_WEIGHT_INIT = 0.1
-
-
-def _design_width(structure, K, D):
-    """The structure's design width when its numpy kernel has one (block sizing)."""
-    width = getattr(structure, "design_width", None)
-    return None if width is None else width(K, D)
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -263,12 +257,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         K, D = self.n_components, X.shape[1]
         threads = self._n_threads() if isinstance(X, np.ndarray) else 1
         budget = DEFAULT_WORKING_MEMORY_MIB if self.working_memory is None else self.working_memory
-        rows = default_block_rows(
-            # the kernels' temporaries are float64 whatever the data dtype; the
-            # budget is shared by the threads working on blocks at the same time
-            X.shape[0], structure.temp_per_row(K, D), max(8, X.dtype.itemsize), budget / threads,
-            design_width=_design_width(structure, K, D),
-        )
+        # the kernels' temporaries are float64 whatever the data dtype; the
+        # budget is shared by the threads working on blocks at the same time
+        rows = block_rows_for(structure, K, D, max(8, X.dtype.itemsize), budget / threads, n_samples=X.shape[0])
         return BlockReducer(X, sample_weight, rows, n_threads=_parallel.capped_block_threads(threads))
 
     def _params(self):
@@ -533,7 +524,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             wd = dk.as_dask_weights(sample_weight, Xd.chunks[0], Xd.dtype)
             names = dk.feature_names(X)
             client = dk.get_client()
-            rows = chunked.block_rows_for(structure, K, Xd.shape[1], Xd.dtype.itemsize, self.working_memory)
+            rows = block_rows_for(structure, K, Xd.shape[1], Xd.dtype.itemsize, self.working_memory)
             if client is not None:
                 reducer = dk.DaskReducer(Xd, wd, client, block_rows=rows)
                 info = dk.scan(*reducer._persisted, chunked.DEFAULT_INIT_SAMPLE, seed, moments=default_prior)
@@ -546,7 +537,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                     "sample_weight cannot be passed with a block source; yield (X_block, w_block) pairs instead."
                 )
             info = chunked.scan_source(X, chunked.DEFAULT_INIT_SAMPLE, seed, moments=default_prior)
-            rows = chunked.block_rows_for(structure, K, info["n_features"], info["dtype"].itemsize,
+            rows = block_rows_for(structure, K, info["n_features"], info["dtype"].itemsize,
                                           self.working_memory)
             reducer = chunked.ChunkedReducer(X, info["n_features"], info["dtype"], rows)
         if info["sampled"]:
@@ -759,7 +750,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             from .backends.dask import lazy_inference
 
             return lazy_inference(kind, X, params, structure, self.n_features_in_)
-        from .backends.chunked import ChunkedReducer, block_rows_for
+        from .backends.chunked import ChunkedReducer
 
         D = self.n_features_in_
         rows = block_rows_for(structure, self.n_components, D, self.means_.dtype.itemsize, self.working_memory)

@@ -31,7 +31,7 @@ import os
 
 import numpy as np
 
-from .reduce import DEFAULT_WORKING_MEMORY_MIB, default_block_rows
+from .reduce import DEFAULT_WORKING_MEMORY_MIB
 
 #: Rows drawn (uniformly, without replacement) to initialize on big data.
 DEFAULT_INIT_SAMPLE = 100_000
@@ -331,14 +331,6 @@ def summary_mean_cov(summary):
     ``np.average`` and ``np.cov(aweights=...)`` compute them (unbiased:
     divided by ``sw - sw2 / sw``, ``n - 1`` without weights)."""
     return summary["mean"], summary["m2"] / (summary["sw"] - summary["sw2"] / summary["sw"])
-
-
-def block_rows_for(structure, K, D, itemsize, working_memory=None):
-    """Rows per sub-block within the working-memory budget (and sized to the
-    kernel's design where the structure says how wide it is)."""
-    width = getattr(structure, "design_width", None)
-    return default_block_rows(1 << 62, structure.temp_per_row(K, D), itemsize, working_memory,
-                              design_width=None if width is None else width(K, D))
 
 
 # ---------------------------------------------------------------- file sources

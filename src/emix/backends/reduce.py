@@ -41,6 +41,14 @@ def default_block_rows(n_samples, temp_per_row, itemsize, working_memory=None, d
     return max(1, min(n_samples, int(rows), cap))
 
 
+def block_rows_for(structure, K, D, itemsize, working_memory=None, n_samples=1 << 62):
+    """:func:`default_block_rows` for a covariance structure: its temporaries
+    per row and, when its numpy kernel has one, its design width."""
+    width = getattr(structure, "design_width", None)
+    return default_block_rows(n_samples, structure.temp_per_row(K, D), itemsize, working_memory,
+                              design_width=None if width is None else width(K, D))
+
+
 class BlockReducer:
     """Sum ``step(X[i:j], w[i:j])`` over consecutive blocks of rows.
 
