@@ -314,18 +314,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 f"numpy arrays, block sources and Dask only, not {where}."
             )
 
-    def _log_volume(self, X, sample_weight):
-        """``log V`` of the noise component: the bounding box of the rows with
-        positive weight for ``noise='box'``, else ``log(noise)``."""
+    def _log_volume(self, bounds):
+        """``log V`` of the noise component (None without one): for
+        ``noise='box'`` the box ``bounds()`` returns, the per-feature ``(lo,
+        hi)`` of the rows with positive weight (in memory from the array, out
+        of core from the initial scan), else ``log(noise)``."""
+        if self.noise is None:
+            return None
         if not (isinstance(self.noise, str) and self.noise == "box"):
             return float(math.log(self.noise))
-        rows = X if sample_weight is None else X[sample_weight > 0]
-        return self._box_log_volume(rows.min(axis=0), rows.max(axis=0))
-
-    @staticmethod
-    def _box_log_volume(lo, hi):
-        """``log V`` of the box with per-feature bounds ``lo``, ``hi`` (in the
-        data's dtype): the same arithmetic in memory and out of core."""
+        lo, hi = bounds()
         span = np.asarray(hi).astype(np.float64) - np.asarray(lo).astype(np.float64)
         flat = np.flatnonzero(~(span > 0))
         if len(flat):
@@ -451,7 +449,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         inits = self._check_inits(X, structure)
         reducer = self._reducer(X, w)
         rng = check_random_state(self.random_state)
-        log_volume = None if self.noise is None else self._log_volume(X, w)
+        def bounds():
+            rows = X if w is None else X[w > 0]
+            return rows.min(axis=0), rows.max(axis=0)
+
+        log_volume = self._log_volume(bounds)
         self._check_warm_noise()
 
         def params0():
@@ -560,12 +562,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             scale = info["n_samples"] / info["sum_w"]
             reducer = chunked.ScaledWeights(reducer, scale)
             ws = ws * ws.dtype.type(scale)
-        log_volume = None
-        if self.noise is not None:
-            if isinstance(self.noise, str):  # 'box': over all rows, not the sample
-                log_volume = self._box_log_volume(summary["lo"], summary["hi"])
-            else:
-                log_volume = float(math.log(self.noise))
+        log_volume = self._log_volume(lambda: (summary["lo"], summary["hi"]))  # all rows, not the sample
         inits = self._check_inits(Xs, structure)
         sample_reducer = self._reducer(Xs, ws)
 
