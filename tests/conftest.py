@@ -35,3 +35,15 @@ def client():
     yield c
     c.close()
     cluster.close()
+
+
+@pytest.fixture(scope="module")
+def data_csv(tmp_path_factory):
+    """A copy of the shipped Old Faithful CSV (the command-line tests' data)."""
+    import shutil
+
+    from emix.datasets import faithful_path
+
+    p = tmp_path_factory.mktemp("data") / "faithful.csv"
+    shutil.copyfile(faithful_path(), p)
+    return p

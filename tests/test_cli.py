@@ -39,14 +39,6 @@ def read_csv(path_or_text, text=False):
 
 
 @pytest.fixture(scope="module")
-def data_csv(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    p = d / "faithful.csv"
-    shutil.copyfile(faithful_path(), p)
-    return p
-
-
-@pytest.fixture(scope="module")
 def model_file(data_csv, tmp_path_factory):
     out = tmp_path_factory.mktemp("model") / "m.emix"
     assert main(["fit", str(data_csv), "-k", "2", "--seed", "0", "-o", str(out), "-q"]) == 0

@@ -7,14 +7,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
 
 import emix
 from emix.cli import main
-from emix.datasets import faithful_path, load_faithful
+from emix.datasets import load_faithful
 
 pytestmark = pytest.mark.filterwarnings("ignore:X does not have valid feature names")
 
@@ -29,13 +28,6 @@ def read_csv(path):
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
     return rows[0], rows[1:]
-
-
-@pytest.fixture(scope="module")
-def data_csv(tmp_path_factory):
-    p = tmp_path_factory.mktemp("data") / "faithful.csv"
-    shutil.copyfile(faithful_path(), p)
-    return p
 
 
 @pytest.fixture(scope="module")

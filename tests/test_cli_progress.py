@@ -5,23 +5,15 @@ emix.select's cell_callback that feeds it."""
 from __future__ import annotations
 
 import io
-import shutil
 import sys
 
 import pytest
 
 import emix
 from emix.cli import main
-from emix.datasets import faithful_path, load_faithful
+from emix.datasets import load_faithful
 
 pytestmark = pytest.mark.filterwarnings("ignore:X does not have valid feature names")
-
-
-@pytest.fixture(scope="module")
-def data_csv(tmp_path_factory):
-    p = tmp_path_factory.mktemp("data") / "faithful.csv"
-    shutil.copyfile(faithful_path(), p)
-    return p
 
 
 @pytest.fixture(scope="module")
