@@ -47,8 +47,8 @@ from .exceptions import ModelFileError
 from .families.gaussian import get_structure
 
 FORMAT = "emix-model"
-FORMAT_VERSION = 2  # the newest version read and written
-_READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 2  # the newest version read and written (2: a prior may be stored)
+_READABLE_VERSIONS = tuple(range(1, FORMAT_VERSION + 1))
 _MAX_HEADER_BYTES = 1 << 20
 _MAX_ARRAY_BYTES = 1 << 32
 _PARAM_ARRAYS = ("weights", "means", "covariances", "precisions_cholesky")
@@ -109,7 +109,7 @@ def save(model, path):
         "format": FORMAT,
         # the lowest version that holds the model: files without a prior stay
         # readable by an emix that predates version 2
-        "format_version": 1 if prior_info is None else 2,
+        "format_version": 1 if prior_info is None else FORMAT_VERSION,
         "emix_version": __version__,
         "model": type(model).__name__,
         "params": {k: params[k] for k in _SCALAR_PARAMS if k in params},
