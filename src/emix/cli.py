@@ -323,8 +323,9 @@ def _summary(model, stats=None, names=None):
     lines.append(f"EM: {model.n_iter_} iterations, {state}; tol {model.tol:g}, n_init {model.n_init}")
     options = []
     if getattr(model, "noise_weight_", None) is not None:
-        logv = model.noise_log_volume_
-        volume = f"{math.exp(logv):.6g}" if abs(logv) < 700 else f"exp({logv:.6g})"  # exp overflows at 710
+        from .report import volume_text
+
+        volume = volume_text(float(model.noise_log_volume_))
         options.append(f"noise component weight {model.noise_weight_:.4f} (hyper-volume {volume}, "
                        f"noise={model.noise!r}; label -1)")
     prior = getattr(model, "prior", None)
@@ -511,8 +512,7 @@ def cmd_predict(args):
         return name
 
     best = np.argmax(resp, axis=1)
-    labels = np.where(best == K, -1, best) if noise else best  # as GaussianMixture.predict
-    cols[fresh(args.label_column)] = labels
+    cols[fresh(args.label_column)] = model._labels(resp)  # GaussianMixture.predict's labels: noise is -1
     cols[fresh("probability")] = resp.max(axis=1)
     if args.all_probabilities:
         for k in range(K):

@@ -166,6 +166,12 @@ def _selection_section(rows, criterion, best):
     )
 
 
+def volume_text(log_volume):
+    """A noise hyper-volume ``exp(log_volume)`` for people: the number, or
+    ``exp(...)`` where it would overflow a float (from about 710)."""
+    return f"{math.exp(log_volume):.6g}" if abs(log_volume) < 700 else f"exp({log_volume:.6g})"
+
+
 def _model_section(model, X, names, sample_weight, resp):
     from .plotting import full_covariances
 
@@ -181,8 +187,7 @@ def _model_section(model, X, names, sample_weight, resp):
     ]
     noise_weight = getattr(model, "noise_weight_", None)
     if noise_weight is not None:
-        logv = float(model.noise_log_volume_)
-        volume = f"{math.exp(logv):.6g}" if abs(logv) < 700 else f"exp({logv:.6g})"  # exp overflows at 710
+        volume = volume_text(float(model.noise_log_volume_))
         stats.append(["noise component", f"weight {_num(float(noise_weight))}, hyper-volume {volume} "
                                           "(its rows are labelled −1; the Gaussian weights sum to 1 − this)"])
     prior = getattr(model, "prior", None)
