@@ -317,7 +317,7 @@ def main():
             r1 = em["n_iter"] / sq["n_iter"] if both else np.nan
             dll = sq["loglik"] - em["loglik"] if both else np.nan
             flag = " **lower**" if dll < -SAME else ""
-            (ei, es, el), (si, ss, sl), (ki, ks, kl) = fmt(em), fmt(sq), fmt(sk)
+            (ei, es, el), (si, ss, _), (ki, ks, _) = fmt(em), fmt(sq), fmt(sk)
             (eo, eos), (so, sos) = fmt_opt(em), fmt_opt(sq)
             r2 = ratio(em.get("opt", {}).get("n_iter"), sq.get("opt", {}).get("n_iter"))
             dt = res.get("dloglik_tight", np.nan)
