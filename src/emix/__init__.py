@@ -24,6 +24,7 @@ from .exceptions import (
     NotFittedError,
 )
 from .io import load, save
+from .mixture import MixtureModel
 from .selection import select
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "DegenerateComponentError",
     "DegenerateRestartWarning",
     "GaussianMixture",
+    "MixtureModel",
     "ModelFileError",
     "NotFittedError",
     "__version__",

@@ -24,6 +24,7 @@ import numpy as np
 from ..backends import _xp
 from ..exceptions import DegenerateComponentError
 from ..families.gaussian._common import NotPositiveDefinite
+from .loop import run_em
 from .numerics import eps_nk, logsumexp, normalize_log
 from .types import FitResult, GaussianParams, SuffStats
 
@@ -229,34 +230,18 @@ def fit(
     """
     if xp is None:
         xp = _xp.namespace(params0.means)
-    params = params0
     dtype = params0.means.dtype
-    lower_bound = lower_bound0
-    history = []
-    converged = False
-    n_iter = 0
     log_volume = params0.log_volume if params0.noise_weight is not None else None
     mixing = bool(equal_proportions) or log_volume is not None
-    for n_iter in range(1, max_iter + 1):
-        prev = lower_bound
-        current = params
-        stats = reduce(lambda Xb, wb: e_step(Xb, wb, current, structure, xp))
-        if mixing:
-            params = m_step(stats, structure, reg_covar, dtype, xp, prior, equal_proportions, log_volume)
-        else:
-            params = m_step(stats, structure, reg_covar, dtype, xp, prior)
-        lower_bound = stats.loglik / stats.sum_w
-        history.append(lower_bound)
-        change = lower_bound - prev
-        if callback is not None:
-            callback(n_iter, lower_bound, change)
-        if abs(change) < tol:
-            converged = True
-            break
-    return FitResult(
-        params=params,
-        n_iter=n_iter,
-        converged=converged,
-        lower_bound=lower_bound,
-        history=tuple(history),
-    )
+
+    def e(current):
+        return reduce(lambda Xb, wb: e_step(Xb, wb, current, structure, xp))
+
+    if mixing:
+        def m(stats, _):
+            return m_step(stats, structure, reg_covar, dtype, xp, prior, equal_proportions, log_volume)
+    else:
+        def m(stats, _):
+            return m_step(stats, structure, reg_covar, dtype, xp, prior)
+
+    return run_em(e, m, params0, tol=tol, max_iter=max_iter, lower_bound0=lower_bound0, callback=callback)

@@ -1,5 +1,20 @@
-"""Component families. Today: the Gaussian family and its covariance structures."""
+"""Component families.
 
+The Gaussian family (:mod:`emix.families.gaussian`: its covariance
+structures, fused kernels and mclust's models) is fitted by
+:class:`emix.GaussianMixture`; every other family implements the small
+protocol of :mod:`emix.families.base` and is fitted by
+:class:`emix.MixtureModel`. Families are registered below, one line each.
+"""
+
+from .base import ComponentFamily, Mixture, MixtureParams, Stats
 from .gaussian import get_structure, register_structure, structure_names
+from .registry import family_names, get_family, register_family
+from .poisson import Poisson
 
-__all__ = ["get_structure", "register_structure", "structure_names"]
+register_family("poisson", Poisson)
+
+__all__ = [
+    "ComponentFamily", "Mixture", "MixtureParams", "Stats", "family_names", "get_family",
+    "get_structure", "register_family", "register_structure", "structure_names",
+]

@@ -1,0 +1,80 @@
+"""Poisson family: independent counts per column.
+
+``log p(x | lambda_k) = sum_d [x_d log lambda_kd - lambda_kd - log x_d!]``.
+Statistics: ``s[k, d] = sum_n w_n r_nk x_nd``; M-step ``lambda_kd = (s_kd +
+a) / (n_k + b)`` with an optional Gamma(a + 1, b) pseudo-count (``a = b =
+pseudo_count``; 0, the default, is maximum likelihood as in R flexmix's
+``FLXMCmvpois``). A rate of exactly 0 is the MLE of a column that is 0 in every
+row of the component; such a component gives probability 0 to a positive
+count, which the mixture handles (other components take the row).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import gammaln
+
+from ..core.numerics import eps_nk
+from .base import ComponentFamily, empty_component_check
+
+
+class Poisson(ComponentFamily):
+    """Independent Poisson counts (see the module docstring).
+
+    Parameters
+    ----------
+    pseudo_count : float >= 0, default=0
+        ``a = b`` of a Gamma prior on every rate (MAP estimate); 0 is
+        maximum likelihood.
+    """
+
+    name = "poisson"
+    param_names = ("rates",)
+
+    def __init__(self, pseudo_count=0.0):
+        self.pseudo_count = float(pseudo_count)
+        if not self.pseudo_count >= 0:
+            raise ValueError(f"pseudo_count must be >= 0. Got {pseudo_count!r}.")
+
+    def encode(self, X, meta=None):
+        X, _ = super().encode(X)
+        if np.any(X < 0) or np.any(X != np.floor(X)):
+            bad = np.argwhere((X < 0) | (X != np.floor(X)))[0]
+            raise ValueError(
+                f"The poisson family needs non-negative integer counts; row {bad[0]}, column {bad[1]} "
+                f"holds {X[bad[0], bad[1]]!r}. Use family='gaussian' for continuous data.")
+        return X, meta
+
+    def log_prob(self, X, comp):
+        lam = comp["rates"].astype(np.float64)
+        with np.errstate(divide="ignore"):
+            loglam = np.log(lam)
+        # 0 * log(0) = 0: a zero rate gives probability 1 to a zero count
+        lp = X @ np.where(lam > 0, loglam, 0.0).T - lam.sum(axis=1)[None, :] - gammaln(X + 1.0).sum(axis=1)[:, None]
+        if np.any(lam == 0):
+            zero = (lam == 0).astype(np.float64)
+            lp = np.where((X > 0).astype(np.float64) @ zero.T > 0, -np.inf, lp)
+        return lp
+
+    def suff_stats(self, X, rw, comp):
+        return {"sx": rw.T @ X}
+
+    def m_step(self, sums, nk, comp_prev):
+        empty_component_check(nk, self.name, min_size=2 * eps_nk(np.float64))
+        a = self.pseudo_count
+        return {"rates": (sums["sx"] + a) / (nk[:, None] + a)}
+
+    def n_parameters(self, comp):
+        return int(comp["rates"].size)
+
+    def sample(self, comp, counts, rng):
+        return np.vstack([rng.poisson(lam, size=(int(n), lam.shape[0])) for lam, n in zip(comp["rates"], counts)]
+                         ).astype(np.float64)
+
+    def check_params(self, comp, K, D):
+        rates = np.asarray(comp["rates"], dtype=np.float64)
+        if rates.shape != (K, D):
+            raise ValueError(f"rates must have shape ({K}, {D}). Got {rates.shape}.")
+        if not np.all(np.isfinite(rates)) or np.any(rates < 0):
+            raise ValueError("rates must be finite and >= 0.")
+        return {"rates": rates}
