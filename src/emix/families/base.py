@@ -17,7 +17,15 @@ of a component, and nothing about the mixture:
 ``n_parameters(comp)``                 free parameters of the K components
 ``sample(comp, counts, rng)``          rows drawn from each component
 ``check_params(comp, K, D)``           validation (model files, user starts)
+``config()``                           ``{"name": ..., "options": {...}}``, JSON-able:
+                                       ``get_family(name, **options)`` rebuilds it
 =====================================  ==========================================
+
+``encode``'s ``meta`` (the fitted ``encoding_``) must be JSON-able (dicts,
+lists, strings, numbers, None) so that model files store it without pickle.
+A family with ``raw_input = True`` receives the user's table (a DataFrame or
+an object array: strings, categoricals) in ``encode``; the others receive a
+validated float array.
 
 Component parameters ``comp`` are a flat ``dict`` of arrays (the names are
 the family's fitted attributes without the trailing underscore), so model
@@ -120,6 +128,13 @@ class ComponentFamily:
     param_names: tuple = ()
     #: whether rows may hold NaN (missing answers, marginalized)
     allows_missing = False
+    #: whether ``encode`` takes the user's table as is (strings, categoricals)
+    raw_input = False
+
+    def config(self):
+        """``{"name": name, "options": {...}}`` (JSON-able) that rebuilds this
+        family through :func:`emix.families.get_family`."""
+        return {"name": self.name, "options": {}}
 
     def encode(self, X, meta=None):
         """``X`` (already a 2-D float array) checked for this family; returns

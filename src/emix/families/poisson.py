@@ -36,6 +36,9 @@ class Poisson(ComponentFamily):
         if not self.pseudo_count >= 0:
             raise ValueError(f"pseudo_count must be >= 0. Got {pseudo_count!r}.")
 
+    def config(self):
+        return {"name": self.name, "options": {"pseudo_count": self.pseudo_count}}
+
     def encode(self, X, meta=None):
         X, _ = super().encode(X)
         if np.any(X < 0) or np.any(X != np.floor(X)):
