@@ -468,8 +468,9 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = not self._is_gaussian() and getattr(
-            _safe_family(self), "allows_missing", False)
+        family = None if self._is_gaussian() else _safe_family(self)
+        tags.input_tags.allow_nan = bool(getattr(family, "allows_missing", False))
+        tags.input_tags.positive_only = bool(getattr(family, "positive_only", False))
         return tags
 
 

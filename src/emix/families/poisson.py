@@ -26,26 +26,41 @@ class Poisson(ComponentFamily):
     pseudo_count : float >= 0, default=0
         ``a = b`` of a Gamma prior on every rate (MAP estimate); 0 is
         maximum likelihood.
+    allow_noninteger : bool, default=False
+        Accept non-negative real values (e.g. normalized counts), scored by
+        the Poisson formula with ``log x! = lgamma(x + 1)``: a
+        quasi-likelihood, not a normalized density off the integers (the rate
+        estimates are still the weighted means). By default anything but a
+        non-negative integer is an error.
     """
 
     name = "poisson"
     param_names = ("rates",)
+    positive_only = True
 
-    def __init__(self, pseudo_count=0.0):
+    def __init__(self, pseudo_count=0.0, allow_noninteger=False):
         self.pseudo_count = float(pseudo_count)
+        self.allow_noninteger = bool(allow_noninteger)
         if not self.pseudo_count >= 0:
             raise ValueError(f"pseudo_count must be >= 0. Got {pseudo_count!r}.")
 
     def config(self):
-        return {"name": self.name, "options": {"pseudo_count": self.pseudo_count}}
+        return {"name": self.name, "options": {"pseudo_count": self.pseudo_count,
+                                              "allow_noninteger": self.allow_noninteger}}
 
     def encode(self, X, meta=None):
         X, _ = super().encode(X)
-        if np.any(X < 0) or np.any(X != np.floor(X)):
-            bad = np.argwhere((X < 0) | (X != np.floor(X)))[0]
+        if np.any(X < 0):
+            i, j = np.argwhere(X < 0)[0]
             raise ValueError(
-                f"The poisson family needs non-negative integer counts; row {bad[0]}, column {bad[1]} "
-                f"holds {X[bad[0], bad[1]]!r}. Use family='gaussian' for continuous data.")
+                f"Negative values in data passed to the poisson family: row {i}, column {j} holds "
+                f"{float(X[i, j])!r}. Counts must be >= 0; use family='gaussian' for continuous data.")
+        if not self.allow_noninteger and np.any(X != np.floor(X)):
+            i, j = np.argwhere(X != np.floor(X))[0]
+            raise ValueError(
+                f"Non-integer values in data passed to the poisson family: row {i}, column {j} holds "
+                f"{float(X[i, j])!r}. Use family='gaussian' for continuous data, or "
+                "family_options={'allow_noninteger': True} for non-negative reals.")
         return X, meta
 
     def log_prob(self, X, comp):
