@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _parallel
+from . import _family_blocks, _parallel
 from . import _validation as V
 from ._restarts import RestartsMixin
 from .backends.reduce import DEFAULT_WORKING_MEMORY_MIB, BlockReducer, available_cores, default_block_rows
@@ -244,6 +244,8 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
         -------
         self
         """
+        if not self._is_gaussian() and _family_blocks.data_kind(X) is not None:  # out of core, Dask
+            return _family_blocks.fit(self, X, sample_weight)
         self.fit_predict(X, y, sample_weight=sample_weight)
         return self
 
@@ -257,6 +259,8 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
             labels = gm.fit_predict(X, sample_weight=sample_weight)
             self._adopt_gaussian(gm)
             return labels
+        if _family_blocks.data_kind(X) is not None:
+            return _family_blocks.infer(_family_blocks.fit(self, X, sample_weight), "predict", X)
         self._check_params()
         warm = self.warm_start and hasattr(self, "converged_") and hasattr(self, "family_")
         if warm:
@@ -383,6 +387,8 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
         if self._is_gaussian():
             check_is_fitted(self)
             return self._gm.score_samples(X)
+        if _family_blocks.data_kind(X) is not None:
+            return _family_blocks.infer(self, "score_samples", X)
         return logsumexp(self._weighted_log_prob(X), axis=1)
 
     def score(self, X, y=None, sample_weight=None):
@@ -390,6 +396,8 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
         if self._is_gaussian():
             check_is_fitted(self)
             return self._gm.score(X, sample_weight=sample_weight)
+        if _family_blocks.data_kind(X) is not None:
+            return _family_blocks.score(self, X, sample_weight)
         ll = self.score_samples(X)
         w = V.check_sample_weight(sample_weight, ll.shape[0], np.float64)
         return float(np.average(ll, weights=w))
@@ -399,6 +407,8 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
         if self._is_gaussian():
             check_is_fitted(self)
             return self._gm.predict_proba(X)
+        if _family_blocks.data_kind(X) is not None:
+            return _family_blocks.infer(self, "predict_proba", X)
         mixture, Xf = self._prepare(X)
         params = self._params()
         return self._by_blocks(Xf, lambda Xb: np.exp(mixture.log_resp(Xb, params)[1]))
@@ -408,6 +418,8 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
         if self._is_gaussian():
             check_is_fitted(self)
             return self._gm.predict(X)
+        if _family_blocks.data_kind(X) is not None:
+            return _family_blocks.infer(self, "predict", X)
         mixture, Xf = self._prepare(X)
         params = self._params()
         return self._by_blocks(Xf, lambda Xb: np.argmax(mixture.log_resp(Xb, params)[1], axis=1))
