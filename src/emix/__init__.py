@@ -26,6 +26,7 @@ from .exceptions import (
 from .io import load, save
 from .mixture import MixtureModel
 from .selection import select
+from .student_t_estimator import StudentTMixture
 
 __all__ = [
     "ConvergenceWarning",
@@ -35,6 +36,7 @@ __all__ = [
     "MixtureModel",
     "ModelFileError",
     "NotFittedError",
+    "StudentTMixture",
     "__version__",
     "load",
     "save",

@@ -13,6 +13,8 @@ from .registry import family_names, get_family, register_family
 from .poisson import Poisson
 
 register_family("poisson", Poisson)
+from .student_t import StudentT  # noqa: E402
+register_family("student_t", StudentT)
 
 __all__ = [
     "ComponentFamily", "Mixture", "MixtureParams", "Stats", "family_names", "get_family",
