@@ -95,22 +95,61 @@ def _write_atomic(path, write):
 
 
 def save(model, path):
-    """Save a fitted :class:`~emix.GaussianMixture` to ``path`` atomically.
+    """Save a fitted :class:`~emix.GaussianMixture` or :class:`~emix.MixtureModel`
+    (any family) to ``path`` atomically.
 
     The file is a zip of ``.npy`` arrays and a JSON header; it holds no pickle.
+    A :class:`~emix.MixtureModel` file records the estimator's class (one of
+    emix's own), its JSON-able constructor parameters, the family's
+    ``config()``, the fitted ``encoding_``, the fitted scalars, ``weights_``
+    and one array per ``family_.param_names`` (see the module notes).
+
+    Raises
+    ------
+    ValueError
+        If a parameter or the family's configuration cannot be stored as JSON
+        (e.g. a ``family_options`` value that is an arbitrary object).
     """
     from sklearn.utils.validation import check_is_fitted
 
+    from .mixture import MixtureModel
+
     check_is_fitted(model)
+    if isinstance(model, MixtureModel):
+        header, arrays = _mixture_parts(model)
+    else:
+        header, arrays = _gaussian_parts(model)
+        header = {"format": FORMAT, "format_version": header.pop("format_version"),
+                  "emix_version": __version__, **header}
+    _write_file(path, header, arrays)
+
+
+def _write_file(path, header, arrays):
+    header["arrays"] = {name: {"shape": list(a.shape), "dtype": a.dtype.str} for name, a in arrays.items()}
+
+    def write(fh):
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("header.json", json.dumps(header, indent=1))
+            for name, a in arrays.items():
+                buf = _io.BytesIO()
+                np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
+                zf.writestr(name + ".npy", buf.getvalue())
+
+    _write_atomic(path, write)
+
+
+def _gaussian_parts(model):
+    """``(header entries, arrays)`` of a fitted GaussianMixture: the header's
+    ``format_version`` (the lowest that holds the model), ``model``,
+    ``params``, ``random_state``, ``fitted`` and the optional ``online`` and
+    ``prior`` entries; ``arrays`` by member name (without ``.npy``)."""
     params = model.get_params()
     prior_info, prior_arrays = _prior_for_file(params.get("prior"))
     rs = params.get("random_state")
     header = {
-        "format": FORMAT,
         # the lowest version that holds the model: files without a prior stay
         # readable by an emix that predates version 2
         "format_version": 1 if prior_info is None else FORMAT_VERSION,
-        "emix_version": __version__,
         "model": type(model).__name__,
         "params": {k: params[k] for k in _SCALAR_PARAMS if k in params},
         "random_state": int(rs) if isinstance(rs, (int, np.integer)) and not isinstance(rs, bool) else None,
@@ -124,7 +163,7 @@ def save(model, path):
                 [str(v) for v in model.feature_names_in_] if hasattr(model, "feature_names_in_") else None
             ),
         },
-        "arrays": {},
+        "arrays": {},  # filled by _write_file (here for the key order of the files written before)
     }
     if getattr(model, "noise_weight_", None) is not None:
         header["fitted"]["noise_weight_"] = float(model.noise_weight_)
@@ -144,18 +183,7 @@ def save(model, path):
     if prior_info is not None:
         header["prior"] = prior_info
         arrays.update(prior_arrays)
-    for name, a in arrays.items():
-        header["arrays"][name] = {"shape": list(a.shape), "dtype": a.dtype.str}
-
-    def write(fh):
-        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("header.json", json.dumps(header, indent=1))
-            for name, a in arrays.items():
-                buf = _io.BytesIO()
-                np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
-                zf.writestr(name + ".npy", buf.getvalue())
-
-    _write_atomic(path, write)
+    return header, arrays
 
 
 def _prior_for_file(prior):
@@ -199,10 +227,12 @@ def _read_member(zf, name, limit, path):
         _fail(path, f"member {name!r} is corrupt ({exc}).")
 
 
-def _read_npy(data, name, path):
-    """A float32/float64 array from the bytes of a ``.npy`` member.
+def _read_npy(data, name, path, kinds="f"):
+    """A float32/float64 array (``kinds="f"``), or one of the numpy dtype
+    kinds ``kinds`` among float32/64, bool ("b") and 8- to 64-bit integers
+    ("iu"), from the bytes of a ``.npy`` member.
 
-    The header is read first: its dtype must be float32 or float64 (so an
+    The header is read first: its dtype must be one of those (so an
     object array is refused before anything could be unpickled) and its shape
     must match the bytes that follow (so a tiny member declaring a huge shape
     cannot make numpy allocate it).
@@ -218,8 +248,12 @@ def _read_npy(data, name, path):
             raise ValueError(f"unsupported .npy format version {version}")
     except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
         _fail(path, f"array {name!r} is corrupt or not a plain numeric array ({exc}).")
-    if dtype not in (np.float32, np.float64):
-        _fail(path, f"array {name!r} has dtype {dtype}; expected float32 or float64.")
+    allowed = [np.dtype(np.float32), np.dtype(np.float64)] if "f" in kinds else []
+    allowed += [np.dtype(t) for k, ts in (("b", "?"), ("i", "i1 i2 i4 i8"), ("u", "u1 u2 u4 u8"))
+                if k in kinds for t in ts.split()]
+    if dtype.newbyteorder("=") not in allowed:
+        expected = "float32 or float64" if kinds == "f" else f"one of {sorted({str(t) for t in allowed})}"
+        _fail(path, f"array {name!r} has dtype {dtype}; expected {expected}.")
     count = 1
     for n in shape:
         count *= int(n)
@@ -235,14 +269,18 @@ def _read_npy(data, name, path):
 def load(path):
     """Load a model written by :func:`save`, validating everything in it.
 
+    Returns
+    -------
+    model : GaussianMixture or MixtureModel (or the emix subclass of
+        MixtureModel the file names)
+
     Raises
     ------
     ModelFileError
         If the file is missing, not an emix model file, from a newer format
-        version, truncated, corrupt, or holds invalid parameters.
+        version, truncated, corrupt, names a class or family this emix does
+        not have, or holds invalid or inconsistent parameters.
     """
-    from .estimator import GaussianMixture
-
     try:
         zf = zipfile.ZipFile(os.fspath(path), "r")
     except FileNotFoundError:
@@ -253,38 +291,62 @@ def load(path):
         raw = _read_member(zf, "header.json", _MAX_HEADER_BYTES, path)
         try:
             header = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            _fail(path, f"header.json is not valid JSON ({exc}).")
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            # ValueError: json.JSONDecodeError, and integers over Python's digit limit
+            _fail(path, f"header.json is not valid JSON ({type(exc).__name__}: {str(exc):.200}).")
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             _fail(path, "header.json does not describe an emix model.")
         version = header.get("format_version")
         if isinstance(version, bool) or version not in _READABLE_VERSIONS:
             _fail(path, f"format_version {version!r} is not supported (this emix reads "
                         f"{' and '.join(map(str, _READABLE_VERSIONS))}).")
-        if header.get("model") != "GaussianMixture":
-            _fail(path, f"unknown model type {header.get('model')!r}.")
-        try:
-            params = dict(header["params"])
-            fitted = dict(header["fitted"])
-            declared = dict(header["arrays"])
-        except (KeyError, TypeError, ValueError):
-            _fail(path, "header.json lacks 'params', 'fitted' or 'arrays'.")
-        arrays = {}
-        for name in _PARAM_ARRAYS + _INIT_ARRAYS + _ONLINE_ARRAYS + _PRIOR_ARRAYS:
-            if name not in declared:
-                if name in _PARAM_ARRAYS:
-                    _fail(path, f"header declares no array {name!r}.")
-                continue
-            spec = declared[name]
-            if not isinstance(spec, dict) or not isinstance(spec.get("shape"), list):
-                _fail(path, f"the header's entry for array {name!r} is malformed: {spec!r:.80}.")
-            data = _read_member(zf, name + ".npy", _MAX_ARRAY_BYTES, path)
-            a = _read_npy(data, name, path)
-            if list(a.shape) != list(declared[name].get("shape", [])):
-                _fail(path, f"array {name!r} has shape {a.shape}, the header says {declared[name].get('shape')}.")
-            if not np.all(np.isfinite(a)):
-                _fail(path, f"array {name!r} contains NaN or infinite values.")
-            arrays[name] = a
+        kind = header.get("model")
+        if kind == "GaussianMixture":
+            params, fitted, arrays = _read_gaussian_arrays(zf, path, header)
+            return _build_gaussian(path, header, version, params, fitted, arrays)
+        classes = _mixture_classes()
+        if isinstance(kind, str) and kind in classes:
+            return _load_mixture(zf, path, header, version, classes[kind])
+        _fail(path, f"unknown model type {kind!r:.80} (this emix reads "
+                    f"{', '.join(['GaussianMixture', *classes])}).")
+
+
+def _read_gaussian_arrays(zf, path, header):
+    """``(params, fitted, arrays)`` of a GaussianMixture's header entries."""
+    try:
+        params = dict(header["params"])
+        fitted = dict(header["fitted"])
+        declared = dict(header["arrays"])
+    except (KeyError, TypeError, ValueError):
+        _fail(path, "header.json lacks 'params', 'fitted' or 'arrays'.")
+    arrays = {}
+    for name in _PARAM_ARRAYS + _INIT_ARRAYS + _ONLINE_ARRAYS + _PRIOR_ARRAYS:
+        if name not in declared:
+            if name in _PARAM_ARRAYS:
+                _fail(path, f"header declares no array {name!r}.")
+            continue
+        arrays[name] = _read_declared(zf, path, declared, name)
+    return params, fitted, arrays
+
+
+def _read_declared(zf, path, declared, name, kinds="f"):
+    """The finite array ``name`` of the file, checked against the header's
+    declared shape; ``kinds``: the numpy dtype kinds allowed."""
+    spec = declared[name]
+    if not isinstance(spec, dict) or not isinstance(spec.get("shape"), list):
+        _fail(path, f"the header's entry for array {name!r} is malformed: {spec!r:.80}.")
+    data = _read_member(zf, name + ".npy", _MAX_ARRAY_BYTES, path)
+    a = _read_npy(data, name, path, kinds)
+    if list(a.shape) != list(spec.get("shape", [])):
+        _fail(path, f"array {name!r} has shape {a.shape}, the header says {spec.get('shape')!r:.80}.")
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        _fail(path, f"array {name!r} contains NaN or infinite values.")
+    return a
+
+
+def _build_gaussian(path, header, version, params, fitted, arrays):
+    """The GaussianMixture described by its header entries and arrays."""
+    from .estimator import GaussianMixture
 
     try:
         structure = get_structure(params.get("covariance_type"))
@@ -295,10 +357,7 @@ def load(path):
     prior = _read_prior(path, header, version, arrays, arrays["means"].shape[1])
 
     init_kwargs = {k: params[k] for k in _SCALAR_PARAMS if k in params}
-    rs = header.get("random_state")
-    if rs is not None and not (isinstance(rs, int) and not isinstance(rs, bool) and 0 <= rs < 2**32):
-        _fail(path, f"random_state must be null or an integer in [0, 2**32). Got {rs!r:.80}.")
-    init_kwargs["random_state"] = rs
+    init_kwargs["random_state"] = _read_random_state(path, header.get("random_state"))
     for name in _INIT_ARRAYS:
         if name in arrays:
             init_kwargs[name] = arrays[name]
@@ -319,24 +378,11 @@ def load(path):
         model.covariances_ = arrays["covariances"]
         model.precisions_cholesky_ = arrays["precisions_cholesky"]
         model.precisions_ = structure.precisions(arrays["precisions_cholesky"])
-        model.converged_ = bool(fitted["converged_"])
-        model.n_iter_ = int(fitted["n_iter_"])
-        model.lower_bound_ = float(fitted["lower_bound_"])
-        model.lower_bounds_ = [float(v) for v in fitted["lower_bounds_"]]
-        model.n_features_in_ = int(fitted["n_features_in_"])
         if noise is not None:
             model.noise_weight_, model.noise_log_volume_ = noise
-        names = fitted.get("feature_names_in_")
-        if names is not None:
-            if len(names) != D:
-                _fail(path, f"feature_names_in_ has {len(names)} names for {D} features.")
-            model.feature_names_in_ = np.asarray([str(n) for n in names], dtype=object)
-    except (KeyError, TypeError, ValueError, OverflowError) as exc:
-        if isinstance(exc, ModelFileError):
-            raise
+    except (TypeError, ValueError, ArithmeticError) as exc:
         _fail(path, f"fitted attributes are missing or invalid ({exc}).")
-    if model.n_features_in_ != D:
-        _fail(path, f"n_features_in_ is {model.n_features_in_} but means has {D} columns.")
+    _set_fitted_scalars(path, model, fitted, D)
     if "online" in header:
         from .online import state_from_file
 
@@ -345,6 +391,40 @@ def load(path):
         except (TypeError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
             _fail(path, f"invalid partial_fit state ({exc}).")
     return model
+
+
+def _read_random_state(path, rs):
+    if rs is not None and not (isinstance(rs, int) and not isinstance(rs, bool) and 0 <= rs < 2**32):
+        _fail(path, f"random_state must be null or an integer in [0, 2**32). Got {rs!r:.80}.")
+    return rs
+
+
+def _set_fitted_scalars(path, model, fitted, D=None):
+    """converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_ (which
+    must be ``D`` unless None) and feature_names_in_ from the header's
+    ``fitted`` entry."""
+    try:
+        model.converged_ = bool(fitted["converged_"])
+        model.n_iter_ = int(fitted["n_iter_"])
+        model.lower_bound_ = float(fitted["lower_bound_"])
+        model.lower_bounds_ = [float(v) for v in fitted["lower_bounds_"]]
+        model.n_features_in_ = int(fitted["n_features_in_"])
+        if model.n_features_in_ < 1:
+            _fail(path, f"n_features_in_ must be >= 1. Got {model.n_features_in_}.")
+        names = fitted.get("feature_names_in_")
+        if names is not None:
+            n = model.n_features_in_ if D is None else D
+            if not isinstance(names, list) or not all(isinstance(v, str) for v in names):
+                _fail(path, f"feature_names_in_ must be a list of strings. Got {names!r:.80}.")
+            if len(names) != n:
+                _fail(path, f"feature_names_in_ has {len(names)} names for {n} features.")
+            model.feature_names_in_ = np.asarray([str(n) for n in names], dtype=object)
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        _fail(path, f"fitted attributes are missing or invalid ({exc}).")
+    if D is not None and model.n_features_in_ != D:
+        _fail(path, f"n_features_in_ is {model.n_features_in_} but means has {D} columns.")
 
 
 def _finite_number(v):
@@ -484,3 +564,345 @@ def _rel_close(a, b, rtol):
         return all(_rel_close(x, y, rtol) for x, y in zip(a, b))
     scale = np.max(np.abs(b)) if b.size else 0.0
     return bool(np.all(np.abs(a - b) <= rtol * scale))
+
+
+# ------------------------------------------------------------------ MixtureModel files
+#
+# A MixtureModel file (any family) is format_version 2 with ``"model"`` the
+# estimator's class name (``"MixtureModel"`` or an emix subclass exported in
+# ``emix.__all__``): an emix that reads only GaussianMixture files refuses it
+# by that name ("unknown model type 'MixtureModel'"). Header entries:
+#
+#   params      the constructor parameters (``callback`` is not stored and loads
+#               as None; ``random_state`` as for GaussianMixture), in the tagged
+#               JSON of ``_to_json``
+#   family      ``family_.config()``: ``{"name": ..., "options": {...}}``, rebuilt
+#               with ``emix.families.get_family(name, **options)``
+#   encoding    ``encoding_`` (tagged JSON)
+#   components  ``family_.param_names``; one array ``<name>.npy`` each, and
+#               ``weights.npy``
+#   fitted      converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_,
+#               feature_names_in_
+#
+# family='gaussian' delegates to GaussianMixture: its file has family
+# ``{"name": "gaussian", "options": {}}`` and, under ``gaussian``, the inner
+# GaussianMixture's own header entries (params, random_state, fitted, online,
+# prior) with its arrays as the file's arrays, read exactly as a
+# GaussianMixture file's.
+
+_JSON_MAX_DEPTH = 32
+_JSON_MAX_ARRAY_BYTES = 64 << 20
+
+
+def _mixture_classes():
+    """``{name: class}`` of the MixtureModel classes a file may name: emix's
+    exported names only (a whitelist; nothing else is ever imported)."""
+    import emix
+
+    from .mixture import MixtureModel
+
+    out = {}
+    for name in emix.__all__:
+        obj = getattr(emix, name, None)
+        if isinstance(obj, type) and issubclass(obj, MixtureModel) and obj.__name__ == name:
+            out[name] = obj
+    return out
+
+
+def _to_json(value, what, depth=0):
+    """``value`` as JSON that :func:`_from_json` turns back into an equal
+    value of the same types: JSON scalars and lists as themselves, a dict
+    with string keys (none starting with ``$``) as an object, and tagged
+    one-key objects for the rest: ``{"$tuple": [...]}``, ``{"$dict": [[k, v],
+    ...]}`` (other keys), ``{"$float": "nan"|"inf"|"-inf"}``, ``{"$numpy":
+    [dtype, value]}`` (a numpy scalar) and ``{"$ndarray": {"dtype", "shape",
+    "data"}}`` (bool, integer, float, str, or object arrays of JSON scalars).
+
+    Raises
+    ------
+    ValueError
+        For anything else (``what`` names the value in the message).
+    """
+    if depth > _JSON_MAX_DEPTH:
+        raise ValueError(f"Cannot save {what}: it is nested deeper than {_JSON_MAX_DEPTH} levels.")
+    if value is None or isinstance(value, (bool, str)) and not isinstance(value, np.generic):
+        return value if not isinstance(value, str) else str(value)
+    if isinstance(value, np.generic):
+        if value.dtype.kind in "biuf":
+            return {"$numpy": [value.dtype.str, _to_json(value.item(), what, depth + 1)]}
+        if value.dtype.kind == "U":
+            return str(value)
+    elif isinstance(value, int):
+        return int(value)
+    elif isinstance(value, float):
+        return float(value) if math.isfinite(value) else {"$float": repr(float(value))}
+    elif isinstance(value, list):
+        return [_to_json(v, what, depth + 1) for v in value]
+    elif isinstance(value, tuple):
+        return {"$tuple": [_to_json(v, what, depth + 1) for v in value]}
+    elif isinstance(value, dict):
+        if all(type(k) is str and not k.startswith("$") for k in value):
+            return {k: _to_json(v, what, depth + 1) for k, v in value.items()}
+        return {"$dict": [[_to_json(k, what, depth + 1), _to_json(v, what, depth + 1)] for k, v in value.items()]}
+    elif isinstance(value, np.ndarray) and value.dtype.kind in "biufUO":
+        if value.dtype.kind == "O" and not all(
+                x is None or isinstance(x, (bool, int, float, str)) for x in value.ravel().tolist()):
+            raise ValueError(f"Cannot save {what}: an object array may hold only None, bools, numbers "
+                             "and strings in a model file.")
+        return {"$ndarray": {"dtype": value.dtype.str, "shape": list(value.shape),
+                             "data": [_to_json(x, what, depth + 1) for x in value.ravel().tolist()]}}
+    raise ValueError(f"Cannot save {what}: a model file stores JSON values, tuples, dicts and numeric "
+                     f"or string numpy arrays, not {type(value).__name__} ({value!r:.80}).")
+
+
+def _from_json(value, depth=0):
+    """The value :func:`_to_json` wrote; raises ValueError for anything it
+    cannot have written (unknown tags, dtypes other than bool, integer, float,
+    str and object, mismatched shapes, too deep)."""
+    if depth > _JSON_MAX_DEPTH:
+        raise ValueError(f"a value is nested deeper than {_JSON_MAX_DEPTH} levels")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, list):
+        return [_from_json(v, depth + 1) for v in value]
+    if not isinstance(value, dict):
+        raise ValueError(f"unexpected JSON value {value!r:.80}")
+    if len(value) == 1 and next(iter(value)).startswith("$"):
+        tag, x = next(iter(value.items()))
+        if tag == "$tuple" and isinstance(x, list):
+            return tuple(_from_json(v, depth + 1) for v in x)
+        if tag == "$dict" and isinstance(x, list) and all(isinstance(p, list) and len(p) == 2 for p in x):
+            out = {}
+            for k, v in x:
+                k = _from_json(k, depth + 1)
+                try:
+                    out[k] = _from_json(v, depth + 1)
+                except TypeError:
+                    raise ValueError(f"unhashable dict key {k!r:.80}") from None
+            return out
+        if tag == "$float" and x in ("nan", "inf", "-inf"):
+            return float(x)
+        if tag == "$numpy" and isinstance(x, list) and len(x) == 2 and isinstance(x[0], str):
+            dtype = _json_dtype(x[0], "biuf")
+            v = _from_json(x[1], depth + 1)
+            if isinstance(v, (list, dict)) or v is None or isinstance(v, str):
+                raise ValueError(f"a numpy scalar holds {v!r:.80}")
+            return dtype.type(v)
+        if tag == "$ndarray" and isinstance(x, dict) and set(x) == {"dtype", "shape", "data"}:
+            return _json_ndarray(x, depth)
+        raise ValueError(f"unknown or malformed tagged value {value!r:.80}")
+    return {k: _from_json(v, depth + 1) for k, v in value.items()}
+
+
+def _json_dtype(spec, kinds):
+    try:
+        dtype = np.dtype(spec) if isinstance(spec, str) and len(spec) <= 16 else None
+    except (TypeError, ValueError):
+        dtype = None
+    if dtype is None or dtype.kind not in kinds or dtype.fields is not None or dtype.subdtype is not None:
+        raise ValueError(f"dtype {spec!r:.40} is not one of a model file's (kinds {kinds!r})")
+    return dtype
+
+
+def _json_ndarray(x, depth):
+    dtype = _json_dtype(x["dtype"], "biufUO")
+    shape, data = x["shape"], x["data"]
+    if not (isinstance(shape, list) and len(shape) <= 32
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
+        raise ValueError(f"an array's shape must be a list of integers >= 0. Got {shape!r:.80}")
+    count = math.prod(shape)
+    if not isinstance(data, list) or len(data) != count:
+        raise ValueError(f"an array of shape {tuple(shape)} holds {len(data) if isinstance(data, list) else data!r:.40} "
+                         "values")
+    if count * max(dtype.itemsize, 8) > _JSON_MAX_ARRAY_BYTES:
+        raise ValueError(f"an array of shape {tuple(shape)} and dtype {dtype} is over the size limit")
+    items = [_from_json(v, depth + 2) for v in data]
+    if not all(v is None or isinstance(v, (bool, int, float, str)) for v in items):
+        raise ValueError("an array may hold only None, bools, numbers and strings")
+    if dtype.kind == "O":
+        a = np.empty(count, dtype=object)
+        a[:] = items
+    else:
+        a = np.array(items, dtype=dtype) if items else np.empty(0, dtype=dtype)
+    return a.reshape(shape)
+
+
+def _mixture_parts(model):
+    """``(header, arrays)`` of a fitted MixtureModel (see the notes above)."""
+    cls = type(model)
+    classes = _mixture_classes()
+    if classes.get(cls.__name__) is not cls:
+        raise ValueError(
+            f"Cannot save a {cls.__name__}: model files hold emix's own estimators "
+            f"({', '.join(['GaussianMixture', *classes])}), found by name when loading. "
+            "Save a model of one of those classes.")
+    stored = {}
+    for key, value in model.get_params(deep=False).items():
+        if key == "callback":  # a runtime hook: not stored, loads as None
+            continue
+        if key == "random_state":
+            stored[key] = (int(value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+                           else None)
+            continue
+        stored[key] = _to_json(value, f"parameter {key!r}")
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "emix_version": __version__,
+              "model": cls.__name__, "params": stored}
+    if model._is_gaussian():
+        if not hasattr(model, "_gm"):
+            raise ValueError("Cannot save this model: its family is 'gaussian' but it was fitted with "
+                             "another family; refit it first.")
+        gm_header, arrays = _gaussian_parts(model._gm)
+        for key in ("format_version", "model", "arrays"):
+            gm_header.pop(key)
+        header.update(family={"name": "gaussian", "options": {}}, gaussian=gm_header, arrays={})
+        return header, arrays
+    family = getattr(model, "family_", None)
+    if family is None:
+        raise ValueError(f"Cannot save this model: it was fitted as family='gaussian' but its family is now "
+                         f"{model.family!r}; refit it first.")
+    config = family.config()
+    if not (isinstance(config, dict) and set(config) == {"name", "options"} and isinstance(config["name"], str)
+            and isinstance(config["options"], dict)):
+        raise ValueError(f"Cannot save this model: family_.config() must be {{'name': str, 'options': dict}}. "
+                         f"Got {config!r:.120}.")
+    header["family"] = _to_json(config, "the family's config()")
+    header["encoding"] = _to_json(model.encoding_, "encoding_")
+    header["components"] = list(family.param_names)
+    header["fitted"] = {
+        "converged_": bool(model.converged_),
+        "n_iter_": int(model.n_iter_),
+        "lower_bound_": float(model.lower_bound_),
+        "lower_bounds_": [float(v) for v in model.lower_bounds_],
+        "n_features_in_": int(model.n_features_in_),
+        "feature_names_in_": (
+            [str(v) for v in model.feature_names_in_] if hasattr(model, "feature_names_in_") else None),
+    }
+    header["arrays"] = {}
+    arrays = {"weights": np.asarray(model.weights_)}
+    for name in family.param_names:
+        if not (isinstance(name, str) and name.isidentifier() and name != "weights"):
+            raise ValueError(f"Cannot save this model: the family's parameter name {name!r} is not a "
+                             "Python identifier other than 'weights'.")
+        a = np.asarray(getattr(model, name + "_"))
+        if a.dtype.kind not in "biuf":
+            raise ValueError(f"Cannot save this model: {name}_ has dtype {a.dtype}; model files hold "
+                             "bool, integer and float arrays.")
+        arrays[name] = a
+    return header, arrays
+
+
+def _load_mixture(zf, path, header, version, cls):
+    """The MixtureModel (or emix subclass ``cls``) a file describes, every
+    entry checked (see the notes above)."""
+    from .families import get_family
+    from .families.base import ComponentFamily
+
+    for key in ("params", "family", "arrays"):
+        if not isinstance(header.get(key), dict):
+            _fail(path, f"header.json's {key!r} must be an object. Got {header.get(key)!r:.80}.")
+    try:
+        params = {k: _from_json(v) for k, v in header["params"].items()}
+    except (ValueError, TypeError, OverflowError) as exc:
+        _fail(path, f"invalid estimator parameters ({exc}).")
+    names = cls._get_param_names()
+    unknown = sorted(set(params) - set(names))
+    if unknown:
+        _fail(path, f"{cls.__name__} has no parameter(s) {unknown!r:.120}.")
+    if "callback" in params:
+        _fail(path, "the callback parameter is never stored in a model file.")
+    params["random_state"] = _read_random_state(path, params.get("random_state"))
+    try:
+        model = cls(**params)
+        model._check_params()
+        model._resolve()
+    except (TypeError, ValueError, OverflowError, KeyError) as exc:
+        _fail(path, f"invalid estimator parameters ({exc}).")
+    config = header["family"]
+    if set(config) != {"name", "options"} or not isinstance(config["name"], str) \
+            or not isinstance(config["options"], dict):
+        _fail(path, f"the header's family must be {{\"name\": str, \"options\": object}}. Got {config!r:.120}.")
+    name = config["name"]
+    if name == "gaussian" or model._is_gaussian():
+        if not (name == "gaussian" and model._is_gaussian()):
+            _fail(path, f"the family parameter is {model.family!r:.80} but the file holds a {name!r:.40} family.")
+        if config["options"] or not isinstance(header.get("gaussian"), dict):
+            _fail(path, "a 'gaussian' family file needs an empty family options object and a 'gaussian' entry.")
+        sub = {**header["gaussian"], "arrays": header["arrays"]}
+        g_params, g_fitted, arrays = _read_gaussian_arrays(zf, path, sub)
+        gm = _build_gaussian(path, sub, FORMAT_VERSION, g_params, g_fitted, arrays)
+        if model.n_components != gm.n_components:
+            _fail(path, f"n_components is {model.n_components} but the Gaussian model has {gm.n_components}.")
+        model._adopt_gaussian(gm)
+        return model
+    try:
+        options = _from_json(config["options"])
+        family = get_family(name, **options)
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        _fail(path, f"cannot rebuild the family {name!r:.80} ({exc}).")
+    if not isinstance(family, ComponentFamily):
+        _fail(path, f"the family {name!r:.80} is not a component family.")
+    try:
+        rebuilt = _to_json(family.config(), "the family's config()")
+    except ValueError as exc:
+        _fail(path, str(exc))
+    if rebuilt != config:
+        _fail(path, f"the family's options do not rebuild the stored family: stored {config!r:.120}, "
+                    f"rebuilt {rebuilt!r:.120}.")
+    expected = model._resolve()
+    if expected is not None and expected.name != family.name:
+        _fail(path, f"the family parameter {model.family!r:.80} is a {expected.name!r} family but the file "
+                    f"holds a {family.name!r} family.")
+    components = list(family.param_names)
+    if header.get("components") != components:
+        _fail(path, f"the header's components {header.get('components')!r:.120} are not the {family.name} "
+                    f"family's parameters {components}.")
+    declared = header["arrays"]
+    expected_arrays = {"weights", *components}
+    if set(declared) != expected_arrays:
+        missing, extra = sorted(expected_arrays - set(declared)), sorted(set(declared) - expected_arrays)
+        _fail(path, f"the header's arrays do not match the {family.name} family's: missing {missing}, "
+                    f"unexpected {extra!r:.120}.")
+    weights = _read_declared(zf, path, declared, "weights")
+    comp = {c: _read_declared(zf, path, declared, c, kinds="fbiu") for c in components}
+    if weights.ndim != 1 or weights.shape[0] < 1:
+        _fail(path, f"weights must have shape (n_components,); got {weights.shape}.")
+    K = weights.shape[0]
+    if model.n_components != K:
+        _fail(path, f"n_components is {model.n_components} but weights has {K} entries.")
+    tol = 1e-4 if weights.dtype == np.float32 else 1e-8
+    total = float(weights.sum(dtype=np.float64))
+    if np.any(weights < 0) or abs(total - 1.0) > tol:
+        _fail(path, f"weights must be >= 0 and sum to 1; they sum to {total:.10g}.")
+    if not isinstance(header.get("fitted"), dict):
+        _fail(path, "header.json lacks the 'fitted' object.")
+    _set_fitted_scalars(path, model, header["fitted"])
+    D = model.n_features_in_
+    try:
+        family.check_params(dict(comp), K, D)
+    except (ValueError, TypeError, ArithmeticError, KeyError, IndexError, np.linalg.LinAlgError) as exc:
+        _fail(path, f"invalid {family.name} parameters for {K} components and {D} features ({exc}).")
+    if "encoding" not in header:
+        _fail(path, "header.json lacks the 'encoding' entry.")
+    try:
+        encoding = _from_json(header["encoding"])
+        check_encoding = getattr(family, "check_encoding", None)
+        if callable(check_encoding):
+            check_encoding(encoding, D)
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        _fail(path, f"invalid encoding_ for the {family.name} family ({exc}).")
+    structure = getattr(family, "structure", None)
+    if structure is not None and {"means", "covariances", "precisions_cholesky"} <= set(comp):
+        # a family with Gaussian covariance structures (Student-t): the same
+        # checks as a GaussianMixture file's (positive definite, the canonical
+        # factor, covariances and factors that agree)
+        _check_parameters(path, {"weights": weights, **comp}, structure)
+    from .core.types import FitResult
+    from .families.base import MixtureParams
+
+    # through the estimator's own setter, so that attributes derived from the
+    # parameters (e.g. StudentTMixture's precisions_) are set as after fit
+    result = FitResult(MixtureParams(weights=weights, components=comp), model.n_iter_, model.converged_,
+                       model.lower_bound_, tuple(model.lower_bounds_))
+    model.family_, model.encoding_ = family, encoding
+    model._set_fitted(result, family)
+    return model
