@@ -24,9 +24,12 @@ from emix.families import Mixture, MixtureParams, get_family
 
 
 class Case:
-    def __init__(self, name, family, data, random_comp, oracle, mle=None, rtol=1e-10):
+    """``model_kw``: how MixtureModel fits the family (default ``family=name``)."""
+
+    def __init__(self, name, family, data, random_comp, oracle, mle=None, rtol=1e-10, model_kw=None):
         self.name, self.family, self.data, self.random_comp = name, family, data, random_comp
         self.oracle, self.mle, self.rtol = oracle, mle, rtol
+        self.model_kw = {"family": name} if model_kw is None else model_kw
 
 
 # ---------------------------------------------------------------- poisson
@@ -48,8 +51,82 @@ def _poisson_mle(X, w):
     return {"rates": (w @ X) / w.sum()}
 
 
+# ---------------------------------------------------------------- gaussian (the protocol view)
+def _gaussian_data(rng, n=300, D=3):
+    z = rng.integers(0, 2, n)
+    centers = np.array([[5.0, -3.0, 10.0], [8.0, -1.0, 7.0]])[:, :D]
+    return centers[z] + rng.normal(size=(n, D)) * np.where(z, 1.5, 0.7)[:, None]
+
+
+def _prec_chol(cov):  # upper U with U U^T = inv(cov): inv(L)^T for cov = L L^T
+    return np.linalg.inv(np.linalg.cholesky(cov)).T
+
+
+def _gaussian_comp(covariance_type):
+    def comp(rng, K, D):
+        means = rng.normal(6.0, 3.0, (K, D))
+        if covariance_type == "diag":
+            var = rng.uniform(0.3, 4.0, (K, D))
+            return {"means": means, "covariances": var, "precisions_cholesky": 1.0 / np.sqrt(var)}
+        A = rng.normal(size=(K, D, D))
+        cov = A @ A.transpose(0, 2, 1) / D + 0.5 * np.eye(D)
+        return {"means": means, "covariances": cov, "precisions_cholesky": np.stack([_prec_chol(c) for c in cov])}
+    return comp
+
+
+def _gaussian_oracle(X, comp):
+    cov = comp["covariances"]
+    cov = [np.diag(c) for c in cov] if cov.ndim == 2 else cov
+    return np.stack([ss.multivariate_normal(m, c).logpdf(X) for m, c in zip(comp["means"], cov)], axis=1)
+
+
+def _gaussian_mle(covariance_type, reg_covar=1e-6):
+    def mle(X, w):
+        m = (w @ X) / w.sum()
+        cov = ((X - m).T * w) @ (X - m) / w.sum() + reg_covar * np.eye(X.shape[1])
+        if covariance_type == "diag":
+            return {"means": m, "covariances": np.diag(cov), "precisions_cholesky": 1.0 / np.sqrt(np.diag(cov))}
+        return {"means": m, "covariances": cov, "precisions_cholesky": _prec_chol(cov)}
+    return mle
+
+
+def _gaussian_case(covariance_type):
+    # MixtureModel(family='gaussian') runs GaussianMixture; the protocol family goes through the generic
+    # estimator as the one member of a mixed family ('auto': every float column is Gaussian)
+    return Case(f"gaussian-{covariance_type}", lambda: get_family("gaussian", covariance_type=covariance_type),
+                _gaussian_data, _gaussian_comp(covariance_type), _gaussian_oracle, _gaussian_mle(covariance_type),
+                model_kw={"family": "auto", "family_options": {"gaussian": {"covariance_type": covariance_type}}})
+
+
+# ---------------------------------------------------------------- mixed (gaussian, poisson, gaussian columns)
+def _mixed_data(rng, n=300):
+    z = rng.integers(0, 2, n)
+    return np.column_stack([rng.normal(np.where(z, 4.0, 0.0), np.where(z, 0.6, 1.3)),
+                            rng.poisson(np.where(z, 1.0, 7.0)), rng.normal(np.where(z, -2.0, 2.0), 1.0)])
+
+
+def _mixed_comp(rng, K, D):
+    var = rng.uniform(1.0, 4.0, (K, 2))
+    return {"gaussian_means": rng.uniform(-1.0, 3.0, (K, 2)), "gaussian_covariances": var,
+            "gaussian_precisions_cholesky": 1.0 / np.sqrt(var), "poisson_rates": rng.uniform(1.0, 7.0, (K, 1))}
+
+
+def _mixed_oracle(X, comp):
+    g = {k[len("gaussian_"):]: v for k, v in comp.items() if k.startswith("gaussian_")}
+    return _gaussian_oracle(X[:, [0, 2]], g) + _poisson_oracle(X[:, [1]], {"rates": comp["poisson_rates"]})
+
+
+def _mixed_mle(X, w):
+    g = _gaussian_mle("diag")(X[:, [0, 2]], w)
+    return {"gaussian_" + k: v for k, v in g.items()} | {"poisson_rates": _poisson_mle(X[:, [1]], w)["rates"]}
+
+
 CASES = [
     Case("poisson", lambda: get_family("poisson"), _poisson_data, _poisson_comp, _poisson_oracle, _poisson_mle),
+    _gaussian_case("full"),
+    _gaussian_case("diag"),
+    Case("mixed", lambda: get_family("mixed", columns=["gaussian", "poisson", "gaussian"]), _mixed_data, _mixed_comp,
+         _mixed_oracle, _mixed_mle, model_kw={"family": {0: "gaussian", 1: "poisson", 2: "gaussian"}}),
 ]
 IDS = [c.name for c in CASES]
 
@@ -107,7 +184,7 @@ def test_integer_weights_equal_repeated_rows(case):
     w = rng.integers(0, 4, X.shape[0])
     w[0] = 1
     rep = np.repeat(X, w, axis=0)
-    kw = dict(family=case.name, random_state=0, init_params="random_from_data", tol=1e-10, max_iter=30)
+    kw = dict(case.model_kw, random_state=0, init_params="random_from_data", tol=1e-10, max_iter=30)
     m_w = emix.MixtureModel(2, **kw)
     m_r = emix.MixtureModel(2, **kw)
     # same start: initialize both from the same parameters via warm start
@@ -150,7 +227,7 @@ def test_row_permutation_changes_nothing(case):
 def test_em_never_decreases_the_loglik(case, seed):
     rng = np.random.default_rng(seed)
     X = case.data(rng)
-    m = emix.MixtureModel(3, family=case.name, random_state=seed, init_params="random", tol=0, max_iter=60)
+    m = emix.MixtureModel(3, **case.model_kw, random_state=seed, init_params="random", tol=0, max_iter=60)
     import warnings
 
     with warnings.catch_warnings():
@@ -197,9 +274,9 @@ def test_property_any_split_adds_up(case, cut, seed):
 def test_sample_then_refit_recovers_weights(case):
     rng = np.random.default_rng(5)
     X = case.data(rng, 2000)
-    m = emix.MixtureModel(2, family=case.name, random_state=0, n_init=3).fit(X)
+    m = emix.MixtureModel(2, **case.model_kw, random_state=0, n_init=3).fit(X)
     Xs, ys = m.sample(4000)
     assert Xs.shape == (4000, m.n_features_in_)
     np.testing.assert_allclose(np.bincount(ys, minlength=2) / 4000, m.weights_, atol=0.04)
-    m2 = emix.MixtureModel(2, family=case.name, random_state=0, n_init=3).fit(Xs)
+    m2 = emix.MixtureModel(2, **case.model_kw, random_state=0, n_init=3).fit(Xs)
     np.testing.assert_allclose(np.sort(m2.weights_), np.sort(m.weights_), atol=0.05)

@@ -15,6 +15,10 @@ from .poisson import Poisson
 register_family("poisson", Poisson)
 from .student_t import StudentT  # noqa: E402
 register_family("student_t", StudentT)
+from .gaussian.family import GaussianFamily  # noqa: E402
+register_family("gaussian", GaussianFamily)  # the protocol view; MixtureModel(family="gaussian") uses GaussianMixture
+from .mixed import Mixed  # noqa: E402
+register_family("mixed", Mixed)
 
 __all__ = [
     "ComponentFamily", "Mixture", "MixtureParams", "Stats", "family_names", "get_family",
