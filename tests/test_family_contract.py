@@ -121,12 +121,34 @@ def _mixed_mle(X, w):
     return {"gaussian_" + k: v for k, v in g.items()} | {"poisson_rates": _poisson_mle(X[:, [1]], w)["rates"]}
 
 
+# ---------------------------------------------------------------- student_t (full scale matrices)
+def _student_t_data(rng, n=300, D=2):
+    z = rng.integers(0, 2, n)
+    g = np.where(z, rng.chisquare(3.0, n) / 3.0, rng.chisquare(12.0, n) / 12.0)
+    return np.array([[0.0, 1.0], [6.0, -2.0]])[z, :D] + rng.normal(size=(n, D)) / np.sqrt(g)[:, None]
+
+
+def _student_t_comp(rng, K, D):
+    A = rng.normal(size=(K, D, D))
+    cov = A @ A.transpose(0, 2, 1) / D + 0.5 * np.eye(D)
+    return {"means": rng.normal(2.0, 3.0, (K, D)), "covariances": cov,
+            "precisions_cholesky": np.stack([np.linalg.inv(np.linalg.cholesky(c)).T for c in cov]),
+            "dof": rng.uniform(1.0, 30.0, K)}
+
+
+def _student_t_oracle(X, comp):
+    return np.stack([ss.multivariate_t(m, c, df=nu).logpdf(X)
+                     for m, c, nu in zip(comp["means"], comp["covariances"], comp["dof"])], axis=1)
+
+
 CASES = [
     Case("poisson", lambda: get_family("poisson"), _poisson_data, _poisson_comp, _poisson_oracle, _poisson_mle),
     _gaussian_case("full"),
     _gaussian_case("diag"),
     Case("mixed", lambda: get_family("mixed", columns=["gaussian", "poisson", "gaussian"]), _mixed_data, _mixed_comp,
          _mixed_oracle, _mixed_mle, model_kw={"family": {0: "gaussian", 1: "poisson", 2: "gaussian"}}),
+    # no mle: a one-hot M-step without previous parameters is the start (u = 1, dof_init), not the t MLE
+    Case("student_t", lambda: get_family("student_t"), _student_t_data, _student_t_comp, _student_t_oracle),
 ]
 IDS = [c.name for c in CASES]
 
