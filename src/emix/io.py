@@ -791,12 +791,36 @@ def _mixture_parts(model):
     return header, arrays
 
 
+def _encode_empty(model, family, encoding):
+    """``(X_float, D)``: ``family.encode`` of a table of zero rows with the
+    model's columns (a DataFrame of object columns named ``feature_names_in_``
+    when the model has them, else an array) under ``encoding``."""
+    n = model.n_features_in_
+    names = getattr(model, "feature_names_in_", None)
+    if getattr(family, "raw_input", False):
+        if names is not None:
+            import pandas as pd
+
+            empty = pd.DataFrame({str(c): pd.Series([], dtype=object) for c in names})
+        else:
+            empty = np.empty((0, n), dtype=object)
+    else:
+        empty = np.empty((0, n), dtype=np.float64)
+    Xf, _ = family.encode(empty, encoding)
+    Xf = np.asarray(Xf)
+    if Xf.ndim != 2 or Xf.shape[0] != 0:
+        raise ValueError(f"the family encoded a table of 0 rows and {n} columns as shape {Xf.shape}")
+    return Xf, int(Xf.shape[1])
+
+
 def _load_mixture(zf, path, header, version, cls):
     """The MixtureModel (or emix subclass ``cls``) a file describes, every
     entry checked (see the notes above)."""
     from .families import get_family
     from .families.base import ComponentFamily
 
+    if version < 2:
+        _fail(path, f"format_version {version} files hold GaussianMixture models only, not a {cls.__name__}.")
     for key in ("params", "family", "arrays"):
         if not isinstance(header.get(key), dict):
             _fail(path, f"header.json's {key!r} must be an object. Got {header.get(key)!r:.80}.")
@@ -841,17 +865,34 @@ def _load_mixture(zf, path, header, version, cls):
         _fail(path, f"cannot rebuild the family {name!r:.80} ({exc}).")
     if not isinstance(family, ComponentFamily):
         _fail(path, f"the family {name!r:.80} is not a component family.")
-    try:
-        rebuilt = _to_json(family.config(), "the family's config()")
-    except ValueError as exc:
-        _fail(path, str(exc))
-    if rebuilt != config:
-        _fail(path, f"the family's options do not rebuild the stored family: stored {config!r:.120}, "
-                    f"rebuilt {rebuilt!r:.120}.")
     expected = model._resolve()
     if expected is not None and expected.name != family.name:
         _fail(path, f"the family parameter {model.family!r:.80} is a {expected.name!r} family but the file "
                     f"holds a {family.name!r} family.")
+    if not isinstance(header.get("fitted"), dict):
+        _fail(path, "header.json lacks the 'fitted' object.")
+    _set_fitted_scalars(path, model, header["fitted"])
+    if "encoding" not in header:
+        _fail(path, "header.json lacks the 'encoding' entry.")
+    # The family checks the encoding itself, as at predict time: it encodes a
+    # table of zero rows with the fitted columns under the stored encoding,
+    # which also binds a family whose layout comes from the data (mixed) and
+    # gives the width D of its float view.
+    try:
+        encoding = _from_json(header["encoding"])
+        _, D = _encode_empty(model, family, encoding)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+        _fail(path, f"invalid encoding_ for the {family.name} family ({type(exc).__name__}: {str(exc):.300}).")
+    try:
+        rebuilt = _to_json(family.config(), "the family's config()")
+    except ValueError as exc:
+        _fail(path, str(exc))
+    # options the family gained after the file was written take their defaults
+    stored_options, rebuilt_options = config["options"], rebuilt.get("options", {})
+    if rebuilt.get("name") != name or any(k not in rebuilt_options or rebuilt_options[k] != v
+                                          for k, v in stored_options.items()):
+        _fail(path, f"the family's options do not rebuild the stored family: stored {config!r:.120}, "
+                    f"rebuilt {rebuilt!r:.120}.")
     components = list(family.param_names)
     if header.get("components") != components:
         _fail(path, f"the header's components {header.get('components')!r:.120} are not the {family.name} "
@@ -873,23 +914,10 @@ def _load_mixture(zf, path, header, version, cls):
     total = float(weights.sum(dtype=np.float64))
     if np.any(weights < 0) or abs(total - 1.0) > tol:
         _fail(path, f"weights must be >= 0 and sum to 1; they sum to {total:.10g}.")
-    if not isinstance(header.get("fitted"), dict):
-        _fail(path, "header.json lacks the 'fitted' object.")
-    _set_fitted_scalars(path, model, header["fitted"])
-    D = model.n_features_in_
     try:
         family.check_params(dict(comp), K, D)
     except (ValueError, TypeError, ArithmeticError, KeyError, IndexError, np.linalg.LinAlgError) as exc:
         _fail(path, f"invalid {family.name} parameters for {K} components and {D} features ({exc}).")
-    if "encoding" not in header:
-        _fail(path, "header.json lacks the 'encoding' entry.")
-    try:
-        encoding = _from_json(header["encoding"])
-        check_encoding = getattr(family, "check_encoding", None)
-        if callable(check_encoding):
-            check_encoding(encoding, D)
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
-        _fail(path, f"invalid encoding_ for the {family.name} family ({exc}).")
     structure = getattr(family, "structure", None)
     if structure is not None and {"means", "covariances", "precisions_cholesky"} <= set(comp):
         # a family with Gaussian covariance structures (Student-t): the same
