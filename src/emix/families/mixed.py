@@ -71,6 +71,7 @@ column.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -177,7 +178,7 @@ def _is_number_or_missing(v):
 
 def _is_missing(v):
     """None, a float NaN or pandas' NA."""
-    return v is None or type(v).__name__ == "NAType" or (isinstance(v, float) and v != v)
+    return v is None or type(v).__name__ == "NAType" or (isinstance(v, float) and math.isnan(v))
 
 
 class Mixed(ComponentFamily):
@@ -409,6 +410,14 @@ class Mixed(ComponentFamily):
             member = self._member(fam)
             names = [table.name(j) for j in cols]
             sub = table.take(cols) if getattr(member, "raw_input", False) else table.floats(cols, fam)
+            if not getattr(member, "raw_input", False) and not getattr(member, "allows_missing", False):
+                bad = ~np.isfinite(sub)
+                if bad.any():
+                    which = [table.name(j) for j, b in zip(cols, bad.any(axis=0)) if b]
+                    raise ValueError(
+                        f"Columns {which} ({fam} family) hold missing or infinite values (first at row "
+                        f"{int(np.flatnonzero(bad.any(axis=1))[0])}); the {fam} family needs finite values. Drop "
+                        "or impute those rows, or assign the columns to a family that allows missing values.")
             try:
                 Xg, mg = member.encode(sub, None if meta is None else meta["groups"][gi]["meta"])
             except ValueError as exc:
@@ -501,9 +510,49 @@ class Mixed(ComponentFamily):
                 columns = dict(zip(names, ordered))
             else:
                 columns = ordered
-        return {"name": self.name,
-                "options": {"columns": columns, "integers": self.integers,
-                            **{k: dict(v) for k, v in self.member_options.items()}}}
+        members = {k: dict(v) for k, v in self.member_options.items()}
+        if self._state is not None:  # the members as resolved (e.g. learned categories)
+            members.update({f: self._member(f).config()["options"] for f, _, _ in self._state})
+        return {"name": self.name, "options": {"columns": columns, "integers": self.integers, **members}}
+
+    def merge_meta(self, metas):
+        """The ``meta`` that :meth:`encode` learns from blocks concatenated,
+        from each block's own (out of core: :mod:`emix._family_blocks`):
+        the columns' families must agree (an explicit mapping, or 'auto' on
+        blocks of the same dtypes), and each group's member metas are merged
+        by the member's ``merge_meta``.
+
+        Raises
+        ------
+        ValueError
+            If blocks resolve the columns differently.
+        NotImplementedError
+            If a member learns a coding and cannot merge it.
+        """
+        metas = list(metas)
+        first = metas[0]
+        for m in metas[1:]:
+            for a, b in zip(first["columns"], m["columns"]):
+                if a != b:
+                    col = a["name"] if a["name"] is not None else a["index"]
+                    raise ValueError(f"Blocks of the data resolve column {col!r} differently ({a['family']} and "
+                                     f"{b['family']}); give the families in a mapping rather than 'auto', or the "
+                                     "same dtypes in every block.")
+            if len(m["columns"]) != len(first["columns"]):
+                raise ValueError("Blocks of the data have different numbers of columns.")
+        groups = []
+        for gi, g in enumerate(first["groups"]):
+            parts = [m["groups"][gi]["meta"] for m in metas]
+            if all(p is None for p in parts):
+                merged = None
+            else:
+                merge = getattr(self._member(g["family"]), "merge_meta", None)
+                if merge is None:
+                    raise NotImplementedError(f"The {g['family']} family learns a coding from the data and cannot "
+                                              "merge the codings of several blocks.")
+                merged = merge(parts)
+            groups.append({**g, "meta": merged})
+        return {"columns": first["columns"], "groups": groups}
 
     def _split(self, comp):
         """``[(member, positions, member comp or None)]`` per group."""
