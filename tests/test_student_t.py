@@ -410,3 +410,26 @@ _params = [p for p in _params if _check_name((p.values if hasattr(p, "values") e
 @pytest.mark.parametrize(_names, _params, **_all.mark.kwargs)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_online_batch_pass_is_one_em_iteration():
+    rng = np.random.default_rng(13)
+    X = _two_t_clusters(rng, 400)
+    chunks = np.array_split(X, 4)
+    m = emix.StudentTMixture(2, online_mode="exact", batches_per_pass=4, random_state=0)
+    m.partial_fit(chunks[0])
+    p0 = m._params()
+    for c in chunks[1:]:
+        m.partial_fit(c)
+    mix = Mixture(m.family_)
+    expected = mix.m_step(mix.e_step(X, None, p0), p0)
+    np.testing.assert_allclose(m.weights_, expected.weights, rtol=1e-12)
+    for name in ("means", "covariances", "dof"):
+        np.testing.assert_allclose(getattr(m, name + "_"), expected.components[name], rtol=1e-10, err_msg=name)
+    # stepwise online EM over shuffled batches lands near the batch fit
+    step = emix.StudentTMixture(2, random_state=0)
+    for _ in range(3):
+        for c in np.array_split(rng.permutation(X), 8):
+            step.partial_fit(c)
+    full = emix.StudentTMixture(2, random_state=0).fit(X)
+    np.testing.assert_allclose(np.sort(step.means_, axis=0), np.sort(full.means_, axis=0), atol=0.3)
