@@ -414,6 +414,8 @@ def _infer_block(Xf, kind, mixture, params):
         return np.argmax(mixture.log_resp(Xf, params)[1], axis=1) if Xf.shape[0] else np.empty(0, np.intp)
     if kind == "predict_proba":
         return np.exp(mixture.log_resp(Xf, params)[1]) if Xf.shape[0] else np.empty((0, params.n_components))
+    if kind == "log_max_resp":
+        return np.max(mixture.log_resp(Xf, params)[1], axis=1) if Xf.shape[0] else np.empty(0)
     return logsumexp(mixture.weighted_log_prob(Xf, params), axis=1) if Xf.shape[0] else np.empty(0)
 
 
@@ -485,4 +487,51 @@ def score(est, X, sample_weight=None):
     return float(total / sw)
 
 
-__all__ = ["data_kind", "fit", "infer", "score"]
+def criterion(est, name, X, sample_weight=None):
+    """``bic``, ``aic`` or ``icl`` (``name``) on a Dask collection or a block
+    source (whose ``(X_block, w_block)`` pairs carry the weights): the
+    weighted sums of ``log p(x_n)`` and, for ICL, of ``log max_k r_nk``, as
+    :meth:`emix.MixtureModel.bic` etc. compute them in memory."""
+    from .core import criteria
+
+    ll = infer(est, "score_samples", X)
+    lm = infer(est, "log_max_resp", X) if name == "icl" else None
+    if data_kind(X) == "source":
+        if sample_weight is not None:
+            raise ValueError("sample_weight cannot be passed with a block source; yield (X_block, w_block) pairs "
+                             "instead.")
+        ws = [wb for _, wb in raw_blocks(X)]
+        w = None if all(wb is None for wb in ws) else np.concatenate(
+            [np.ones(n) if wb is None else wb for wb, n in zip(ws, _block_lengths(X))])
+        w = V.check_sample_weight(w, ll.shape[0], np.float64)
+        total, n_eff = (ll.sum(), float(ll.shape[0])) if w is None else (ll @ w, float(w.sum()))
+        s = None if lm is None else (lm.sum() if w is None else lm @ w)
+    else:
+        import dask
+
+        from .backends import dask as dk
+
+        if sample_weight is None:
+            total, s, n_eff = dask.compute(ll.sum(), None if lm is None else lm.sum(),
+                                           ll.map_blocks(np.ones_like).sum())  # rows, chunks maybe unknown
+        else:
+            ll, lm = (None if a is None else a.compute_chunk_sizes() if any(math.isnan(c) for c in a.chunks[0])
+                      else a for a in (ll, lm))  # (a Dask DataFrame's partition lengths are unknown)
+            w = dk.as_dask_weights(sample_weight, ll.chunks[0], np.float64)
+            total, s, n_eff, bad = dask.compute((ll * w).sum(), None if lm is None else (lm * w).sum(), w.sum(),
+                                                (w < 0).any())
+            if bad or not np.isfinite(n_eff) or not n_eff > 0:
+                raise ValueError("sample_weight must be finite, >= 0, and have at least one positive value.")
+    p = est._n_parameters()
+    if name == "bic":
+        return criteria.bic(float(total), p, float(n_eff))
+    if name == "aic":
+        return criteria.aic(float(total), p)
+    return criteria.icl(float(total), p, float(n_eff), float(s))
+
+
+def _block_lengths(source):
+    return [_raw_columns(Xb)[0] for Xb, _ in raw_blocks(source)]
+
+
+__all__ = ["criterion", "data_kind", "fit", "infer", "score"]

@@ -236,6 +236,8 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
+            Also a block source or a Dask array/DataFrame (out of core; see
+            :mod:`emix._family_blocks` and docs/cluster.md).
         y : Ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; a weight of 2 counts a row twice.
@@ -455,6 +457,8 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
         if self._is_gaussian():
             check_is_fitted(self)
             return self._gm.bic(X, sample_weight)
+        if _family_blocks.data_kind(X) is not None:
+            return _family_blocks.criterion(self, "bic", X, sample_weight)
         ll, n_eff, _ = self._loglik_sum(X, sample_weight)
         return criteria.bic(ll, self._n_parameters(), n_eff)
 
@@ -463,6 +467,8 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
         if self._is_gaussian():
             check_is_fitted(self)
             return self._gm.aic(X, sample_weight)
+        if _family_blocks.data_kind(X) is not None:
+            return _family_blocks.criterion(self, "aic", X, sample_weight)
         ll, _, _ = self._loglik_sum(X, sample_weight)
         return criteria.aic(ll, self._n_parameters())
 
@@ -471,6 +477,8 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
         if self._is_gaussian():
             check_is_fitted(self)
             return self._gm.icl(X, sample_weight)
+        if _family_blocks.data_kind(X) is not None:
+            return _family_blocks.criterion(self, "icl", X, sample_weight)
         ll, n_eff, w = self._loglik_sum(X, sample_weight)
         mixture, Xf = self._prepare(X)
         params = self._params()
