@@ -268,7 +268,7 @@ def test_float32_far_from_origin_matches_float64():
     rng = np.random.default_rng(7)
     X = _two_t_clusters(rng, 600, D=2)
     X32 = (X + 1000.0).astype(np.float32)
-    kw = dict(random_state=0, tol=0, max_iter=30)
+    kw = {"random_state": 0, "tol": 0, "max_iter": 30}
     a = _quiet_fit(emix.StudentTMixture(2, **kw), X32)
     b = _quiet_fit(emix.StudentTMixture(2, **kw), X + 1000.0)
     np.testing.assert_allclose(a.means_, b.means_, rtol=1e-7)
@@ -284,7 +284,7 @@ def test_statistics_are_translation_equivariant_far_from_origin():
     rng = np.random.default_rng(8)
     X = _two_t_clusters(rng, 400)
     off = 1e7
-    kw = dict(random_state=0, tol=0, max_iter=25)
+    kw = {"random_state": 0, "tol": 0, "max_iter": 25}
     a = _quiet_fit(emix.StudentTMixture(2, covariance_type="full", **kw), X)
     b = _quiet_fit(emix.StudentTMixture(2, covariance_type="full", **kw), X + off)
     np.testing.assert_allclose(b.means_ - off, a.means_, atol=1e-7)
@@ -298,7 +298,7 @@ def test_integer_sample_weights_equal_repeated_rows(ct):
     X = _two_t_clusters(rng, 150)
     w = rng.integers(0, 4, X.shape[0])
     rep = np.repeat(X, w, axis=0)
-    kw = dict(covariance_type=ct, dof="shared", tol=0, max_iter=20)
+    kw = {"covariance_type": ct, "dof": "shared", "tol": 0, "max_iter": 20}
     start = emix.StudentTMixture(2, max_iter=1, random_state=0, **{k: kw[k] for k in ("covariance_type", "dof")})
     _quiet_fit(start, X)
     a = _quiet_fit(_warm(emix.StudentTMixture(2, **kw), start), X, sample_weight=w)
