@@ -141,6 +141,87 @@ def _student_t_oracle(X, comp):
                      for m, c, nu in zip(comp["means"], comp["covariances"], comp["dof"])], axis=1)
 
 
+# ---------------------------------------------------------------- categorical, bernoulli (latent class models)
+_CAT_LABELS = (["no", "yes"], [10, 20, 30], ["a", "b", "c", "d"])  # strings, integers: labels of any type
+_CAT_P = ([[0.9, 0.1], [0.75, 0.2, 0.05], [0.05, 0.1, 0.4, 0.45]],
+          [[0.15, 0.85], [0.1, 0.2, 0.7], [0.5, 0.35, 0.1, 0.05]])
+
+
+def _cat_data(rng, n=300):
+    """An object table with some answers missing (None); the first rows
+    hold every category, so that every draw has all of them."""
+    z = rng.integers(0, 2, n)
+    cols = []
+    for d, labels in enumerate(_CAT_LABELS):
+        C = len(labels)
+        cum = np.cumsum(np.array([_CAT_P[0][d], _CAT_P[1][d]])[z], axis=1)
+        codes = np.minimum((rng.random(n)[:, None] > cum).sum(axis=1), C - 1)
+        codes[:C] = np.arange(C)
+        col = np.array(labels, dtype=object)[codes]
+        miss = rng.random(n) < 0.06
+        miss[:4] = False
+        col[miss] = None
+        cols.append(col)
+    return np.column_stack(cols)
+
+
+def _cat_comp(rng, K, D):
+    P = np.zeros((K, D, 4))
+    for d, labels in enumerate(_CAT_LABELS[:D]):
+        P[:, d, :len(labels)] = rng.dirichlet(np.ones(len(labels)), size=K)
+    return {"probabilities": P}
+
+
+def _cat_oracle(X, comp):
+    out = np.zeros((X.shape[0], comp["probabilities"].shape[0]))
+    for k, P in enumerate(comp["probabilities"]):
+        for d, labels in enumerate(_CAT_LABELS):
+            obs = ~np.isnan(X[:, d])  # missing answers add nothing
+            onehot = np.eye(len(labels))[X[obs, d].astype(int)]
+            out[obs, k] += ss.multinomial.logpmf(onehot, 1, P[d, :len(labels)])
+    return out
+
+
+def _cat_mle(X, w):
+    P = np.zeros((X.shape[1], 4))
+    for d, labels in enumerate(_CAT_LABELS):
+        obs = ~np.isnan(X[:, d])
+        P[d, :len(labels)] = np.bincount(X[obs, d].astype(int), weights=w[obs], minlength=len(labels)) / w[obs].sum()
+    return {"probabilities": P}
+
+
+_BERN_P = np.array([[0.9, 0.8, 0.15, 0.7], [0.1, 0.2, 0.85, 0.25]])
+
+
+def _bern_data(rng, n=300):
+    """Binary columns coded as booleans, 'no'/'yes', 0/1 and 0.0/1.0 (NaN and
+    None missing)."""
+    x = rng.random((n, 4)) < _BERN_P[rng.integers(0, 2, n)]
+    x[0], x[1] = False, True
+    cols = [x[:, 0].astype(object), np.where(x[:, 1], "yes", "no").astype(object), x[:, 2].astype(int).astype(object),
+            x[:, 3].astype(float).astype(object)]
+    for d in (1, 3):
+        miss = rng.random(n) < 0.06
+        miss[:2] = False
+        cols[d][miss] = None if d == 1 else np.nan
+    return np.column_stack(cols)
+
+
+def _bern_comp(rng, K, D):
+    return {"probabilities": rng.uniform(0.05, 0.95, (K, D))}
+
+
+def _bern_oracle(X, comp):
+    obs = ~np.isnan(X)
+    return np.stack([np.where(obs, ss.bernoulli.logpmf(np.where(obs, X, 0), p), 0.0).sum(axis=1)
+                     for p in comp["probabilities"]], axis=1)
+
+
+def _bern_mle(X, w):
+    obs = ~np.isnan(X)
+    return {"probabilities": (w @ np.where(obs, X, 0.0)) / (w @ obs)}
+
+
 CASES = [
     Case("poisson", lambda: get_family("poisson"), _poisson_data, _poisson_comp, _poisson_oracle, _poisson_mle),
     _gaussian_case("full"),
@@ -149,6 +230,8 @@ CASES = [
          _mixed_oracle, _mixed_mle, model_kw={"family": {0: "gaussian", 1: "poisson", 2: "gaussian"}}),
     # no mle: a one-hot M-step without previous parameters is the start (u = 1, dof_init), not the t MLE
     Case("student_t", lambda: get_family("student_t"), _student_t_data, _student_t_comp, _student_t_oracle),
+    Case("categorical", lambda: get_family("categorical"), _cat_data, _cat_comp, _cat_oracle, _cat_mle),
+    Case("bernoulli", lambda: get_family("bernoulli"), _bern_data, _bern_comp, _bern_oracle, _bern_mle),
 ]
 IDS = [c.name for c in CASES]
 

@@ -24,6 +24,7 @@ from .exceptions import (
     NotFittedError,
 )
 from .io import load, save
+from .latent_class import LatentClassModel
 from .mixture import MixtureModel
 from .selection import select
 from .student_t_estimator import StudentTMixture
@@ -33,6 +34,7 @@ __all__ = [
     "DegenerateComponentError",
     "DegenerateRestartWarning",
     "GaussianMixture",
+    "LatentClassModel",
     "MixtureModel",
     "ModelFileError",
     "NotFittedError",

@@ -15,6 +15,10 @@ from .poisson import Poisson
 register_family("poisson", Poisson)
 from .student_t import StudentT  # noqa: E402
 register_family("student_t", StudentT)
+from .categorical import Categorical  # noqa: E402
+register_family("categorical", Categorical)
+from .bernoulli import Bernoulli  # noqa: E402
+register_family("bernoulli", Bernoulli)
 from .gaussian.family import GaussianFamily  # noqa: E402
 register_family("gaussian", GaussianFamily)  # the protocol view; MixtureModel(family="gaussian") uses GaussianMixture
 from .mixed import Mixed  # noqa: E402
