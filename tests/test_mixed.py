@@ -19,7 +19,6 @@ from emix.families import Mixture, MixtureParams, get_family
 from emix.families.base import fit_mixture
 
 
-
 def _frame(rng, n=300):
     z = rng.integers(0, 2, n)
     return pd.DataFrame({
@@ -365,3 +364,28 @@ def test_model_file_round_trip(tmp_path):
     np.testing.assert_array_equal(back.score_samples(df), m.score_samples(df))
     for p in m.family_.param_names:
         np.testing.assert_array_equal(getattr(back, p + "_"), getattr(m, p + "_"))
+
+
+def test_block_source_fit_equals_the_in_memory_fit():
+    df, _ = _frame(np.random.default_rng(12), 900)
+    kw = {"family": {"height": "gaussian", "visits": "poisson", "score": "gaussian"}, "random_state": 0, "tol": 1e-8}
+    in_memory = emix.MixtureModel(2, **kw).fit(df)
+    blocks = emix.MixtureModel(2, **kw).fit(lambda: (df.iloc[a:a + 200] for a in range(0, 900, 200)))
+    for p in ("weights", *in_memory.family_.param_names):
+        np.testing.assert_allclose(getattr(blocks, p + "_"), getattr(in_memory, p + "_"), rtol=1e-10, err_msg=p)
+
+
+def test_init_features_standardize_numeric_columns_and_keep_raw_members_views():
+    rng = np.random.default_rng(13)
+    df, _ = _typed_frame(rng, 200)
+    df["size"] *= 1000.0  # units must not decide the k-means start
+    fam = get_family("mixed", columns="auto", integers="poisson")
+    X, _ = fam.encode(df)
+    F = fam.init_features(X)
+    # gaussian (size), categorical one-hot (3 + 2 codes), poisson (count): groups in first-appearance order
+    assert F.shape == (200, 1 + 5 + 1)
+    for j, col in ((0, "size"), (6, "count")):
+        z = (df[col] - df[col].mean()) / df[col].std(ddof=0)
+        np.testing.assert_allclose(F[:, j], z, rtol=1e-12, atol=1e-12)
+    # the categorical member's own view (its one-hot codes) is kept as it is
+    np.testing.assert_array_equal(F[:, 1:6], get_family("categorical").init_features(X[:, [1, 3]]))

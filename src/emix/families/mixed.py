@@ -374,7 +374,8 @@ class Mixed(ComponentFamily):
                              "a mapping.")
         return "categorical"
 
-    def _resolve(self, table, families):
+    @staticmethod
+    def _groups_of(families):
         """Groups (family, input columns) in the order of first appearance."""
         order = []
         for f in families:
@@ -402,7 +403,7 @@ class Mixed(ComponentFamily):
         n_rows, n_cols = table.shape
         if meta is None:
             families = self._assign(table)
-            groups = self._resolve(table, families)
+            groups = self._groups_of(families)
         else:
             families, groups = self._from_meta(meta, table)
         encoded, metas = [], []
@@ -438,13 +439,14 @@ class Mixed(ComponentFamily):
         Xf = np.empty((n_rows, sum(widths)))
         for e, pos in zip(encoded, positions):
             Xf[:, pos] = e
-        new_meta = {
-            "columns": [{"name": table.name(j) if table.names is not None else None, "index": j,
-                         "family": families[j]} for j in range(n_cols)],
-            "groups": [{"family": f, "columns": list(c), "positions": [int(p) for p in pos], "meta": mg}
-                       for (f, c), pos, mg in zip(groups, positions, metas)],
-        }
-        if meta is not None:
+        if meta is None:
+            new_meta = {
+                "columns": [{"name": table.name(j) if table.names is not None else None, "index": j,
+                             "family": families[j]} for j in range(n_cols)],
+                "groups": [{"family": f, "columns": list(c), "positions": [int(p) for p in pos], "meta": mg}
+                           for (f, c), pos, mg in zip(groups, positions, metas)],
+            }
+        else:
             new_meta = meta
         if meta is None or self._state is None:
             self._state = [(f, tuple(c), np.asarray(pos, dtype=np.intp)) for (f, c), pos in zip(groups, positions)]
