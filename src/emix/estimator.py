@@ -481,10 +481,12 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
 
     def _labels(self, lp):
         """argmax over the columns; the noise column (last, when there is one) is -1."""
-        labels = np.argmax(lp, axis=1)
-        if lp.shape[1] > self.means_.shape[0]:
-            labels[labels == self.means_.shape[0]] = -1
-        return labels
+        return self._column_labels(np.argmax(lp, axis=1))
+
+    def _column_labels(self, cols):
+        """Labels from column indices: the noise column (``K``, last) is -1."""
+        cols[cols == self.means_.shape[0]] = -1
+        return cols
 
     # ------------------------------------------------ out of core and online
     @staticmethod
@@ -630,7 +632,7 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         rows = block_rows_for(structure, self.n_components, D, self.means_.dtype.itemsize, self.working_memory)
         reducer = ChunkedReducer(X, D, self.means_.dtype, rows)
         if kind == "predict":
-            return reducer.map(lambda Xb: self._labels(em.weighted_log_prob(Xb, params, structure)))
+            return reducer.map(lambda Xb: self._column_labels(em.argmax_column(Xb, params, structure)))
         if kind == "predict_proba":
             return reducer.map(lambda Xb: np.exp(em.log_resp(Xb, params, structure)[1]))
         return reducer.map(lambda Xb: logsumexp(em.weighted_log_prob(Xb, params, structure), axis=1))
@@ -740,7 +742,10 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
     # ------------------------------------------------------------- inference
     def _check_X(self, X):
         check_is_fitted(self)
-        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        # scikit-learn's finiteness check sums X: huge finite values of both
+        # signs give inf - inf there (a spurious 'invalid value' warning)
+        with np.errstate(invalid="ignore"):
+            return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
 
     def _log_resp(self, X):
         params, structure = self._params(), self._structure()
@@ -794,7 +799,7 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
             self._check_noise_inference("PyTorch/CuPy arrays")
             return _aa.predict(self, X)
         X = self._check_X(X)
-        return self._by_blocks(X, lambda Xb, p, s: self._labels(em.weighted_log_prob(Xb, p, s)))
+        return self._by_blocks(X, lambda Xb, p, s: self._column_labels(em.argmax_column(Xb, p, s)))
 
     def predict_proba(self, X):
         """Responsibilities: posterior probability of each component for each row.

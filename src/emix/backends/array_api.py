@@ -286,8 +286,9 @@ def score_samples(est, X):
 
 
 def predict(est, X):
-    lp, xp = weighted_log_prob(est, X)
-    return xp.argmax(lp, axis=1)
+    X, xp, params, structure = _fitted(est, X)
+    with _xp.no_grad(xp):
+        return _map(est, X, structure, lambda Xb: em.argmax_column(Xb, params, structure, xp))
 
 
 def predict_proba(est, X):

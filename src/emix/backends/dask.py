@@ -475,7 +475,9 @@ def _n_columns(params):
 def _block_predict(Xb, params, structure):
     if Xb.shape[0] == 0:
         return np.empty(0, dtype=np.intp)
-    labels = np.argmax(_block_weighted_log_prob(Xb, params, structure), axis=1)
+    from ..core import em
+
+    labels = em.argmax_column(Xb, params, structure)  # far rows: the limit's component
     labels[labels == params.n_components] = -1  # the noise column (absent without noise)
     return labels
 

@@ -25,7 +25,7 @@ from ..backends import _xp
 from ..exceptions import DegenerateComponentError
 from ..families.gaussian._common import NotPositiveDefinite
 from .loop import run_em
-from .numerics import eps_nk, logsumexp, normalize_log
+from .numerics import LOG_2PI, eps_nk, logsumexp, normalize_log
 from .types import FitResult, GaussianParams, SuffStats
 
 
@@ -44,25 +44,218 @@ def _ns(xp, a):
 def weighted_log_prob(X, params: GaussianParams, structure, xp=None):
     """(n, K) array of ``log pi_k + log N(x_n | mu_k, Sigma_k)``; with a noise
     component (``params.noise_weight`` set) (n, K + 1), the last column
-    ``log pi_0 - log V``."""
-    xp = _ns(xp, X)
-    lp = structure.log_prob(X, params.means, params.precisions_cholesky, **_kw(xp))
+    ``log pi_0 - log V``.
+
+    Never NaN for finite ``X``: rows far from every component (see
+    :data:`FAR_LOG_PROB`) are recomputed in the scaled form of
+    :func:`far_log_prob`. An entry whose value is below the most negative
+    number of the dtype is ``-inf`` (the density underflows).
+    """
+    return _weighted_log_prob(X, params, structure, _ns(xp, X))[0]
+
+
+def _weighted_log_prob(X, params, structure, xp):
+    """:func:`weighted_log_prob` and, for its far rows, ``(rows, lp_ref, rel)``
+    from :func:`far_log_prob` (None when there are none)."""
+    # far rows may overflow to inf or NaN here; they are recomputed below
+    with _xp.errstate(xp, over="ignore", invalid="ignore"):
+        lp = structure.log_prob(X, params.means, params.precisions_cholesky, **_kw(xp))
     with _xp.errstate(xp, divide="ignore"):
         lp += xp.astype(xp.log(params.weights), lp.dtype, copy=False)
     if params.noise_weight is not None:
         with np.errstate(divide="ignore"):
             col = np.log(np.float64(params.noise_weight)) - params.log_volume
         lp = np.concatenate([lp, np.full((lp.shape[0], 1), col, dtype=lp.dtype)], axis=1)
-    return lp
+    rows = _far_rows(lp, xp)
+    if rows is None:
+        return lp, None
+    Xf = X[rows] if xp is np else X[_xp.asarray(xp, rows, device=_xp.device(X))]
+    ref, rel = far_log_prob(Xf, params, structure)
+    with np.errstate(over="ignore"):  # -inf where the density underflows
+        _put_rows(xp, lp, rows, ref[:, None] + rel)
+    return lp, (rows, ref, rel)
 
 
 def log_resp(X, params: GaussianParams, structure, xp=None):
-    """Per-row ``log p(x_n)`` and (n, K) log responsibilities."""
+    """Per-row ``log p(x_n)`` and (n, K) log responsibilities.
+
+    Responsibilities are defined for every finite row: for a row far from
+    every component they come from the exact differences of
+    :func:`far_log_prob` (in the limit the largest term takes all), and
+    ``log p(x_n)`` is ``-inf`` where it underflows.
+    """
     xp = _ns(xp, X)
-    lp = weighted_log_prob(X, params, structure, xp)
+    lp, far = _weighted_log_prob(X, params, structure, xp)
     norm = logsumexp(lp, axis=1, xp=xp)
-    lp -= norm[:, None]
+    with _xp.errstate(xp, invalid="ignore"):  # rows of all -inf: far rows, set below
+        lp -= norm[:, None]
+    if far is not None:
+        rows, ref, rel = far
+        lse = np.log(np.exp(rel).sum(axis=1))  # in [0, log K]: the largest rel is 0
+        with np.errstate(over="ignore"):
+            _put_rows(xp, norm, rows, ref + lse)
+            _put_rows(xp, lp, rows, rel - lse[:, None])
     return norm, lp
+
+
+def argmax_column(X, params: GaussianParams, structure, xp=None):
+    """Column of the largest ``log pi_k + log N(x_n | k)`` of each row (the
+    noise column, when there is one, is ``K``): what ``predict`` reports.
+
+    ``argmax`` of :func:`weighted_log_prob`, except on far rows, where every
+    term may be ``-inf``: there the exact differences of :func:`far_log_prob`
+    decide.
+    """
+    xp = _ns(xp, X)
+    lp, far = _weighted_log_prob(X, params, structure, xp)
+    cols = xp.argmax(lp, axis=1)
+    if far is not None:
+        rows, _, rel = far
+        _put_rows(xp, cols, rows, np.argmax(rel, axis=1))
+    return cols
+
+
+# ----------------------------------------------------------------- far rows
+#: A row whose largest weighted log density is below ``-FAR_LOG_PROB`` (or is
+#: not finite, or is NaN) is "far": its terms are recomputed by
+#: :func:`far_log_prob`. There, ``lp_k - lp_j`` computed as the difference of
+#: two numbers of size ``|lp|`` carries an error of ``eps |lp|`` (2e-10 at the
+#: threshold, in float64), and beyond ``|x|`` of about 1e154 (1e19 in float32)
+#: the terms overflow to ``-inf`` or NaN. Ordinary rows never get here: the
+#: default path is unchanged.
+FAR_LOG_PROB = 1e6
+
+
+def _far_rows(lp, xp):
+    """Row indices (host) of the far rows of ``lp``, or None."""
+    if lp.shape[0] == 0:
+        return None
+    if xp is np:
+        if lp.min() > -FAR_LOG_PROB:  # one contiguous pass; NaN fails it
+            return None
+        rows = np.flatnonzero(~(lp.max(axis=1) > -FAR_LOG_PROB))
+        return rows if rows.size else None
+    if bool(xp.min(lp) > -FAR_LOG_PROB):
+        return None
+    rows = _xp.flatnonzero(xp, ~(xp.max(lp, axis=1) > -FAR_LOG_PROB))
+    return np.asarray(rows, dtype=np.intp) if len(rows) else None
+
+
+def _put_rows(xp, a, rows, values):
+    """``a[rows] = values`` (numpy float64 ``values``, cast to ``a``'s dtype)."""
+    if xp is np:
+        a[rows] = values
+    else:
+        a[_xp.asarray(xp, rows, device=_xp.device(a))] = _xp.asarray(
+            xp, np.asarray(values), dtype=a.dtype, device=_xp.device(a))
+
+
+def _precision_groups(P):
+    """For each component, the first component whose precision matrix equals
+    its own up to rounding (``64 eps`` of the largest entry): such components
+    share one quadratic term, so that their comparison in the limit is exact
+    (decided by the linear term, as for ``'tied'``)."""
+    K = P.shape[0]
+    flat = P.reshape(K, -1)
+    scale = np.abs(flat).max(axis=1)
+    rep = np.arange(K)
+    tol = 64.0 * np.finfo(np.float64).eps
+    for k in range(1, K):
+        heads = np.flatnonzero(rep[:k] == np.arange(k))
+        diff = np.abs(flat[heads] - flat[k]).max(axis=1)
+        same = heads[diff <= tol * np.maximum(scale[heads], scale[k])]
+        if same.size:
+            rep[k] = same[0]
+    return rep
+
+
+def far_log_prob(X, params: GaussianParams, structure):
+    """Weighted log densities of rows far from every component, without
+    overflow and with exact comparisons between components.
+
+    With ``g`` the average of the means, ``m_k = mu_k - g``, ``P_k`` the
+    precision matrix and ``s = max(|x|_inf, |g|_inf, 1)``, write
+    ``x - g = s y`` (``y = x/s - g/s``, so ``|y|_inf <= 2``). Then exactly
+
+    ``log pi_k N(x | k) = s (s A_k + B_k) + E_k``,
+
+    ``A_k = -y^T P_k y / 2``, ``B_k = y^T P_k m_k``,
+    ``E_k = log pi_k + log|P_k|/2 - D log(2 pi)/2 - m_k^T P_k m_k / 2``,
+
+    with ``A, B, E`` of the size of the data's scale whatever ``s``. The
+    differences to a reference component ``r``,
+
+    ``lp_k - lp_r = s (s (A_k - A_r) + (B_k - B_r)) + (E_k - E_r)``,
+
+    are evaluated in this Horner form (never ``inf - inf``), so components
+    with the same precision (the whole of ``'tied'``) compare by their linear
+    term exactly. As ``s`` grows, the smallest ``y^T P_k y`` wins, then the
+    largest ``B_k``, then the largest ``E_k``: the limit responsibilities put
+    all the mass on that component (equal shares on exact ties). ``r`` is the
+    component of the largest term, found by at most ``K`` moves to a larger
+    one. The noise column (``log pi_0 - log V``) is the term ``A = B = 0``,
+    which wins every far row.
+
+    Returns
+    -------
+    lp_ref : ndarray of shape (n,)
+        ``log pi_r N(x | r)`` of the largest term, float64; ``-inf`` where it
+        underflows.
+    rel : ndarray of shape (n, K) (K + 1 with noise)
+        ``lp_k - lp_ref``, float64, at most 0 (0 at ``r``); ``-inf`` for a
+        term negligible against the largest or of zero weight.
+    """
+    X = np.asarray(_xp.to_numpy(X), dtype=np.float64)
+    means = np.asarray(_xp.to_numpy(params.means), dtype=np.float64)
+    K, D = means.shape
+    pc = _xp.to_numpy(params.precisions_cholesky)
+    P = np.asarray(structure.full_covariances(np.asarray(structure.precisions(pc)), K, D), dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        logw = np.log(np.asarray(_xp.to_numpy(params.weights), dtype=np.float64))
+    g = means.mean(axis=0)
+    M = means - g
+    s = np.maximum(np.abs(X).max(axis=1, initial=1.0), np.abs(g).max(initial=0.0))
+    Y = X / s[:, None] - g / s[:, None]
+    L = np.linalg.cholesky(P)  # P_k = L_k L_k^T
+    PM = np.einsum("kij,kj->ki", P, M)
+    E = logw + np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1) - 0.5 * D * LOG_2PI
+    E -= 0.5 * np.einsum("kd,kd->k", M, PM)
+    B = Y @ PM.T
+    A = np.empty_like(B)
+    rep = _precision_groups(P)
+    for r in np.unique(rep):
+        Z = Y @ L[r]  # (L_r^T y)^T
+        A[:, rep == r] = -0.5 * np.einsum("nd,nd->n", Z, Z)[:, None]
+    if params.noise_weight is not None:
+        with np.errstate(divide="ignore"):
+            e0 = np.log(np.float64(params.noise_weight)) - params.log_volume
+        A, B, E = (np.concatenate([A, np.zeros((len(X), 1))], axis=1),
+                   np.concatenate([B, np.zeros((len(X), 1))], axis=1), np.append(E, e0))
+    active = np.isfinite(E)  # a term of zero weight is never the largest
+    idx = np.arange(len(X))
+    s = s[:, None]
+
+    def relative(r):
+        with np.errstate(over="ignore", invalid="ignore"):
+            d = s * (s * (A - A[idx, r][:, None]) + (B - B[idx, r][:, None])) + (E - E[r][:, None])
+        d[:, ~active] = -np.inf
+        d[np.isnan(d)] = -np.inf  # only from B itself overflowing (precisions near the float limit)
+        return d
+
+    ref = np.argmax(np.where(active, A, -np.inf), axis=1)
+    for _ in range(A.shape[1]):
+        rel = relative(ref)
+        best = np.argmax(rel, axis=1)
+        move = rel[idx, best] > 0.0
+        if not move.any():
+            break
+        ref = np.where(move, best, ref)
+    with np.errstate(over="ignore"):
+        lp_ref = s[:, 0] * (s[:, 0] * A[idx, ref] + B[idx, ref]) + E[ref]
+        top = rel.max(axis=1)  # 0, unless rounding left a cycle
+        lp_ref += top
+    rel -= top[:, None]
+    return lp_ref, rel
 
 
 def stats_from_resp(X, sample_weight, resp, shift, structure, loglik=0.0, xp=None) -> SuffStats:
@@ -134,7 +327,7 @@ def _loglik(norm, sample_weight, xp=np):
 
 
 def m_step(stats: SuffStats, structure, reg_covar: float, dtype, xp=None, prior=None,
-           equal_proportions=False, log_volume=None) -> GaussianParams:
+           equal_proportions=False, log_volume=None, previous=None) -> GaussianParams:
     """Weighted maximum-likelihood parameters from summed statistics.
 
     ``10 * eps`` is added to every ``n_k`` and ``reg_covar`` to every
@@ -143,6 +336,9 @@ def m_step(stats: SuffStats, structure, reg_covar: float, dtype, xp=None, prior=
     instead (:func:`emix.core.prior.map_m_step`). ``equal_proportions`` and
     ``log_volume`` (a uniform noise component of volume ``exp(log_volume)``)
     change only the mixing weights (:func:`mixing_m_step`; numpy only).
+    ``previous``: the parameters entering this EM iteration; structures whose
+    M-step is iterative and starts better from them (``warm_m_step``: EVE,
+    VVE) get their covariances, others ignore it.
 
     Raises
     ------
@@ -150,7 +346,7 @@ def m_step(stats: SuffStats, structure, reg_covar: float, dtype, xp=None, prior=
         If a covariance is not positive definite.
     """
     if equal_proportions or log_volume is not None:
-        params = m_step(stats, structure, reg_covar, dtype, xp, prior)
+        params = m_step(stats, structure, reg_covar, dtype, xp, prior, previous=previous)
         return mixing_m_step(params, stats, dtype, equal_proportions, log_volume)
     if prior is not None:
         from .prior import map_m_step
@@ -161,7 +357,10 @@ def m_step(stats: SuffStats, structure, reg_covar: float, dtype, xp=None, prior=
     delta = stats.s1 / nk[:, None]
     means = xp.astype(xp.astype(stats.shift, nk.dtype) + delta, dtype)
     weights = xp.astype(nk / xp.sum(nk), dtype)
-    cov = structure.covariances(stats.s2, nk, delta, reg_covar, dtype, **_kw(xp))
+    kw = _kw(xp)
+    if previous is not None and getattr(structure, "warm_m_step", False):
+        kw["previous"] = previous.covariances
+    cov = structure.covariances(stats.s2, nk, delta, reg_covar, dtype, **kw)
     try:
         prec_chol = structure.prec_chol_from_cov(cov, **_kw(xp))
     except NotPositiveDefinite as exc:
@@ -238,10 +437,11 @@ def fit(
         return reduce(lambda Xb, wb: e_step(Xb, wb, current, structure, xp))
 
     if mixing:
-        def m(stats, _):
-            return m_step(stats, structure, reg_covar, dtype, xp, prior, equal_proportions, log_volume)
+        def m(stats, current):
+            return m_step(stats, structure, reg_covar, dtype, xp, prior, equal_proportions, log_volume,
+                          previous=current)
     else:
-        def m(stats, _):
-            return m_step(stats, structure, reg_covar, dtype, xp, prior)
+        def m(stats, current):
+            return m_step(stats, structure, reg_covar, dtype, xp, prior, previous=current)
 
     return run_em(e, m, params0, tol=tol, max_iter=max_iter, lower_bound0=lower_bound0, callback=callback)
