@@ -195,13 +195,16 @@ class SelectionResult:
 
     Attributes
     ----------
-    best_ : emix.GaussianMixture
-        The fitted model with the lowest criterion. With the hierarchical
+    best_ : emix.GaussianMixture or emix.MixtureModel
+        The fitted model with the lowest criterion (a MixtureModel for a
+        ``family`` other than 'gaussian'). With the hierarchical
         start shared across the grid, its ``weights_init``, ``means_init``
         and ``precisions_init`` hold that start, so refitting it reproduces
         the fit.
     best_params_ : dict
-        ``{"n_components": K, "covariance_type": name}`` of ``best_``.
+        ``{"n_components": K, "covariance_type": name}`` of ``best_``; for
+        another family ``{"n_components": K, "family": family}``, with
+        ``covariance_type`` for a family that has one (Student-t).
     criterion : str
         The criterion used to choose (``"bic"``, ``"icl"`` or ``"aic"``).
     rows : list of dict
@@ -209,7 +212,8 @@ class SelectionResult:
         given), with keys n_components, covariance_type, log_likelihood,
         n_parameters, bic, icl, aic, converged, n_iter, error (None, or the
         exception's type and message when that fit failed; its numbers are
-        then NaN).
+        then NaN), and for another family than 'gaussian' ``family`` (its
+        name) too, with ``covariance_type`` None for a family without one.
     """
 
     best_: object
@@ -221,7 +225,8 @@ class SelectionResult:
         """The table as a :class:`pandas.DataFrame` (pandas imported here)."""
         import pandas as pd
 
-        return pd.DataFrame(self.rows, columns=list(ROW_KEYS))
+        family = any("family" in r for r in self.rows)
+        return pd.DataFrame(self.rows, columns=list(ROW_KEYS) + (["family"] if family else []))
 
     def table(self, criterion=None):
         """``(Ks, models, values)``: the criterion as a (n_K, n_models) array
@@ -245,13 +250,16 @@ class SelectionResult:
             _, ax = plt.subplots(figsize=(7, 5))
         Ks, models, values = self.table(criterion)
         markers = "os^vD<>phH*xP+Xd"
+        family = self.rows[0].get("family") if self.rows else None
         for j, m in enumerate(models):
-            ax.plot(Ks, values[:, j], marker=markers[j % len(markers)], label=m, linewidth=1)
+            ax.plot(Ks, values[:, j], marker=markers[j % len(markers)], label=family if m is None else m,
+                    linewidth=1)
         best = self.best_params_
         if best:
-            v = values[Ks.index(best["n_components"]), models.index(best["covariance_type"])]
+            m = best.get("covariance_type")
+            v = values[Ks.index(best["n_components"]), models.index(m)]
             ax.plot([best["n_components"]], [v], marker="o", markersize=14, fillstyle="none",
-                    color="k", linestyle="none", label=f"best: {best['covariance_type']}, K={best['n_components']}")
+                    color="k", linestyle="none", label=f"best: {family if m is None else m}, K={best['n_components']}")
         ax.set_xlabel("Number of components")
         ax.set_ylabel(f"{criterion.upper()} (lower is better)")
         ax.set_xticks(Ks)
@@ -261,16 +269,20 @@ class SelectionResult:
     def __repr__(self):
         b = self.best_params_
         ok = sum(r["error"] is None for r in self.rows)
-        return (f"SelectionResult(best={b.get('covariance_type')!r}, K={b.get('n_components')}, "
+        family = f"family={self.rows[0]['family']!r}, " if self.rows and "family" in self.rows[0] else ""
+        return (f"SelectionResult({family}best={b.get('covariance_type')!r}, K={b.get('n_components')}, "
                 f"criterion={self.criterion!r}, fits={ok}/{len(self.rows)})")
 
 
 def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic", n_init=1,
-           sample_weight=None, n_jobs=None, random_state=None, cell_callback=None,
+           sample_weight=None, n_jobs=None, random_state=None, cell_callback=None, family="gaussian",
            **gm_kwargs) -> SelectionResult:
-    """Fit a grid of Gaussian mixtures and choose K and the covariance model.
+    """Fit a grid of mixtures and choose K and the covariance model.
 
-    The emix counterpart of mclust's ``Mclust()`` / ``mclustBIC()``.
+    The emix counterpart of mclust's ``Mclust()`` / ``mclustBIC()`` for
+    Gaussian mixtures (the default), and the same grid search over K (and
+    covariance types, for Student-t) for any other family of
+    :class:`~emix.MixtureModel`.
 
     Parameters
     ----------
@@ -301,6 +313,23 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
         order. Progress over the grid hooks in here; unlike the estimator's
         ``callback`` it works with worker processes. (The result does not
         depend on it.)
+    family : str or dict, default='gaussian'
+        'gaussian': :class:`~emix.GaussianMixture` cells, as described here.
+        Any other ``family`` of :class:`~emix.MixtureModel` ('poisson',
+        'student_t', 'bernoulli', 'categorical', a mapping of columns to
+        families, 'auto'): :class:`~emix.MixtureModel` cells, one per K, and
+        for a family with covariance structures (Student-t) one per (K,
+        covariance type), by default scikit-learn's four types ('full',
+        'tied', 'diag', 'spherical'; any of mclust's 14 names may be given).
+        ``X`` is passed to the estimator as is (a DataFrame of categories, for
+        example); each row's ``family`` is the family's name, and
+        ``best_params_`` holds ``family`` (and ``covariance_type`` only where
+        the family has one), ready for ``MixtureModel(**best_params_)``. The
+        cells' defaults are ``tol=1e-5``, ``max_iter=1000`` and
+        ``init_params='kmeans'`` (k-means on the family's numeric view);
+        criteria are the estimator's own (``best_.bic(X)`` equals the table's
+        value). mclust's options (``noise``, ``prior``, ``equal_proportions``)
+        and the hierarchical start are Gaussian only.
     **gm_kwargs
         Other :class:`~emix.GaussianMixture` parameters (``init_params``,
         ``tol``, ``reg_covar``, ``max_iter``...), used for every cell. Unlike
@@ -338,6 +367,9 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
     from .backends.reduce import available_cores
     from .families.gaussian import get_structure
 
+    if not (isinstance(family, str) and family == "gaussian"):
+        return _select_family(X, family, n_components, covariance_types, criterion, n_init, sample_weight,
+                              n_jobs, random_state, cell_callback, gm_kwargs)
     X = check_array(X, dtype=[np.float64, np.float32], ensure_min_samples=2)
     w = V.check_sample_weight(sample_weight, X.shape[0], X.dtype)
     if criterion not in CRITERIA:
@@ -385,23 +417,8 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
     jobs = (delayed(_fit_cell_at)(i, X, w, K, m, cell_seed(entropy, K, m), n_init, gm_kwargs, partitions.get(K),
                                   block_threads)
             for i, (K, m) in enumerate(cells))
-    if cell_callback is None:
-        results = [res for _, res in Parallel(n_jobs=n_jobs)(jobs)]
-    else:
-        results = [None] * len(cells)
-        for done, (i, res) in enumerate(_as_completed(Parallel, n_jobs, jobs), start=1):
-            results[i] = res
-            cell_callback({"done": done, "total": len(cells), "row": dict(res[0])})
-    rows = [r for r, _ in results]
-    best_i = None
-    for i, (r, gm) in enumerate(results):
-        if gm is None or not np.isfinite(r[criterion]):
-            continue
-        if best_i is None or r[criterion] < rows[best_i][criterion]:
-            best_i = i
-    if best_i is None:
-        errors = "; ".join(f"(K={r['n_components']}, {r['covariance_type']}): {r['error']}" for r in rows[:3])
-        raise ValueError(f"Every fit in the grid failed. First failures: {errors}")
+    results = _run_cells(Parallel, n_jobs, jobs, len(cells), cell_callback)
+    rows, best_i = _choose(results, criterion)
     best_row = rows[best_i]
     return SelectionResult(
         best_=results[best_i][1],
@@ -410,6 +427,143 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
         criterion=criterion,
         rows=rows,
     )
+
+
+def _run_cells(Parallel, n_jobs, jobs, n_cells, cell_callback):
+    """``[(row, model or None)]`` of the grid's cells in grid order, run by
+    joblib; ``cell_callback`` called as each finishes."""
+    if cell_callback is None:
+        return [res for _, res in Parallel(n_jobs=n_jobs)(jobs)]
+    results = [None] * n_cells
+    for done, (i, res) in enumerate(_as_completed(Parallel, n_jobs, jobs), start=1):
+        results[i] = res
+        cell_callback({"done": done, "total": n_cells, "row": dict(res[0])})
+    return results
+
+
+def _choose(results, criterion):
+    """``(rows, index of the best cell)``: the lowest finite criterion, the
+    first in grid order on ties. Raises ValueError when every fit failed."""
+    rows = [r for r, _ in results]
+    best_i = None
+    for i, (r, model) in enumerate(results):
+        if model is None or not np.isfinite(r[criterion]):
+            continue
+        if best_i is None or r[criterion] < rows[best_i][criterion]:
+            best_i = i
+    if best_i is None:
+        errors = "; ".join(f"(K={r['n_components']}, {r['covariance_type']}): {r['error']}" for r in rows[:3])
+        raise ValueError(f"Every fit in the grid failed. First failures: {errors}")
+    return rows, best_i
+
+
+#: Covariance types a family with covariance structures (Student-t) is tried
+#: with by default: scikit-learn's four.
+FAMILY_COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+#: Defaults of the cells of a non-Gaussian grid (as the Gaussian grid's tol and max_iter).
+_FAMILY_DEFAULTS = {"tol": 1e-5, "max_iter": 1000}
+
+
+def _takes_covariance_type(family):
+    """Whether a resolved family has Gaussian covariance structures (its
+    configuration holds a ``covariance_type``)."""
+    return "covariance_type" in family.config().get("options", {})
+
+
+def _select_family(X, family, n_components, covariance_types, criterion, n_init, sample_weight, n_jobs,
+                   random_state, cell_callback, kwargs):
+    """:func:`select` for a non-Gaussian ``family``: MixtureModel cells."""
+    from joblib import Parallel, delayed, effective_n_jobs
+
+    from . import _validation as V
+    from .backends.reduce import available_cores
+    from .families.gaussian import get_structure
+    from .mixture import MixtureModel, _n_columns
+
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {list(CRITERIA)}. Got {criterion!r}.")
+    if isinstance(n_components, numbers.Integral):
+        n_components = [n_components]
+    Ks = [V.check_int("n_components", k, 1) for k in n_components]
+    if not Ks:
+        raise ValueError("n_components must hold at least one integer. Got an empty sequence.")
+    V.check_int("n_init", n_init, 1)
+    for bad in ("n_components", "covariance_type", "n_init", "random_state"):
+        if bad in kwargs:
+            raise TypeError(f"{bad!r} is set by select() itself; it cannot be passed in gm_kwargs.")
+    if cell_callback is not None and not callable(cell_callback):
+        raise TypeError(f"cell_callback must be callable or None. Got {cell_callback!r}.")
+    kwargs = {**_FAMILY_DEFAULTS, **kwargs}
+    # the family and the options are checked once here: a usage error, not a failed fit per cell
+    probe = MixtureModel(family=family, **kwargs)
+    probe._check_params()
+    fam = probe._resolve()
+    if _takes_covariance_type(fam):
+        models = list(FAMILY_COVARIANCE_TYPES if covariance_types is None else
+                      [covariance_types] if isinstance(covariance_types, str) else covariance_types)
+        if not models:
+            raise ValueError("covariance_types must hold at least one name. Got an empty sequence.")
+        for m in models:
+            get_structure(m)
+    else:
+        if covariance_types is not None:
+            raise ValueError(f"The {fam.name} family has no covariance types; leave covariance_types=None. "
+                             f"Got {covariance_types!r}.")
+        models = [None]
+    n_samples = X.shape[0] if getattr(X, "shape", None) is not None and len(X.shape) >= 1 else len(X)
+    _n_columns(X)  # a 2-D table, or a clear error
+    w = V.check_sample_weight(sample_weight, n_samples, np.float64)
+    entropy = _entropy(random_state)
+    name = family if isinstance(family, str) else fam.name
+    cells = [(K, m) for K in Ks for m in models]
+    workers = min(len(cells), effective_n_jobs(n_jobs))
+    block_threads = max(1, available_cores() // workers) if workers > 1 else None
+    jobs = (delayed(_fit_family_cell_at)(i, X, w, K, m, cell_seed(entropy, K, f"{fam.name}:{m}"), n_init, family,
+                                         name, kwargs, block_threads)
+            for i, (K, m) in enumerate(cells))
+    results = _run_cells(Parallel, n_jobs, jobs, len(cells), cell_callback)
+    rows, best_i = _choose(results, criterion)
+    best_row = rows[best_i]
+    best_params = {"n_components": best_row["n_components"]}
+    if best_row["covariance_type"] is not None:
+        best_params["covariance_type"] = best_row["covariance_type"]
+    best_params["family"] = family
+    return SelectionResult(best_=results[best_i][1], best_params_=best_params, criterion=criterion, rows=rows)
+
+
+def _fit_family_cell_at(i, X, w, K, model, seed, n_init, family, name, kwargs, block_threads):
+    """One MixtureModel cell (see :func:`_fit_cell`), tagged with its index;
+    never raises (a failure becomes the row's ``error``)."""
+    from ._parallel import block_threads_cap, one_blas_thread
+    from .mixture import MixtureModel
+
+    row = dict.fromkeys(ROW_KEYS)
+    row.update(n_components=int(K), covariance_type=model, converged=False, n_iter=0, family=name)
+    nan_row = {key: math.nan for key in ("log_likelihood", "bic", "icl", "aic")}
+    row.update(nan_row)
+    try:
+        with one_blas_thread(), block_threads_cap(block_threads):
+            options = {} if model is None else {"covariance_type": model}
+            est = MixtureModel(n_components=K, family=family, n_init=n_init, random_state=seed, **options,
+                               **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                est.fit(X, sample_weight=w)
+                # the estimator's own criteria: the same sums as best_.bic(X) and friends
+                ll_rows = est.score_samples(X).astype(np.float64)
+                ll = float(ll_rows.sum() if w is None else ll_rows @ w)
+                n_eff = float(ll_rows.shape[0]) if w is None else float(w.sum())
+                p = int(est._n_parameters())
+                icl = float(est.icl(X, sample_weight=w))
+        row.update(n_parameters=p, log_likelihood=ll, bic=float(criteria.bic(ll, p, n_eff)), icl=icl,
+                   aic=float(criteria.aic(ll, p)), converged=bool(est.converged_), n_iter=int(est.n_iter_))
+        if not np.isfinite(ll):
+            raise FloatingPointError(f"log-likelihood is {ll}")
+        return i, (row, est)
+    except Exception as exc:  # recorded, never aborts the grid
+        row["error"] = f"{type(exc).__name__}: {exc}"
+        row.update(nan_row)
+        return i, (row, None)
 
 
 __all__ = ["SelectionResult", "select", "uncertainty", "cell_seed", "default_models"]
