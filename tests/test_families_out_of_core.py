@@ -401,6 +401,88 @@ def test_raw_input_dask_dataframe(labels):
         emix.MixtureModel(2, family="test_labels_no_merge", **kw).fit(ddf)
 
 
+# ------------------------------------- the registered raw-input families
+def _table():
+    """Two latent classes over a categorical column with missing answers
+    (None) and a label the first 120 rows never show, a binary column, counts
+    and a real column."""
+    import pandas as pd
+
+    rng = np.random.default_rng(11)
+    n = 500
+    z = rng.choice(2, n)
+    a = np.where(z == 0, rng.choice(["x", "y", "z"], n, p=[0.7, 0.2, 0.1]),
+                 rng.choice(["x", "y", "z"], n, p=[0.1, 0.2, 0.7])).astype(object)
+    a[:120] = np.where(a[:120] == "z", "x", a[:120])
+    a[::9] = None
+    return pd.DataFrame({
+        "a": a, "b": np.where(z == 0, rng.choice(["u", "v"], n, p=[0.8, 0.2]), rng.choice(["u", "v"], n, p=[0.3, 0.7])),
+        "c": rng.poisson(np.where(z == 0, 1.0, 6.0)).astype(float), "d": rng.normal(np.where(z == 0, 0.0, 3.0), 1.0)})
+
+
+RAW_CASES = [c for c in [
+    ("categorical", ["a", "b"]), ("bernoulli", ["b"]),
+    ({"a": "categorical", "b": "bernoulli", "c": "poisson", "d": "gaussian"}, ["a", "b", "c", "d"]),
+    ("auto", ["b", "c", "d"]),
+] if (c[0] if isinstance(c[0], str) else "mixed") in family_names() + ("auto",) and "mixed" in family_names()]
+
+
+def _raw_data(family, cols):
+    df = _table()[cols]
+    return df.astype({"b": "category"}) if family == "auto" else df
+
+
+def _frames_of(df, sizes):
+    bounds = [b for b in np.cumsum([0] + sizes) if b < len(df)] + [len(df)]
+    return lambda: (df.iloc[i:j] for i, j in zip(bounds[:-1], bounds[1:]))
+
+
+def _assert_same_fit(got, ref, tol=1e-10):
+    assert got.encoding_ == ref.encoding_
+    for name in ["weights_"] + [p + "_" for p in ref.family_.param_names]:
+        np.testing.assert_allclose(getattr(got, name), getattr(ref, name), rtol=tol, atol=tol, err_msg=name)
+    np.testing.assert_allclose(got.lower_bounds_, ref.lower_bounds_, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("family,cols", RAW_CASES, ids=lambda c: c if isinstance(c, str) else "mapping")
+def test_raw_input_families_block_source_equal_in_memory(family, cols):
+    df = _raw_data(family, cols)
+    kw = dict(random_state=0, tol=0.0, max_iter=5)
+    ref = emix.MixtureModel(2, family=family, **kw).fit(df)
+    src = _frames_of(df, [60, 7, 200])  # the first blocks lack the label 'z'
+    got = emix.MixtureModel(2, family=family, **kw).fit(src)
+    _assert_same_fit(got, ref)
+    np.testing.assert_array_equal(got.predict(src), ref.predict(df))
+    np.testing.assert_allclose(got.score_samples(src), ref.score_samples(df), rtol=1e-12)
+
+
+def _raw_dask(family, cols, use_client, request):
+    dd = pytest.importorskip("dask.dataframe")
+    da = pytest.importorskip("dask.array")
+    request.getfixturevalue("client" if use_client else "local_scheduler")
+    df = _raw_data(family, cols)
+    kw = dict(random_state=0, tol=0.0, max_iter=5)
+    ref = emix.MixtureModel(2, family=family, **kw).fit(df)
+    ddf = dd.from_pandas(df, npartitions=4)
+    got = emix.MixtureModel(2, family=family, **kw).fit(ddf)
+    _assert_same_fit(got, ref)
+    proba = got.predict_proba(ddf)
+    assert isinstance(proba, da.Array)
+    np.testing.assert_allclose(proba.compute(), ref.predict_proba(df), rtol=1e-10, atol=1e-12)
+    assert got.bic(ddf) == pytest.approx(ref.bic(df), rel=1e-12)
+
+
+@pytest.mark.parametrize("family,cols", RAW_CASES, ids=lambda c: c if isinstance(c, str) else "mapping")
+def test_raw_input_families_dask_dataframe(family, cols, request):
+    _raw_dask(family, cols, False, request)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family,cols", RAW_CASES[2:3], ids=["mapping"])
+def test_raw_input_families_dask_cluster(family, cols, request):
+    _raw_dask(family, cols, True, request)
+
+
 # ------------------------------------------------------------- partial_fit
 def poisson_em_step(X, w, weights, rates):
     """One EM iteration for a Poisson mixture, from the formulas with

@@ -48,7 +48,10 @@ Inputs
   blocks are persisted on the workers once and each iteration sends only the
   parameters; without one, the blocks are computed one at a time. A Dask
   DataFrame of raw columns (strings, categoricals) is coded partition by
-  partition.
+  partition where the partitions lie; its first partition also on the
+  client, which gives the coded width and lets a family that resolves itself
+  in ``encode`` (the mixed family's column layout) do so before it is sent
+  to the workers.
 
 ``predict``, ``predict_proba`` and ``score_samples`` on a Dask collection
 return lazy Dask arrays (``map_blocks`` / ``from_delayed``); on a block
@@ -317,7 +320,9 @@ def dask_encoded(X, family, meta, known_rows=True):
         return Xd.map_blocks(_encode_chunk, family, meta, dtype=np.float64)
     parts = _dask_parts(X)
     coded = [dask.delayed(_encode_known, pure=True)(family, p, meta) for p in parts]
-    width = int(dask.compute(coded[0])[0].shape[1])
+    # the first partition is coded here, on the client: it gives the coded width, and a family that
+    # resolves itself in encode (the mixed family's column layout) is resolved before it is sent out
+    width = int(_encode_known(family, dask.compute(parts[0])[0], meta).shape[1])
     lengths = [math.nan] * len(parts)
     if known_rows:
         lengths = list(dask.compute(*[dask.delayed(lambda p: _raw_columns(p)[0], pure=True)(p) for p in parts]))
