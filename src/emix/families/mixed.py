@@ -112,6 +112,11 @@ class _Table:
     """Column access to a DataFrame or a 2-D array (no copy of the data)."""
 
     def __init__(self, X):
+        import scipy.sparse as sp
+
+        if sp.issparse(X):
+            raise TypeError("Sparse data was passed, but the mixed family needs dense data: a pandas DataFrame or "
+                            "a 2-D array (use X.toarray()).")
         if _is_frame(X):
             self.frame = X
             self.names = [_label(c) for c in X.columns]
@@ -121,11 +126,18 @@ class _Table:
             if arr.dtype.kind in "OSU":  # uniform strings or objects: per-column cells
                 arr = arr.astype(object, copy=False)
             if arr.ndim != 2:
-                raise ValueError(f"Expected a 2-D table (n_samples, n_features). Got an array of shape {arr.shape}.")
+                raise ValueError(f"Expected a 2-D table (n_samples, n_features). Got an array of shape {arr.shape}. "
+                                 "Reshape your data with X.reshape(-1, 1) for one feature or X.reshape(1, -1) for "
+                                 "one sample.")
+            if arr.dtype.kind == "c":
+                raise ValueError("Complex data not supported by the mixed family; pass real numbers.")
             self.frame = None
             self.array = arr
             self.names = None
             self.shape = arr.shape
+        if self.shape[1] == 0:
+            raise ValueError(f"Found array with 0 feature(s) (shape={tuple(self.shape)}) while a minimum of 1 is "
+                             "required by the mixed family.")
 
     def name(self, j):
         return self.names[j] if self.names is not None else j
