@@ -37,7 +37,8 @@ Columns and families
   ``int``), any other as categorical. Datetimes and other types are an error:
   convert them or assign a family.
 
-All the columns of one family form one group with one member family. A
+All the columns of one family form one group with one member family (groups
+in the order of their first column). A
 Gaussian group is ``covariance_type='diag'`` by default ("a Gaussian with its
 own variance" per column, independent given the component); pass
 ``gaussian={'covariance_type': 'full'}`` for correlated Gaussian columns.
