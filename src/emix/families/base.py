@@ -155,10 +155,12 @@ class ComponentFamily:
         X[r, c] = np.where(np.isnan(col[c]), 0.0, col[c])
         return X
 
-    def e_step(self, X, rw_fn, log_weights, comp):
-        """Optional fused E-step; the default composes ``log_prob`` and
-        ``suff_stats``. Returns ``(log_norm, resp, sums)``."""
-        raise NotImplementedError
+    def log_prob_cached(self, X, comp):
+        """``(log_prob(X, comp), cache)``. A family whose statistics reuse
+        work done for its densities (Student-t: the Mahalanobis distances)
+        returns that work as ``cache``, and the E-step then calls
+        ``suff_stats(X, rw, comp, cache=cache)``. Default: no cache."""
+        return self.log_prob(X, comp), None
 
     def decode_sample(self, X, meta):
         """Sampled float rows back in the user's coding (default: as is)."""
@@ -196,7 +198,9 @@ class Mixture:
         return lp
 
     def log_resp(self, X, params):
-        lp = self.weighted_log_prob(X, params)
+        return self._log_resp(self.weighted_log_prob(X, params))
+
+    def _log_resp(self, lp):
         norm = logsumexp(lp, axis=1)
         with np.errstate(invalid="ignore"):
             lr = lp - norm[:, None]
@@ -206,7 +210,10 @@ class Mixture:
         return norm, lr
 
     def e_step(self, X, w, params: MixtureParams) -> Stats:
-        norm, lr = self.log_resp(X, params)
+        lp, cache = self.family.log_prob_cached(X, params.components)
+        with np.errstate(divide="ignore"):
+            lp = np.asarray(lp, dtype=np.float64) + np.log(params.weights.astype(np.float64))
+        norm, lr = self._log_resp(lp)
         bad = ~np.isfinite(norm)
         if w is not None and bad.any():  # rows of weight 0 count for nothing, whatever their density
             bad &= w > 0
@@ -227,7 +234,10 @@ class Mixture:
             rw = resp
             loglik, sum_w = float(norm.sum()), float(X.shape[0])
         nk = rw.sum(axis=0)
-        sums = self.family.suff_stats(X, rw, params.components)
+        if cache is None:
+            sums = self.family.suff_stats(X, rw, params.components)
+        else:
+            sums = self.family.suff_stats(X, rw, params.components, cache=cache)
         return Stats(nk, sums, loglik, sum_w)
 
     def stats_from_resp(self, X, w, resp, params_or_none):

@@ -209,11 +209,16 @@ class StudentT(ComponentFamily):
 
     def log_prob(self, X, comp):
         """(n, K) ``log t(x_n | mu_k, Sigma_k, nu_k)`` in float64."""
+        return self.log_prob_cached(X, comp)[0]
+
+    def log_prob_cached(self, X, comp):
+        """The log densities and, as the E-step's cache, the Mahalanobis
+        distances they were computed from (the statistics reuse them)."""
         D = X.shape[1]
         nu = np.asarray(comp["dof"], dtype=np.float64)
         maha, half_logdet_prec = self._maha_logdet(X, comp)
         const = log_gamma_ratio(0.5 * nu, 0.5 * D) - 0.5 * D * np.log(nu * np.pi) + half_logdet_prec
-        return const[None, :] - 0.5 * (nu + D)[None, :] * np.log1p(maha / nu[None, :])
+        return const[None, :] - 0.5 * (nu + D)[None, :] * np.log1p(maha / nu[None, :]), maha
 
     def scale_weights(self, X, comp):
         """(n, K) ``u_nk = E[tau | x_n, k] = (nu_k + D) / (nu_k + m_nk)``:
@@ -225,7 +230,7 @@ class StudentT(ComponentFamily):
         return (nu + D)[None, :] / (nu[None, :] + maha)
 
     # ----------------------------------------------------------- statistics
-    def suff_stats(self, X, rw, comp):
+    def suff_stats(self, X, rw, comp, cache=None):
         X = np.asarray(X, dtype=np.float64)
         rw = np.asarray(rw, dtype=np.float64)
         D = X.shape[1]
@@ -237,7 +242,7 @@ class StudentT(ComponentFamily):
             elog = np.zeros_like(nk)
         else:
             nu = np.asarray(comp["dof"], dtype=np.float64)
-            maha, _ = self._maha_logdet(X, comp)
+            maha = self._maha_logdet(X, comp)[0] if cache is None else cache
             u = (nu + D)[None, :] / (nu[None, :] + maha)
             log_u = np.log1p(D / nu)[None, :] - np.log1p(maha / nu[None, :])
             elog = (rw * (log_u - u)).sum(axis=0) + nk * (digamma(0.5 * (nu + D)) - np.log(0.5 * (nu + D)))
