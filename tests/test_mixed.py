@@ -397,9 +397,6 @@ _AUTO_EXPECTED = {
         "k-means draws its seeds from the rows it is given, so weighted and repeated rows start in different "
         "places (see tests/test_mixture_model.py); from the same start they agree "
         "(tests/test_family_contract.py::test_integer_weights_equal_repeated_rows[mixed])."),
-    "check_fit2d_predict1d": (
-        "MixtureModel._encode checks the number of features of a raw-input family's table before the family "
-        "sees it, and scikit-learn's n_features check words a 1-D X without 'Reshape your data'."),
 }
 
 

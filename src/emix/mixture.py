@@ -45,6 +45,9 @@ def resolve_family(family, covariance_type="full", reg_covar=1e-6, family_option
     if isinstance(family, str) and family == "gaussian":
         return None
     if isinstance(family, dict) or (isinstance(family, str) and family == "auto"):
+        gaussian = dict(options.get("gaussian", {}))
+        gaussian.setdefault("reg_covar", reg_covar)  # the estimator's reg_covar reaches Gaussian columns
+        options["gaussian"] = gaussian
         return get_family("mixed", columns=family, **options)
     if isinstance(family, str) and family == "student_t":
         options.setdefault("covariance_type", covariance_type)
@@ -189,6 +192,11 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
         """The family's float view of ``X`` (and, at fit, what it learned)."""
         family = self._resolve() if reset else self.family_
         if getattr(family, "raw_input", False):
+            ndim = len(getattr(X, "shape", None) or np.shape(np.asarray(X, dtype=object)))
+            if ndim == 1:
+                raise ValueError("Expected a 2D table, got a 1D array instead. Reshape your data either using "
+                                 "array.reshape(-1, 1) if your data has a single feature or array.reshape(1, -1) "
+                                 "if it contains a single sample.")
             validate_data(self, X, reset=reset, skip_check_array=True)
             if reset:
                 self.n_features_in_ = _n_columns(X)

@@ -16,8 +16,10 @@ def register_family(name, factory):
 
 
 def family_names() -> tuple:
-    """Names accepted as ``family`` (besides 'gaussian', handled by
-    :class:`emix.GaussianMixture`'s kernels, and mappings for mixed data)."""
+    """Registered family names. ``MixtureModel(family='gaussian')`` uses
+    :class:`emix.GaussianMixture`'s kernels; the registered 'gaussian' family
+    (the same model behind the protocol) serves mixed data; 'mixed' is what a
+    mapping or 'auto' resolves to."""
     return tuple(_FAMILIES)
 
 
