@@ -23,6 +23,12 @@ The optional ``online`` entry of the header and the ``online_*`` arrays hold
 the running state of ``partial_fit`` (step counter, pass count, statistics),
 so that ``partial_fit`` after ``load`` continues exactly as without the save.
 
+A :class:`~emix.MixtureModel` of any family (or an emix subclass such as
+:class:`~emix.StudentTMixture`) is written as format version 2 with the class
+name in ``model`` (an emix that reads only GaussianMixture files refuses it by
+that name); its layout is described above :func:`_mixture_parts` and in
+docs/design.md ("Model files and model selection for every family").
+
 Arrays are read with ``allow_pickle=False``; nothing in a file is executed.
 Loading checks every array's shape, dtype and finiteness, that the weights sum
 to 1 (with the noise weight, for a model with a noise component, whose
