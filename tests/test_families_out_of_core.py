@@ -154,6 +154,43 @@ def test_sampled_start_does_not_depend_on_blocks(case, monkeypatch):
     assert_same(fit(family, da.from_array(X, chunks=(83, -1))), a)
 
 
+@pytest.mark.slow
+def test_fits_ten_times_more_counts_than_the_memory_limit(monkeypatch):
+    """80 blocks of 2,500 x 8 Poisson counts (12.8 MB as float64) made on the
+    fly, fitted with a traced peak under a tenth of that (0.9 MB measured) in
+    one pass per iteration after the scan; the rates found
+    are the truth's within 0.1 (sampling sd of a rate mean on ~67,000 rows
+    is under 0.015)."""
+    import tracemalloc
+
+    n_blocks, rows, D = 80, 2_500, 8
+    total_bytes = n_blocks * rows * D * 8
+    rates = np.array([[1.0] * 4 + [6.0] * 4, [6.0] * 4 + [1.0] * 4, [3.0] * 8])
+
+    passes = []
+
+    def source():
+        passes.append(1)
+        for b in range(n_blocks):
+            rng = np.random.default_rng(b)
+            yield rng.poisson(rates[rng.integers(0, 3, size=rows)]).astype(np.float64)
+
+    monkeypatch.setattr(chunked, "DEFAULT_INIT_SAMPLE", 2000)
+    m = emix.MixtureModel(3, family="poisson", random_state=0, max_iter=20, tol=1e-4, working_memory=0.25)
+    m.fit(blocks_of(poisson_data(300, 0), [100]))  # modules imported on a first fit are not the fit's memory
+    passes.clear()
+    tracemalloc.start()
+    try:
+        m.fit(source)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < total_bytes // 10, f"peak {peak / 1e6:.2f} MB"
+    order = np.argsort(m.rates_[:, 0])
+    np.testing.assert_allclose(m.rates_[order], rates[[0, 2, 1]], atol=0.1)
+    assert len(passes) == 1 + m.n_iter_  # the scan, then one pass per EM iteration
+
+
 def test_block_source_inference_equals_in_memory(case):
     family, X = case
     m = fit(family, X)
