@@ -621,6 +621,8 @@ def test_partial_fit_errors(stream):
         emix.MixtureModel(2, family="poisson").partial_fit(X, sample_weight=-np.ones(len(X)))
     with pytest.raises(ValueError, match="Negative values"):
         emix.MixtureModel(2, family="poisson").partial_fit(-X)
+    with pytest.raises(TypeError, match="not a block source"):
+        emix.MixtureModel(2, family="poisson").partial_fit(blocks_of(X, [50]))
     m = emix.MixtureModel(2, family="poisson", random_state=0).partial_fit(X)
     with pytest.raises(ValueError, match="features"):
         m.partial_fit(X[:, :2])

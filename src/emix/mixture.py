@@ -324,6 +324,9 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
             gm.partial_fit(X, sample_weight=sample_weight)
             self._adopt_gaussian(gm)
             return self
+        if _family_blocks.data_kind(X) == "source":
+            raise TypeError("partial_fit takes one batch of rows (an array or DataFrame), not a block source; call "
+                            "partial_fit on each block, or fit(source) for batch EM over all blocks.")
         self._check_params()
         online.check_online_params(self)
         first = not hasattr(self, "weights_")
