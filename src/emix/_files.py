@@ -31,6 +31,7 @@ __all__ = [
     "Table",
     "atomic_output",
     "check_writable",
+    "raw_frame",
     "read_table",
     "select_features",
     "write_table",
@@ -68,6 +69,10 @@ class Table:
         self.columns = dict(columns)
         self.source = source
         self.named = named  # False when the names were made up (x0, x1, ...)
+        # logical types the numeric arrays above hide, for the families that take
+        # raw columns (raw_frame): name -> "bool", or ("category", [labels]) for a
+        # Parquet dictionary column (its declared categories, in order)
+        self.types = {}
         lengths = {len(v) for v in self.columns.values()}
         self.n_rows = lengths.pop() if lengths else 0
 
@@ -160,9 +165,11 @@ def _read_text(data, path, delimiter=None, header=None):
             frame.columns = [f"x{i}" for i in range(frame.shape[1])]
         elif frame.shape[1] == 0:
             raise DataError(f"{_display(path)} is empty.")
-        cols = {}
+        cols, bools = {}, []
         for name in frame.columns:
             s = frame[name]
+            if s.dtype.kind == "b":
+                bools.append(str(name))
             if s.dtype.kind == "i" and not s.isna().any():
                 cols[str(name)] = s.to_numpy(dtype=np.int64)  # ids and counts stay integers
             elif s.dtype.kind in "fiub":
@@ -170,7 +177,9 @@ def _read_text(data, path, delimiter=None, header=None):
             else:
                 vals = s.astype(str).where(s.notna(), "").tolist()
                 cols[str(name)] = _column_from_strings(vals)
-        return Table(cols, _display(path), named=has_header)
+        table = Table(cols, _display(path), named=has_header)
+        table.types.update(dict.fromkeys(bools, "bool"))
+        return table
 
     rows = [r for r in csv.reader(io.StringIO(data), delimiter=delim, skipinitialspace=True) if r]
     names = [h.strip() for h in rows[0]] if has_header else [f"x{i}" for i in range(len(rows[0]))]
@@ -290,16 +299,23 @@ def _read_parquet(raw_or_path, path):
         raise DataError(f"{_display(path)} is not a valid Parquet file: {_first_line(exc)}") from None
     if t.num_columns == 0 or t.num_rows == 0:
         raise DataError(f"{_display(path)} has no rows." if t.num_columns else f"{_display(path)} is empty.")
-    cols = {}
+    cols, types = {}, {}
     for name in t.column_names:
         c = t.column(name)
         import pyarrow.types as pat
 
         if pat.is_integer(c.type) or pat.is_floating(c.type) or pat.is_boolean(c.type) or pat.is_decimal(c.type):
             cols[name] = np.asarray(c.to_numpy(zero_copy_only=False), dtype=np.float64)
+            if pat.is_boolean(c.type):
+                types[name] = "bool"
         else:
             cols[name] = np.asarray([("" if v is None else str(v)) for v in c.to_pylist()], dtype=object)
-    return Table(cols, _display(path))
+            if pat.is_dictionary(c.type):
+                labels = c.unify_dictionaries().chunk(0).dictionary.to_pylist() if c.num_chunks else []
+                types[name] = ("category", [str(v) for v in labels])
+    table = Table(cols, _display(path))
+    table.types.update(types)
+    return table
 
 
 def read_table(path, *, delimiter=None, header=None):
@@ -432,6 +448,67 @@ def select_features(table, columns=None, exclude=(), weights=None, expected=None
             i = int(np.argmax(w < 0))
             raise DataError(f"weight column {wname!r} has a negative value at data row {i + 1}: {w[i]:g}.")
     return X, names, w
+
+
+def raw_frame(table, columns=None, exclude=(), weights=None, expected=None):
+    """The feature columns as a pandas DataFrame of their own types, for the
+    families that take raw tables (categorical, bernoulli, mixed).
+
+    Columns are chosen as by :func:`select_features`, but not required to be
+    numeric: text columns stay strings, booleans stay booleans (a Parquet or
+    pandas-read ``True``/``False`` column), a Parquet dictionary column becomes
+    a pandas ``Categorical`` with its declared categories, integers stay
+    integers. Empty fields and the missing-value spellings of the numeric
+    reader (``NA``, ``null``, ``?`` ...) become missing (None / NaN), which
+    these families marginalize (or reject, naming the column).
+
+    Returns
+    -------
+    frame : pandas.DataFrame of shape (n_rows, n_features)
+    names : list of str
+    w : ndarray of shape (n_rows,) or None
+    """
+    pd = _need("pandas", "Fitting categorical or mixed columns")
+    if table.n_rows == 0:
+        raise DataError(f"{table.source} has a header but no data rows.")
+    drop = {_resolve(table, c) for c in (exclude or ())}
+    wname = _resolve(table, weights) if weights is not None else None
+    if columns:
+        names = [_resolve(table, c) for c in columns]
+    elif isinstance(expected, (list, tuple)) and all(n in table.columns for n in expected):
+        names = list(expected)
+    else:
+        names = [n for n in table.names if n not in drop and n != wname]
+    if not names:
+        raise DataError(f"{table.source}: no columns left to use.")
+    if isinstance(expected, (list, tuple)) and len(names) != len(expected):
+        raise DataError(
+            f"the model expects {len(expected)} feature column(s) ({', '.join(map(str, expected))}); "
+            f"{table.source} has {len(names)} ({', '.join(names)}). Pick them with --columns."
+        )
+    data = {}
+    for n in names:
+        col, kind = table.columns[n], table.types.get(n)
+        if kind == "bool":
+            miss = np.isnan(col)
+            data[n] = col.astype(bool) if not miss.any() else np.where(miss, None, col.astype(bool)).astype(object)
+        elif col.dtype == object:
+            miss = np.array([str(v).strip().lower() in _NA for v in col], dtype=bool)
+            vals = np.where(miss, None, col).astype(object)
+            if isinstance(kind, tuple) and kind[0] == "category":
+                vals = pd.Categorical(vals, categories=kind[1])
+            data[n] = vals
+        else:
+            data[n] = col
+    frame = pd.DataFrame(data, columns=names)
+    w = None
+    if wname is not None:
+        _check_numeric(table, wname, hint=False)
+        w = table.columns[wname]
+        if np.any(w < 0):
+            i = int(np.argmax(w < 0))
+            raise DataError(f"weight column {wname!r} has a negative value at data row {i + 1}: {w[i]:g}.")
+    return frame, names, w
 
 
 def _check_numeric(table, name, hint=True):

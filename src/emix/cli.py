@@ -251,6 +251,27 @@ def _load_model(path):
     return load(path)
 
 
+def _family_of(args):
+    return getattr(args, "family", None) or "gaussian"
+
+
+def _model_family(model):
+    """None for a Gaussian mixture, else the model's family name."""
+    from ._family_views import family_name
+
+    return family_name(model)
+
+
+def _read_for(args, model, weights=True):
+    """DATA's columns for applying ``model`` (a DataFrame of the columns'
+    own types for the families that take text and categories)."""
+    if _model_family(model) is None:
+        return _read(args, expected=_expected(model), weights=weights)
+    from ._cli_families import read_for_model
+
+    return read_for_model(args, model, weights=weights)
+
+
 def _save_model(model, path):
     """emix.save (atomic, with the file mode a plain open() would give)."""
     from .io import save
@@ -411,6 +432,12 @@ def cmd_fit(args):
     from ._files import check_writable
 
     check_writable(args.output, args.force)
+    if _family_of(args) != "gaussian":
+        from ._cli_families import fit
+
+        return fit(args)
+    if args.covariance is None:
+        args.covariance = "full"
     if getattr(args, "chunk_rows", None) or getattr(args, "scheduler", None):
         return _cmd_fit_out_of_core(args)
     table, X, names, w = _read(args)
@@ -500,9 +527,9 @@ def cmd_predict(args):
 
     check_writable(args.output, args.force)
     model = _load_model(args.model)
-    table, X, names, _ = _read(args, expected=_expected(model), weights=False)
+    table, X, names, _ = _read_for(args, model, weights=False)
     resp = _quiet_predict(model.predict_proba, X)
-    K = model.means_.shape[0]
+    K = int(model.n_components)
     noise = resp.shape[1] > K  # a noise model's last column is the noise
     cols = dict(table.columns)
 
@@ -512,7 +539,8 @@ def cmd_predict(args):
         return name
 
     best = np.argmax(resp, axis=1)
-    cols[fresh(args.label_column)] = model._labels(resp)  # GaussianMixture.predict's labels: noise is -1
+    labels = model._labels(resp) if hasattr(model, "_labels") else best  # GaussianMixture's: noise is -1
+    cols[fresh(args.label_column)] = labels
     cols[fresh("probability")] = resp.max(axis=1)
     if args.all_probabilities:
         for k in range(K):
@@ -534,6 +562,10 @@ def cmd_predict(args):
 def cmd_select(args):
     from ._files import check_writable, write_table
 
+    if _family_of(args) != "gaussian":
+        from ._cli_families import select_cmd
+
+        return select_cmd(args)
     for out in (args.output, args.plot, args.table):
         check_writable(out, args.force)
     table, X, names, w = _read(args)
@@ -578,7 +610,12 @@ def cmd_sample(args):
         model.set_params(random_state=args.seed)
     X, y = model.sample(args.n_samples)
     names = _model_names(model)
-    cols = {n: X[:, j] for j, n in enumerate(names)}
+    if _model_family(model) is None:
+        cols = {n: X[:, j] for j, n in enumerate(names)}
+    else:
+        from ._cli_families import sample_columns
+
+        cols = sample_columns(model, X, names)
     cols["component" if "component" not in cols else "component_"] = y
     write_table(args.output, cols, force=args.force)
     if args.output != "-":
@@ -588,7 +625,7 @@ def cmd_sample(args):
 
 def cmd_score(args):
     model = _load_model(args.model)
-    _, X, names, w = _read(args, expected=_expected(model))
+    _, X, names, w = _read_for(args, model)
     stats = _fit_stats(model, X, w)
     if args.json:
         print(json.dumps(stats, indent=1))
@@ -604,6 +641,16 @@ def cmd_score(args):
 
 def cmd_info(args):
     model = _load_model(args.model)
+    if _model_family(model) is not None:
+        from . import _cli_families as F
+
+        if args.json:
+            print(json.dumps(F.info_json(model), indent=1))
+        else:
+            print(f"model file: {args.model}")
+            print(F.summary(model))
+            print(f"mean log-likelihood {model.lower_bound_:.6f} (lower_bound_: entering the last EM iteration)")
+        return 0
     if args.json:
         info = {
             "n_components": int(model.n_components), "covariance_type": model.covariance_type,
@@ -630,6 +677,8 @@ def cmd_info(args):
 
 
 _PLOT_KINDS = ("clusters", "uncertainty", "convergence")
+#: plots of other families: latent classes, Poisson rates, Student-t outliers
+_FAMILY_PLOT_KINDS = ("probabilities", "rates", "outliers")
 
 
 def cmd_plot(args):
@@ -638,6 +687,14 @@ def cmd_plot(args):
 
     check_writable(args.output, args.force)
     model = _load_model(args.model)
+    if _model_family(model) is not None:
+        from ._cli_families import plot
+
+        return plot(args, model)
+    if args.kind in _FAMILY_PLOT_KINDS:
+        raise _Err(f"--kind {args.kind} is for other families than gaussian; a Gaussian mixture's plots are "
+                   f"{', '.join(_PLOT_KINDS)}")
+    args.kind = args.kind or "clusters"
     if args.kind != "convergence" and args.data is None:
         raise _Err(f"--kind {args.kind} needs the DATA file")
     X = names = None
@@ -687,8 +744,15 @@ def cmd_report(args):
     check_writable(args.output, args.force)
     if args.model:
         model = _load_model(args.model)
-        table, X, names, w = _read(args, expected=_expected(model))
+        table, X, names, w = _read_for(args, model)
         rows, best = None, None
+    elif _family_of(args) != "gaussian":
+        from . import _cli_families as F
+
+        table, X, names, w = F.read(args, _family_of(args))
+        model, rows, best = F.run_select(args, X, w, names)
+        if _family_of(args) not in F.RAW:
+            _set_names(model, table, names)
     else:
         table, X, names, w = _read(args)
         model, rows, best = _select(X, w, args.n_components, args.covariance, args.criterion, args.seed,
@@ -825,9 +889,10 @@ def build_parser():
     c.add_argument("data", metavar="DATA", help="CSV/TSV/Parquet/.npy/.npz file, or - for stdin")
     c.add_argument("-k", "--n-components", type=_positive_int, required=True, metavar="K",
                    help="number of components")
-    c.add_argument("--covariance", type=_covariance, default="full", metavar="TYPE",
+    c.add_argument("--covariance", type=_covariance, default=None, metavar="TYPE",
                    help=f"covariance structure: {', '.join(_structures())} (default full)")
     c.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write")
+    _family_options(c)
     c.add_argument("-j", "--jobs", type=_jobs, default=None,
                    help="run the --n-init restarts in this many worker processes (-1: all cores; "
                         "default 1); the fit is the same whatever the number")
@@ -861,7 +926,8 @@ def build_parser():
     c.add_argument("-o", "--output", metavar="MODEL", help="write the chosen model")
     c.add_argument("--plot", metavar="FIG", help="write the criterion curves (.png/.svg/.pdf)")
     c.add_argument("--table", metavar="OUT", help="write the grid as a table (.csv/...)")
-    c.set_defaults(func=cmd_select)
+    _family_options(c)
+    c.set_defaults(func=cmd_select, _parser=c)
 
     c = sub.add_parser("sample", parents=[common, force], help="draw rows from a model")
     c.add_argument("model", metavar="MODEL")
@@ -888,7 +954,10 @@ def build_parser():
     c.add_argument("model", metavar="MODEL")
     c.add_argument("data", metavar="DATA", nargs="?")
     c.add_argument("-o", "--output", required=True, metavar="FIG", help=".png, .svg or .pdf")
-    c.add_argument("--kind", choices=_PLOT_KINDS, default="clusters", help="(default clusters)")
+    c.add_argument("--kind", choices=_PLOT_KINDS + _FAMILY_PLOT_KINDS, default=None,
+                   help="(default: clusters for a Gaussian mixture; outliers for student_t, probabilities for "
+                        "categorical/bernoulli/mixed, rates for poisson: class-conditional probabilities as a "
+                        "heat map, rates per component, points coloured by their Student-t scale weight)")
     c.add_argument("--dims", type=int, nargs=2, metavar=("I", "J"), help="draw features I and J")
     c.add_argument("--max-points", type=_positive_int, default=20000,
                    help="draw at most this many points (default 20000)")
@@ -901,6 +970,7 @@ def build_parser():
     c.add_argument("data", metavar="DATA")
     c.add_argument("--model", metavar="MODEL", help="report on this model instead of selecting one")
     c.add_argument("-o", "--output", required=True, metavar="HTML")
+    _family_options(c)
     c.set_defaults(func=cmd_report, _parser=c)
 
     c = sub.add_parser("demo", parents=[common, force, sel], help="fit Old Faithful; write plots and a report",
@@ -912,9 +982,21 @@ def build_parser():
     return p
 
 
+def _family_options(parser):
+    from ._cli_families import add_options
+
+    add_options(parser)
+
+
 # ===================================================================== main
 def _check_combinations(args):
     """Option combinations argparse cannot check: a usage error (exit 2)."""
+    if hasattr(args, "family"):
+        from ._cli_families import check_args
+
+        check_args(args, args._parser)
+        if _family_of(args) != "gaussian":
+            return
     given = [opt for opt, on in (("--noise", getattr(args, "noise", None) is not None),
                                  ("--prior", getattr(args, "prior", None) not in (None, "none")),
                                  ("--equal-proportions", getattr(args, "equal_proportions", False))) if on]

@@ -26,13 +26,17 @@ __all__ = [
     "ellipse_geometry",
     "full_covariances",
     "plot_1d",
+    "plot_class_probabilities",
     "plot_clusters",
     "plot_convergence",
     "plot_criterion",
     "plot_ellipses",
     "plot_model",
+    "plot_outliers",
     "plot_pairs",
+    "plot_rates",
     "plot_uncertainty",
+    "scale_weights",
     "new_figure",
     "save_figure",
 ]
@@ -614,3 +618,182 @@ def plot_model(model, X, fig=None, *, feature_names=None, max_points=20000, rand
                       random_state=random_state, resp=resp)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------- other families
+def _family_blocks(model, kind, feature_names=None):
+    from ._family_views import blocks, family_name
+
+    if family_name(model) is None:
+        return []
+    return [b for b in blocks(model, feature_names) if b["kind"] == kind]
+
+
+def plot_class_probabilities(model, ax=None, *, feature_names=None, annotate=None, title=None):
+    """Heat map of the class-conditional category probabilities of a latent
+    class model: one row per (column, category), one column per component
+    (class), the cell the probability ``P(column = category | class k)``.
+
+    For ``family='categorical'`` (:class:`emix.LatentClassModel`) every
+    category of every column has a row (poLCA's ``probs``); for
+    'bernoulli' each column has one row, the probability of its second label
+    (``1``, ``True``, ``'yes'``); for mixed data the categorical and
+    bernoulli columns are shown. Rows of one column are grouped between thin
+    lines; the class weights label the x axis.
+
+    Parameters
+    ----------
+    model : fitted emix.MixtureModel with categorical or bernoulli columns
+    ax : matplotlib Axes, optional
+    feature_names : list of str, optional
+        Column names (default: the model's ``feature_names_in_``).
+    annotate : bool, optional
+        Write each probability in its cell (default: when there are at most
+        400 cells).
+
+    Returns
+    -------
+    ax
+
+    Raises
+    ------
+    ValueError
+        If the model has no categorical or bernoulli columns.
+    """
+    bl = _family_blocks(model, "probabilities", feature_names)
+    if not bl:
+        raise ValueError("plot_class_probabilities needs a model with categorical or bernoulli columns "
+                         "(family='categorical', 'bernoulli' or mixed data); got "
+                         f"{type(model).__name__} with family {getattr(model, 'family', 'gaussian')!r}.")
+    ax = _ax(ax)
+    rows = [r for b in bl for r in b["rows"]]
+    M = np.vstack([b["values"] for b in bl])  # (R, K)
+    R, K = M.shape
+    im = ax.imshow(M, aspect="auto", cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    if annotate is None:
+        annotate = R * K <= 400
+    if annotate:
+        for r in range(R):
+            for k in range(K):
+                ax.text(k, r, f"{M[r, k]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if M[r, k] > 0.6 else "black")
+    ax.set_xticks(range(K))
+    w = np.asarray(model.weights_, dtype=np.float64)
+    ax.set_xticklabels([f"{k}\n({w[k]:.2f})" for k in range(K)], fontsize=8)
+    ax.set_xlabel("component (weight)")
+    ax.set_yticks(range(R))
+    ax.set_yticklabels([f"{c} = {lab}" for c, lab in rows], fontsize=7 if R > 20 else 8)
+    prev = None
+    for r, (c, _) in enumerate(rows):
+        if prev is not None and c != prev:
+            ax.axhline(r - 0.5, color="0.3", linewidth=0.8)
+        prev = c
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02).set_label("probability")
+    fams = sorted({b["family"] for b in bl})
+    ax.set_title(title if title is not None else
+                 f"Class-conditional probabilities ({', '.join(fams)}), {K} component{'s' if K != 1 else ''}")
+    return ax
+
+
+def plot_rates(model, ax=None, *, feature_names=None, title=None):
+    """Grouped bars of the Poisson rates (mean counts): one group per
+    column, one bar per component in its colour (for mixed data, the Poisson
+    columns). Returns the axes; ``ax.patches`` holds ``K * D`` bars.
+
+    Raises
+    ------
+    ValueError
+        If the model has no Poisson columns.
+    """
+    bl = _family_blocks(model, "rates", feature_names)
+    if not bl:
+        raise ValueError("plot_rates needs a model with Poisson columns (family='poisson' or mixed data); got "
+                         f"{type(model).__name__} with family {getattr(model, 'family', 'gaussian')!r}.")
+    ax = _ax(ax)
+    cols = [c for b in bl for c in b["columns"]]
+    V = np.hstack([b["values"] for b in bl])  # (K, D)
+    K, D = V.shape
+    colors = component_colors(K)
+    width = 0.8 / K
+    x = np.arange(D)
+    w = np.asarray(model.weights_, dtype=np.float64)
+    for k in range(K):
+        ax.bar(x - 0.4 + (k + 0.5) * width, V[k], width=width, color=colors[k], label=f"{k} (weight {w[k]:.2f})")
+    ax.set_xticks(x)
+    ax.set_xticklabels([str(c) for c in cols], rotation=30 if D > 6 else 0, ha="right" if D > 6 else "center")
+    ax.set_ylabel("rate (mean count)")
+    ax.grid(True, axis="y", color="0.92", linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.legend(title="component", fontsize=8, ncol=2 if K > 6 else 1)
+    ax.set_title(title if title is not None else f"Poisson rates per component, {K} component{'s' if K != 1 else ''}")
+    return ax
+
+
+def scale_weights(model, X):
+    """Each row's expected scale weight ``sum_k r_nk u_nk`` under a fitted
+    Student-t mixture (:meth:`emix.StudentTMixture.scale_weights`, also for
+    ``MixtureModel(family='student_t')``): near 1 for typical rows, near 0
+    for outliers (McLachlan & Peel 2000, chapter 7)."""
+    import warnings
+
+    if hasattr(model, "scale_weights"):
+        fn = model.scale_weights
+    else:
+        from .student_t_estimator import StudentTMixture
+
+        if getattr(getattr(model, "family_", None), "name", None) != "student_t":
+            raise ValueError("scale weights are defined for Student-t mixtures (family='student_t'); got "
+                             f"{type(model).__name__} with family {getattr(model, 'family', 'gaussian')!r}.")
+
+        def fn(X):
+            return StudentTMixture.scale_weights(model, X)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        return np.asarray(fn(X), dtype=np.float64)
+
+
+def plot_outliers(model, X, ax=None, *, dims=None, projection=None, feature_names=None, max_points=20000,
+                  threshold=0.5, title=None, random_state=0):
+    """The outlier view of a Student-t mixture: points coloured by their
+    expected scale weight ``sum_k r_nk u_nk`` (:func:`scale_weights`; dark
+    red = strongly down-weighted), rows below ``threshold`` drawn larger and
+    on top, and each component's 1σ and 2σ ellipses of its scale matrix.
+    One feature: the weight against the value.
+
+    Returns
+    -------
+    ax
+    """
+    from matplotlib.colors import LinearSegmentedColormap
+
+    ax = _ax(ax)
+    X = np.asarray(X, dtype=np.float64)
+    idx = _subsample(len(X), max_points, random_state)
+    Xs = X[idx]
+    u = scale_weights(model, Xs)
+    cmap = LinearSegmentedColormap.from_list("emix_outliers", ["#4a0d0d", "#c0392b", "#f4a259", "#9ecae1", "#1f4e79"])
+    vmax = max(1.0, float(np.quantile(u, 0.99))) if len(u) else 1.0
+    order = np.argsort(-u)  # most down-weighted drawn last
+    base, _ = _point_style(len(Xs))
+    sizes = np.where(u[order] < threshold, 3.0 * base, base)
+    n_out = int(np.sum(u < threshold))
+    if X.shape[1] == 1:
+        sc = ax.scatter(Xs[order, 0], u[order], c=u[order], cmap=cmap, vmin=0.0, vmax=vmax, s=sizes, linewidths=0,
+                        zorder=2)
+        ax.axhline(threshold, color="0.4", linestyle=":", linewidth=0.8)
+        ax.set_xlabel(feature_names[0] if feature_names else "x0")
+        ax.set_ylabel("expected scale weight")
+        ax.grid(True, color="0.92", linewidth=0.6)
+    else:
+        P, means, covs, axis_labels = _project(model, Xs, dims, projection, feature_names)
+        sc = ax.scatter(P[order, 0], P[order, 1], c=u[order], cmap=cmap, vmin=0.0, vmax=vmax, s=sizes,
+                        linewidths=0, zorder=2, rasterized=len(P) > 5000)
+        plot_ellipses(means, covs, ax=ax, colors=component_colors(len(means)))
+        lo, hi = _limits(P, means, covs)
+        lo, hi = np.minimum(lo, P.min(axis=0)), np.maximum(hi, P.max(axis=0))
+        _finish_axes(ax, lo, hi, axis_labels, None)
+    ax.figure.colorbar(sc, ax=ax, fraction=0.046, pad=0.02).set_label("expected scale weight (low = outlier)")
+    ax.set_title(title if title is not None else
+                 f"Student-t outlier view: {n_out:,} of {len(Xs):,} points weighted below {threshold:g}")
+    _shown_note(ax, len(Xs), len(X))
+    return ax

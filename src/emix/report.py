@@ -158,12 +158,21 @@ def _selection_section(rows, criterion, best):
     return (
         f'<section id="selection"><h2>Model selection</h2><p>{len(rows)} models compared by '
         f"<b>{_e(key.upper())}</b> (lower is better; mclust reports minus these values). Chosen: "
-        f"<b>K = {best['n_components']}, covariance '{_e(best['covariance_type'])}'</b>.</p>"
+        f"<b>K = {best['n_components']}, {_chosen_what(best)}</b>.</p>"
         + (f"<p class=meta>{'; '.join(notes)}.</p>" if notes else "")
         + "".join(grid)
         + f"<details><summary>All {len(rows)} fits, best first</summary>"
         + _table(head, body, left=(2, 10), row_classes=classes) + "</details></section>"
     )
+
+
+def _chosen_what(best):
+    fam = best.get("family")
+    if fam is None or fam == "gaussian":
+        return f"covariance '{_e(best['covariance_type'])}'"
+    if best.get("covariance_type") not in (None, fam):
+        return f"family '{_e(fam)}', covariance '{_e(best['covariance_type'])}'"
+    return f"family '{_e(fam)}'"
 
 
 def volume_text(log_volume):
@@ -275,9 +284,14 @@ def build_report(model, X, *, feature_names=None, source="data", selection_rows=
 
     Parameters
     ----------
-    model : fitted GaussianMixture
-    X : ndarray of shape (n_samples, n_features)
-        The data the model was fitted on (or is to be judged on).
+    model : fitted GaussianMixture, or MixtureModel of any family
+        Other families get their own sections: class-conditional
+        probabilities (heat map) for latent classes, rates for Poisson,
+        locations, scales, degrees of freedom and the outlier view for
+        Student-t, one block per column group for mixed data.
+    X : ndarray of shape (n_samples, n_features), or a DataFrame
+        The data the model was fitted on (or is to be judged on); for the
+        families that take categories, the table as the model takes it.
     feature_names : list of str, optional
     source : str
         Where the data came from (shown in the report).
@@ -293,6 +307,12 @@ def build_report(model, X, *, feature_names=None, source="data", selection_rows=
     -------
     str
     """
+    from ._family_views import family_name
+
+    if family_name(model) is not None:  # student_t, poisson, latent classes, mixed data
+        return _build_family_report(model, X, feature_names=feature_names, source=source,
+                                    selection_rows=selection_rows, criterion=criterion, best=best,
+                                    sample_weight=sample_weight, command=command, max_points=max_points, title=title)
     X = np.asarray(X, dtype=np.float64)
     K, D = model.means_.shape
     names = list(feature_names) if feature_names is not None else [f"x{j}" for j in range(D)]
@@ -316,6 +336,175 @@ def build_report(model, X, *, feature_names=None, source="data", selection_rows=
         f"<style>{_CSS}</style></head><body>"
         f"<h1>{_e(title)}</h1><p class=meta>emix {_e(__version__)} · {now} · "
         f"K = {K}, covariance '{_e(model.covariance_type)}', {X.shape[0]:,} rows × {D} features</p>"
+        + "".join(body)
+        + f'<section id="reproduce"><h2>Reproduce</h2>{repro}</section></body></html>\n'
+    )
+
+
+# ------------------------------------------------------- other families
+def _family_data_section(X, names, source, sample_weight):
+    """Numeric columns: mean, sd and quantiles; others: categories, the most
+    frequent ones and missing entries."""
+    import pandas as pd
+
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X), columns=list(names))
+    n, d = frame.shape
+    num_rows, cat_rows = [], []
+    for j, name in enumerate(names):
+        s = frame.iloc[:, j]
+        if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+            x = s.to_numpy(dtype=np.float64, na_value=np.nan)
+            x = x[np.isfinite(x)]
+            if x.size == 0:
+                num_rows.append([name] + ["–"] * 7 + [f"{n:,}"])
+                continue
+            q = np.quantile(x, [0.0, 0.25, 0.5, 0.75, 1.0])
+            num_rows.append([name, _num(float(x.mean())), _num(float(x.std(ddof=1)) if x.size > 1 else 0.0)]
+                            + [_num(v) for v in q] + [f"{n - x.size:,}"])
+        else:
+            counts = s.value_counts(dropna=True)
+            top = ", ".join(f"{k} ({v:,})" for k, v in counts.head(4).items())
+            cat_rows.append([name, f"{counts.size:,}", top + (", ..." if counts.size > 4 else ""),
+                             f"{int(s.isna().sum()):,}"])
+    w = "" if sample_weight is None else (
+        f" Rows are weighted (total weight {_num(float(np.sum(sample_weight)))}).")
+    parts = [f'<section id="data"><h2>Data</h2><p>{_e(source)}: <b>{n:,}</b> rows, <b>{d}</b> feature'
+             f"{'s' if d != 1 else ''} used in the fit.{_e(w)}</p>"]
+    if num_rows:
+        parts.append(_table(["column", "mean", "sd", "min", "25%", "median", "75%", "max", "missing"], num_rows))
+    if cat_rows:
+        parts.append(_table(["column", "categories", "most frequent (count)", "missing"], cat_rows, left=(0, 2)))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _block_html(b, K):
+    comps = [str(k) for k in range(K)]
+    if b["kind"] == "probabilities":
+        what = ("probability of each category given the component" if b["family"] == "categorical" else
+                "probability of each column's second label given the component")
+        rows = [[f"{c} = {lab}"] + [_fixed(v, 3) for v in vals] for (c, lab), vals in zip(b["rows"], b["values"])]
+        return (f"<h3>Class-conditional probabilities ({_e(b['family'])})</h3><p class=meta>{_e(what)}.</p>"
+                + _table(["column = label"] + [f"component {k}" for k in comps], rows))
+    if b["kind"] == "rates":
+        rows = [[k] + [_num(float(v)) for v in b["values"][k]] for k in range(K)]
+        return ("<h3>Poisson rates</h3><p class=meta>mean count of each column in each component.</p>"
+                + _table(["component"] + [f"rate {c}" for c in b["columns"]], rows))
+    if b["kind"] == "locations":
+        t = b["family"] == "student_t"
+        head = ["component"] + [f"mean {c}" for c in b["columns"]] + [
+            f"{'scale' if t else 'sd'} {c}" for c in b["columns"]] + (["dof"] if b["dof"] is not None else [])
+        rows = [[k] + [_num(float(v)) for v in b["means"][k]] + [_num(float(v)) for v in b["scales"][k]]
+                + ([_num(float(b["dof"][k]))] if b["dof"] is not None else []) for k in range(K)]
+        note = ("locations, square roots of the scale matrices' diagonals (the covariance is scale·ν/(ν−2) for "
+                "ν > 2) and degrees of freedom ν" if t else
+                f"means and standard deviations (covariance '{b['covariance_type']}')")
+        return (f"<h3>{'Student-t' if t else 'Gaussian'} columns</h3><p class=meta>{_e(note)}.</p>"
+                + _table(head, rows))
+    return f"<h3>{_e(b['family'])}</h3><p>parameters: {_e(', '.join(b['params']))}</p>"
+
+
+def _family_model_section(model, X, names, sample_weight, resp):
+    from ._family_views import blocks
+
+    K = int(model.n_components)
+    fam = model.family_
+    n_eff = (X.shape[0] if sample_weight is None else float(np.sum(sample_weight)))
+    ll = float(model.score(X, sample_weight=sample_weight)) * n_eff
+    groups = ""
+    if fam.name == "mixed":
+        groups = "; ".join(f"{f}: {', '.join(str(names[j]) for j in cols)}" for f, cols in fam.groups)
+    stats = [["components K", K], ["family", fam.name + (f" ({groups})" if groups else "")],
+             ["log-likelihood", _fixed(ll, 3)], ["BIC", _fixed(model.bic(X, sample_weight), 3)],
+             ["ICL", _fixed(model.icl(X, sample_weight), 3)], ["AIC", _fixed(model.aic(X, sample_weight), 3)],
+             ["EM iterations", model.n_iter_], ["converged", _num(bool(model.converged_))],
+             ["tol / n_init", f"{model.tol:g} / {model.n_init}"]]
+    labels = np.argmax(resp, axis=1)
+    counts = np.bincount(labels, minlength=K)
+    unc = 1.0 - resp.max(axis=1)
+    comp = [[k, _num(float(model.weights_[k])), f"{counts[k]:,}",
+             _fixed(float(np.mean(unc[labels == k])), 3) if counts[k] else "–"] for k in range(K)]
+    parts = ['<section id="model"><h2>Chosen model</h2>', _table(["statistic", "value"], stats, left=(0, 1)),
+             "<h3>Components</h3><p class=meta>weight = mixing proportion; rows = points whose most probable "
+             "component it is; mean uncertainty = average of 1 − max responsibility over those rows.</p>",
+             _table(["component", "weight", "rows", "mean uncertainty"], comp)]
+    parts += [_block_html(b, K) for b in blocks(model, names)]
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _family_plots_section(model, X, names, rows, criterion, best, max_points):
+    from . import plotting as P
+    from ._family_views import blocks
+
+    kinds = {b["kind"] for b in blocks(model, names)}
+    figs = []
+    if "probabilities" in kinds:
+        n_rows = sum(len(b["rows"]) for b in blocks(model, names) if b["kind"] == "probabilities")
+        fig = P.new_figure(figsize=(2.2 + 0.9 * model.n_components + 1.5, max(3.0, 1.2 + 0.28 * n_rows)))
+        P.plot_class_probabilities(model, ax=fig.add_subplot(1, 1, 1), feature_names=names)
+        fig.tight_layout()
+        figs.append(("probabilities", fig, "Class-conditional probabilities: each row a column's category, each "
+                                           "column a component (its weight below); darker = more probable."))
+    if "rates" in kinds:
+        fig = P.new_figure(figsize=(7.2, 4.8))
+        P.plot_rates(model, ax=fig.add_subplot(1, 1, 1), feature_names=names)
+        fig.tight_layout()
+        figs.append(("rates", fig, "Poisson rates (mean counts) of each column in each component."))
+    if model.family_.name == "student_t":
+        fig = P.new_figure(figsize=(7.2, 5.4))
+        P.plot_outliers(model, np.asarray(X, dtype=np.float64), ax=fig.add_subplot(1, 1, 1), feature_names=names,
+                        max_points=max_points)
+        fig.tight_layout()
+        figs.append(("outliers", fig, "Each point coloured by its expected Student-t scale weight Σ_k r_nk u_nk, "
+                                      "u_nk = (ν_k + D)/(ν_k + Mahalanobis²): near 1 typical, near 0 an outlier "
+                                      "the fit down-weights; 1σ/2σ ellipses of the scale matrices."))
+    if rows:
+        fig = P.new_figure(figsize=(7.2, 4.8))
+        P.plot_criterion(rows, criterion, ax=fig.add_subplot(1, 1, 1), best=best)
+        fig.tight_layout()
+        figs.append(("criterion", fig, f"{criterion.upper()} of every fitted model against K; the star marks "
+                                       "the chosen model."))
+    fig = P.new_figure(figsize=(7.2, 4.2))
+    P.plot_convergence(model, ax=fig.add_subplot(1, 1, 1))
+    fig.tight_layout()
+    figs.append(("convergence", fig, "EM trace of the chosen model's best restart: mean log-likelihood "
+                                     "per iteration and its change against tol."))
+    out = ['<section id="plots"><h2>Plots</h2>']
+    for name, fig, caption in figs:
+        uri = figure_to_data_uri(fig)
+        out.append(f'<figure id="plot-{name}"><img alt="{_e(name)} plot" src="{uri}">'
+                   f"<figcaption>{_e(caption)}</figcaption></figure>")
+    out.append("</section>")
+    return "".join(out)
+
+
+def _build_family_report(model, X, *, feature_names, source, selection_rows, criterion, best, sample_weight,
+                         command, max_points, title):
+    from ._family_views import feature_names as model_names
+
+    K = int(model.n_components)
+    fam = model.family_.name
+    names = list(feature_names) if feature_names is not None else model_names(model)
+    best = best or {"n_components": K, "covariance_type": fam, "family": fam}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        resp = model.predict_proba(X)
+        body = [
+            _family_data_section(X, names, source, sample_weight),
+            _selection_section(selection_rows or [], criterion, best),
+            _family_model_section(model, X, names, sample_weight, resp),
+            _family_plots_section(model, X, names, selection_rows, criterion, best, max_points),
+        ]
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    repro = f"<pre>{_e(command)}</pre>" if command else "<p>Fitted with the emix Python API.</p>"
+    title = title or f"{fam.replace('_', '-').capitalize()} mixture of {source}"
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_e(title)}</title>"
+        f"<style>{_CSS}</style></head><body>"
+        f"<h1>{_e(title)}</h1><p class=meta>emix {_e(__version__)} · {now} · "
+        f"K = {K}, family '{_e(fam)}', {X.shape[0]:,} rows × {len(names)} features</p>"
         + "".join(body)
         + f'<section id="reproduce"><h2>Reproduce</h2>{repro}</section></body></html>\n'
     )
