@@ -7,6 +7,7 @@ their blocks with the whole data's encoding (``merge_meta``), and
 tests/test_mixture_model.py; here it is the oracle, and ``partial_fit`` is
 checked against an EM step written from the formulas with scipy.stats."""
 
+import itertools
 import warnings
 
 import numpy as np
@@ -58,7 +59,7 @@ def blocks_of(X, sizes, w=None):
     bounds = [int(b) for b in bounds if b < len(X)] + [len(X)]
 
     def source():
-        for a, b in zip(bounds[:-1], bounds[1:]):
+        for a, b in itertools.pairwise(bounds):
             yield X[a:b] if w is None else (X[a:b], w[a:b])
 
     return source
@@ -118,7 +119,7 @@ def test_block_source_equals_in_memory_from_kmeans(case, sizes):
 @given(sizes=st.lists(st.integers(7, 1000), max_size=8), working_memory=st.sampled_from([None, 0.001, 0.05]),
        weighted=st.sampled_from(["none", "positive", "zeros"]))
 def test_block_sizes_do_not_matter(case, starts, sizes, working_memory, weighted):
-    family, X = case
+    _, X = case
     w = {"none": None, "positive": np.linspace(0.1, 3.0, len(X)),
          "zeros": np.where(np.arange(len(X)) % 3 == 0, 0.0, 1.5)}[weighted]
     got = fit_warm(starts, blocks_of(X, sizes, w), working_memory=working_memory)
@@ -128,7 +129,7 @@ def test_block_sizes_do_not_matter(case, starts, sizes, working_memory, weighted
 def test_zero_weight_rows_count_for_nothing(case, starts):
     """Rows of weight 0, here with values the family would fit very
     differently, leave the fit as without them."""
-    family, X = case
+    _, X = case
     w = np.where(np.arange(len(X)) % 4 == 0, 0.0, 1.0)
     Xz = X.copy()
     Xz[w == 0] *= 50
@@ -407,7 +408,7 @@ def labels(monkeypatch):
 
 def test_raw_input_block_source_codes_blocks_with_all_labels(labels):
     df = labels
-    kw = dict(random_state=0, tol=0.0, max_iter=5)
+    kw = {"random_state": 0, "tol": 0.0, "max_iter": 5}
     ref = emix.MixtureModel(2, family="test_labels", **kw).fit(df)
     src = blocks_of(df, [50, 7, 90])  # DataFrame blocks; the first ones lack a label
     got = emix.MixtureModel(2, family="test_labels", **kw).fit(src)
@@ -425,7 +426,7 @@ def test_raw_input_dask_dataframe(labels):
     dd = pytest.importorskip("dask.dataframe")
     da = pytest.importorskip("dask.array")
     df = labels
-    kw = dict(random_state=0, tol=0.0, max_iter=5)
+    kw = {"random_state": 0, "tol": 0.0, "max_iter": 5}
     ref = emix.MixtureModel(2, family="test_labels", **kw).fit(df)
     ddf = dd.from_pandas(df, npartitions=4)
     got = emix.MixtureModel(2, family="test_labels", **kw).fit(ddf)
@@ -471,7 +472,7 @@ def _raw_data(family, cols):
 
 def _frames_of(df, sizes):
     bounds = [b for b in np.cumsum([0] + sizes) if b < len(df)] + [len(df)]
-    return lambda: (df.iloc[i:j] for i, j in zip(bounds[:-1], bounds[1:]))
+    return lambda: (df.iloc[i:j] for i, j in itertools.pairwise(bounds))
 
 
 def _assert_same_fit(got, ref, tol=1e-10):
@@ -484,7 +485,7 @@ def _assert_same_fit(got, ref, tol=1e-10):
 @pytest.mark.parametrize("family,cols", RAW_CASES, ids=lambda c: c if isinstance(c, str) else "mapping")
 def test_raw_input_families_block_source_equal_in_memory(family, cols):
     df = _raw_data(family, cols)
-    kw = dict(random_state=0, tol=0.0, max_iter=5)
+    kw = {"random_state": 0, "tol": 0.0, "max_iter": 5}
     ref = emix.MixtureModel(2, family=family, **kw).fit(df)
     src = _frames_of(df, [60, 7, 200])  # the first blocks lack the label 'z'
     got = emix.MixtureModel(2, family=family, **kw).fit(src)
@@ -498,7 +499,7 @@ def _raw_dask(family, cols, use_client, request):
     da = pytest.importorskip("dask.array")
     request.getfixturevalue("client" if use_client else "local_scheduler")
     df = _raw_data(family, cols)
-    kw = dict(random_state=0, tol=0.0, max_iter=5)
+    kw = {"random_state": 0, "tol": 0.0, "max_iter": 5}
     ref = emix.MixtureModel(2, family=family, **kw).fit(df)
     ddf = dd.from_pandas(df, npartitions=4)
     got = emix.MixtureModel(2, family=family, **kw).fit(ddf)
@@ -554,6 +555,7 @@ def test_exact_partial_fit_pass_is_one_batch_em_iteration(stream):
         m.partial_fit(X[b])
     w2, r2, ll1 = poisson_em_step(X, np.ones(len(X)), w1, r1)
     np.testing.assert_allclose(m.rates_, r2, rtol=1e-10)
+    np.testing.assert_allclose(m.weights_, w2, rtol=1e-12)
     assert m.lower_bounds_ == pytest.approx([ll0, ll1], rel=1e-12) and m.n_iter_ == 2
 
 
@@ -572,6 +574,7 @@ def test_exact_partial_fit_sample_weights(stream):
     np.testing.assert_allclose(a.weights_, b.weights_, rtol=1e-12)
     w1, r1, _ = poisson_em_step(X, w, base.weights_, base.rates_)
     np.testing.assert_allclose(a.rates_, r1, rtol=1e-10)
+    np.testing.assert_allclose(a.weights_, w1, rtol=1e-12)
 
 
 def test_stepwise_partial_fit_learns_from_a_stream(stream):
