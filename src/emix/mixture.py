@@ -11,7 +11,6 @@ sample weights, ``warm_start``, callbacks, criteria and ``partial_fit``.
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin

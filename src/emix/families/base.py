@@ -19,6 +19,9 @@ of a component, and nothing about the mixture:
 ``check_params(comp, K, D)``           validation (model files, user starts)
 ``config()``                           ``{"name": ..., "options": {...}}``, JSON-able:
                                        ``get_family(name, **options)`` rebuilds it
+``merge_meta(metas)`` (optional)       what ``encode`` would learn from all blocks
+                                       together, from what it learned per block (for
+                                       block sources and Dask; see emix._family_blocks)
 =====================================  ==========================================
 
 ``encode``'s ``meta`` (the fitted ``encoding_``) must be JSON-able (dicts,
