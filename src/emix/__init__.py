@@ -15,6 +15,7 @@ Design choices (see docs/design.md):
 """
 
 from ._version import __version__
+from .bayesian import BayesianGaussianMixture
 from .estimator import GaussianMixture
 from .exceptions import (
     ConvergenceWarning,
@@ -30,6 +31,7 @@ from .selection import select
 from .student_t_estimator import StudentTMixture
 
 __all__ = [
+    "BayesianGaussianMixture",
     "ConvergenceWarning",
     "DegenerateComponentError",
     "DegenerateRestartWarning",

@@ -15,7 +15,8 @@ import math
 from .types import FitResult
 
 
-def run_em(e_step, m_step, params0, *, tol, max_iter, lower_bound0=-math.inf, callback=None) -> FitResult:
+def run_em(e_step, m_step, params0, *, tol, max_iter, lower_bound0=-math.inf, callback=None,
+           bound=None) -> FitResult:
     """Alternate ``stats = e_step(params)`` and ``params = m_step(stats, params)``
     until the mean log-likelihood changes by less than ``tol`` or after
     ``max_iter`` iterations.
@@ -24,6 +25,11 @@ def run_em(e_step, m_step, params0, *, tol, max_iter, lower_bound0=-math.inf, ca
     mean log-likelihood of the parameters entering that iteration; the
     returned parameters are those after its M-step. ``callback(n_iter,
     lower_bound, change)`` is called after every iteration.
+
+    ``bound(stats, params)``: the quantity recorded and tested against
+    ``tol`` instead of ``stats.loglik / stats.sum_w``, from the statistics
+    and the parameters after the M-step (variational Bayes records its
+    evidence lower bound this way, :mod:`emix.core.vb`).
     """
     params = params0
     lower_bound = lower_bound0
@@ -34,7 +40,7 @@ def run_em(e_step, m_step, params0, *, tol, max_iter, lower_bound0=-math.inf, ca
         prev = lower_bound
         stats = e_step(params)
         params = m_step(stats, params)
-        lower_bound = stats.loglik / stats.sum_w
+        lower_bound = stats.loglik / stats.sum_w if bound is None else bound(stats, params)
         history.append(lower_bound)
         change = lower_bound - prev
         if callback is not None:

@@ -1,0 +1,561 @@
+"""Variational Bayesian Gaussian mixture: :class:`BayesianGaussianMixture`.
+
+A drop-in for :class:`sklearn.mixture.BayesianGaussianMixture` built on
+emix's core: the variational E-step is emix's Gaussian E-step with
+"effective" parameters and yields the same additive statistics as EM, so
+blocks of rows, the thread pool, sample weights, restarts and out-of-core
+fitting work as for :class:`emix.GaussianMixture`. The formulas and the
+bound are in :mod:`emix.core.vb`.
+"""
+
+from __future__ import annotations
+
+import numbers
+import time
+
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _parallel
+from . import _validation as V
+from ._restarts import RestartsMixin
+from .core import em, vb
+from .core.init import initial_resp
+from .core.numerics import logsumexp
+from .estimator import GaussianMixture
+from .families.gaussian import get_structure
+
+#: A component counts in ``n_effective_components_`` when its expected
+#: weight (``weights_``) exceeds this fraction.
+EFFECTIVE_WEIGHT_THRESHOLD = 1e-2
+
+
+def _is_real(x):
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+class BayesianGaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
+    """Variational Bayesian estimation of a Gaussian mixture.
+
+    scikit-learn's :class:`~sklearn.mixture.BayesianGaussianMixture` with the
+    same constructor parameters, defaults, methods and fitted attributes, and
+    from the same initial responsibilities the same fit (to rounding). The
+    posterior over the weights, means and precisions is approximated by
+    coordinate ascent on the evidence lower bound (Bishop 2006, section 10.2;
+    Blei & Jordan 2006 for the Dirichlet process); components the data do
+    not need keep an expected weight near zero. See :mod:`emix.core.vb` for
+    every update and for the bound, and docs/bayesian.md for when to prefer
+    it to BIC selection.
+
+    In addition it accepts ``sample_weight`` (a weight of 2 counts a row
+    twice: the weights are not rescaled, since the prior's strength is
+    measured against the total weight), fits Dask arrays and block sources
+    out of core, runs restarts in parallel (``n_jobs``) and blocks of rows
+    on a thread pool (``n_threads``), keeps float32 data in float32 with
+    statistics centered and accumulated in float64, and reports the
+    effective number of components.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Upper bound on the number of components.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+    tol : float, default=1e-3
+        Iterations stop when the lower bound (a total over rows, not a mean)
+        changes by less than ``tol``.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of each component's sample covariance ``S_k``.
+    max_iter : int, default=100
+    n_init : int, default=1
+        Restarts; the one with the highest lower bound is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        How the initial responsibilities are drawn (also emix's
+        'hierarchical').
+    weight_concentration_prior_type : {'dirichlet_process', 'dirichlet_distribution'}, \
+default='dirichlet_process'
+        Stick-breaking (truncated Dirichlet process) or symmetric Dirichlet
+        prior on the weights.
+    weight_concentration_prior : float > 0 or None, default=None
+        ``gamma_0``; None means ``1 / n_components``. Smaller values favour
+        fewer active components.
+    mean_precision_prior : float > 0 or None, default=None
+        ``beta_0``; None means 1.
+    mean_prior : array-like of shape (n_features,) or None, default=None
+        ``m_0``; None means the (weighted) mean of X.
+    degrees_of_freedom_prior : float > n_features - 1 or None, default=None
+        ``nu_0``; None means ``n_features``.
+    covariance_prior : float or array-like or None, default=None
+        ``Psi_0 = W_0^-1``: (D, D) for 'full' and 'tied', (D,) for 'diag', a
+        float for 'spherical'. None means the (weighted, ``sum w - 1``
+        denominator) covariance of X, its diagonal, or the mean of the
+        diagonal.
+    random_state : int, RandomState instance or None, default=None
+    warm_start : bool, default=False
+    verbose : int, default=0
+        1 prints each restart and, at the end, the effective number of
+        components; 2 also every ``verbose_interval`` iterations.
+    verbose_interval : int, default=10
+    working_memory : float or None, default=None
+        MiB for the temporaries of one block of rows (None: 64). (emix.)
+    callback : callable or None, default=None
+        Called after every iteration with a dict (``init``, ``n_init``,
+        ``n_iter``, ``max_iter``, ``lower_bound``, ``change``). (emix.)
+    n_threads : int or None, default=None
+        Threads over blocks of rows (None: every core). (emix.)
+    n_jobs : int or None, default=None
+        Restarts run at the same time in joblib workers; the fit does not
+        depend on it. (emix.)
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+        Expected mixing weights ``E[pi_k]`` (normalized).
+    means_ : ndarray of shape (n_components, n_features)
+        ``m_k``.
+    covariances_, precisions_, precisions_cholesky_ : ndarray
+        ``W_k^-1 / nu_k``, its inverse ``E[Lambda_k] = nu_k W_k`` and the
+        inverse Cholesky factor, in scikit-learn's shapes.
+    weight_concentration_ : ndarray or tuple of two ndarrays
+    mean_precision_ : ndarray of shape (n_components,)
+    degrees_of_freedom_ : ndarray of shape (n_components,) (a float for 'tied')
+    weight_concentration_prior_, mean_precision_prior_, mean_prior_,
+    degrees_of_freedom_prior_, covariance_prior_ :
+        The priors used.
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Evidence lower bound (up to constants) of the kept run.
+    lower_bounds_ : list of float
+        The lower bound at each iteration of the kept run (never decreasing,
+        to rounding, for ``reg_covar=0``).
+    n_effective_components_ : int
+        Components whose expected weight exceeds
+        ``EFFECTIVE_WEIGHT_THRESHOLD`` (0.01).
+    n_features_in_ : int
+    feature_names_in_ : ndarray
+
+    References
+    ----------
+    Bishop, C. M. (2006). Pattern Recognition and Machine Learning, ch. 10.
+    Blei, D. M. and Jordan, M. I. (2006). Variational inference for Dirichlet
+    process mixtures. Bayesian Analysis 1(1), 121-144.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from emix import BayesianGaussianMixture
+    >>> rng = np.random.RandomState(0)
+    >>> X = np.vstack([rng.normal(0, 1, (200, 2)), rng.normal(8, 1, (200, 2))])
+    >>> bgm = BayesianGaussianMixture(n_components=6, random_state=0, max_iter=500).fit(X)
+    >>> bgm.n_effective_components_
+    2
+    """
+
+    def __init__(
+        self,
+        *,
+        n_components=1,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weight_concentration_prior_type="dirichlet_process",
+        weight_concentration_prior=None,
+        mean_precision_prior=None,
+        mean_prior=None,
+        degrees_of_freedom_prior=None,
+        covariance_prior=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        working_memory=None,
+        callback=None,
+        n_threads=None,
+        n_jobs=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weight_concentration_prior_type = weight_concentration_prior_type
+        self.weight_concentration_prior = weight_concentration_prior
+        self.mean_precision_prior = mean_precision_prior
+        self.mean_prior = mean_prior
+        self.degrees_of_freedom_prior = degrees_of_freedom_prior
+        self.covariance_prior = covariance_prior
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.working_memory = working_memory
+        self.callback = callback
+        self.n_threads = n_threads
+        self.n_jobs = n_jobs
+
+    # helpers shared with GaussianMixture (plain functions of these attributes)
+    _n_threads = GaussianMixture._n_threads
+    _reducer = GaussianMixture._reducer
+    _component_means = staticmethod(GaussianMixture._component_means)
+    _out_of_core_kind = staticmethod(GaussianMixture._out_of_core_kind)
+
+    def _structure(self):
+        return get_structure(self.covariance_type)
+
+    # ------------------------------------------------------------ checking
+    def _check_params(self):
+        V.check_estimator_params(self)
+        if self.covariance_type not in vb.STRUCTURES:
+            raise ValueError(
+                f"covariance_type must be one of {list(vb.STRUCTURES)}. Got {self.covariance_type!r}."
+            )
+        if self.weight_concentration_prior_type not in vb.PRIOR_TYPES:
+            raise ValueError(
+                f"weight_concentration_prior_type must be one of {list(vb.PRIOR_TYPES)}. "
+                f"Got {self.weight_concentration_prior_type!r}."
+            )
+        for name in ("weight_concentration_prior", "mean_precision_prior", "degrees_of_freedom_prior"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not _is_real(value):
+                raise TypeError(f"{name} must be a float > 0 or None. Got {value!r}.")
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite float > 0 or None. Got {value!r}.")
+
+    def _resolve_prior(self, D, mean, cov, dtype) -> vb.VBPrior:
+        """The priors (scikit-learn's ``_check_parameters``), from the
+        weighted ``mean`` and covariance ``cov`` of the data (each only used
+        when its prior is None; ``cov`` may be a callable giving it)."""
+        K = self.n_components
+        gamma0 = 1.0 / K if self.weight_concentration_prior is None else float(self.weight_concentration_prior)
+        beta0 = 1.0 if self.mean_precision_prior is None else float(self.mean_precision_prior)
+        if self.mean_prior is None:
+            m0 = np.asarray(mean, dtype=dtype)
+        else:
+            m0 = np.asarray(self.mean_prior, dtype=np.float64)
+            if m0.shape != (D,):
+                raise ValueError(f"The parameter 'means' should have the shape of ({D},), but got {m0.shape}.")
+            if not np.all(np.isfinite(m0)):
+                raise ValueError("mean_prior contains NaN or infinite values.")
+        if self.degrees_of_freedom_prior is None:
+            nu0 = float(D)
+        elif self.degrees_of_freedom_prior > D - 1.0:
+            nu0 = float(self.degrees_of_freedom_prior)
+        else:
+            raise ValueError(
+                f"The parameter 'degrees_of_freedom_prior' should be greater than {D - 1}, "
+                f"but got {self.degrees_of_freedom_prior:.3f}."
+            )
+        ct = self.covariance_type
+        if self.covariance_prior is None:
+            C = np.atleast_2d(np.asarray(cov() if callable(cov) else cov, dtype=np.float64))
+            psi0 = {"full": C, "tied": C, "diag": np.diag(C).copy(), "spherical": float(np.diag(C).mean())}[ct]
+        elif ct in ("full", "tied"):
+            psi0 = np.asarray(self.covariance_prior, dtype=np.float64)
+            if psi0.shape != (D, D):
+                raise ValueError(
+                    f"The parameter '{ct} covariance_prior' should have the shape of ({D}, {D}), "
+                    f"but got {psi0.shape}."
+                )
+            if not (np.all(np.isfinite(psi0)) and np.allclose(psi0, psi0.T)
+                    and np.all(np.linalg.eigvalsh(psi0) > 0.0)):
+                raise ValueError(f"'{ct} covariance_prior' should be symmetric, positive-definite.")
+        elif ct == "diag":
+            psi0 = np.asarray(self.covariance_prior, dtype=np.float64)
+            if psi0.shape != (D,):
+                raise ValueError(
+                    f"The parameter 'diag covariance_prior' should have the shape of ({D},), "
+                    f"but got {psi0.shape}."
+                )
+            if not (np.all(np.isfinite(psi0)) and np.all(psi0 > 0)):
+                raise ValueError("'diag covariance_prior' should be positive.")
+        else:
+            if not _is_real(self.covariance_prior) or not (np.isfinite(self.covariance_prior)
+                                                           and self.covariance_prior > 0):
+                raise ValueError(
+                    f"'spherical covariance_prior' should be a float > 0. Got {self.covariance_prior!r}."
+                )
+            psi0 = float(self.covariance_prior)
+        return vb.VBPrior(self.weight_concentration_prior_type, gamma0, beta0, m0, nu0, psi0)
+
+    def _set_prior(self, prior: vb.VBPrior):
+        if prior.prior_type == "dirichlet_process":
+            self.weight_concentration_prior_ = prior.weight_concentration
+        else:
+            self.weight_concentration_prior_ = prior.weight_concentration
+        self.mean_precision_prior_ = prior.mean_precision
+        self.mean_prior_ = prior.mean
+        self.degrees_of_freedom_prior_ = prior.degrees_of_freedom
+        self.covariance_prior_ = prior.covariance
+
+    @staticmethod
+    def _moments(X, w):
+        """Weighted mean and covariance of the rows (frequency weights: the
+        covariance divides by ``sum w - 1``, so integer weights equal
+        repeated rows; without weights ``np.cov``)."""
+        if w is None:
+            return X.mean(axis=0), (lambda: np.cov(X.T))
+        wf = w.astype(np.float64)
+        sw = float(wf.sum())
+        mean = (wf @ X.astype(np.float64)) / sw
+
+        def cov():
+            if not sw > 1.0:
+                raise ValueError(
+                    "The default covariance_prior is the weighted covariance of X, which needs "
+                    f"sum(sample_weight) > 1 (it divides by sum(w) - 1). Got sum {sw!r}. Pass "
+                    "covariance_prior, or weights that count rows."
+                )
+            Xc = X.astype(np.float64) - mean
+            return (Xc.T * wf) @ Xc / (sw - 1.0)
+
+        return mean.astype(X.dtype), cov
+
+    # ------------------------------------------------------------- fitting
+    def _initial_params(self, X, w, structure, rng, reducer, prior):
+        """scikit-learn's ``_initialize``: the variational M-step on the
+        statistics of the initial responsibilities."""
+        resp = initial_resp(X, w, self.n_components, self.init_params, rng)
+        shift = self._component_means(X, w, resp, reducer, np)
+        stats = None
+        start = 0
+        for Xb, wb in reducer.blocks():
+            stop = start + Xb.shape[0]
+            s = em.stats_from_resp(Xb, wb, resp[start:stop], shift, structure)
+            stats = s if stats is None else stats + s
+            start = stop
+        return vb.m_step(stats, structure, prior, self.reg_covar, X.dtype)
+
+    def _runner(self, prior):
+        return vb.fit, {"prior": prior}
+
+    def _params(self):
+        return vb.VBParams(
+            weight_concentration=self.weight_concentration_, mean_precision=self.mean_precision_,
+            means=self.means_, degrees_of_freedom=self.degrees_of_freedom_,
+            covariances=self.covariances_, precisions_cholesky=self.precisions_cholesky_,
+        )
+
+    def _set_fitted(self, result, structure):
+        p = result.params
+        kind = self.weight_concentration_prior_type
+        self.weight_concentration_ = p.weight_concentration
+        self.mean_precision_ = p.mean_precision
+        self.means_ = p.means
+        self.degrees_of_freedom_ = p.degrees_of_freedom
+        self.covariances_ = p.covariances
+        self.precisions_cholesky_ = p.precisions_cholesky
+        self.precisions_ = structure.precisions(p.precisions_cholesky)
+        self.weights_ = vb.expected_weights(p.weight_concentration, kind).astype(p.means.dtype)
+        self.converged_ = bool(result.converged)
+        self.n_iter_ = result.n_iter
+        self.lower_bound_ = result.lower_bound
+        self.lower_bounds_ = list(result.history)
+        self.n_effective_components_ = int(np.sum(self.weights_ > EFFECTIVE_WEIGHT_THRESHOLD))
+        if self.verbose:
+            print(f"Effective components: {self.n_effective_components_} of {self.n_components} "
+                  f"(expected weight > {EFFECTIVE_WEIGHT_THRESHOLD}).")
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Fit the variational posterior.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), a Dask array or
+            DataFrame, or a block source (see :mod:`emix.backends.chunked`)
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; a weight of 2 counts a row twice.
+
+        Returns
+        -------
+        self : BayesianGaussianMixture
+        """
+        if self._out_of_core_kind(X) is not None:
+            return self._fit_out_of_core(X, sample_weight)
+        self.fit_predict(X, y, sample_weight=sample_weight)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return the most probable component of each row of ``X``."""
+        if self._out_of_core_kind(X) is not None:
+            return self._fit_out_of_core(X, sample_weight).predict(X)
+        self._check_params()
+        structure = self._structure()
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        w = V.check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        n_eff = X.shape[0] if w is None else int(np.count_nonzero(w))
+        V.check_enough_samples(n_eff, self.n_components, w is not None)
+        mean, cov = self._moments(X, w)
+        prior = self._resolve_prior(X.shape[1], mean, cov, X.dtype)
+        self._set_prior(prior)
+        reducer = self._reducer(X, w)
+        rng = check_random_state(self.random_state)
+
+        def params0():
+            return self._initial_params(X, w, structure, rng, reducer, prior)
+
+        with _parallel.one_blas_thread():
+            best = self._em_restarts(reducer, params0, structure, prior=prior, parallel=True)
+            self._set_fitted(best, structure)
+            eff = self._effective()
+            return reducer.map(lambda Xb: em.argmax_column(Xb, eff, structure))
+
+    def _fit_out_of_core(self, X, sample_weight):
+        """``fit`` on a Dask collection or a block source: one pass finds the
+        shape, the weighted mean and covariance (the default priors) and a
+        uniform initialization sample; each iteration is one more pass."""
+        from .backends import chunked
+        from .backends import dask as dk
+        from .backends.reduce import block_rows_for
+
+        self._check_params()
+        structure = self._structure()
+        rng = check_random_state(self.random_state)
+        seed, advanced = chunked.sample_seed(rng)
+        K = self.n_components
+        names = None
+        if self._out_of_core_kind(X) == "dask":
+            Xd = dk.as_dask_array(X)
+            wd = dk.as_dask_weights(sample_weight, Xd.chunks[0], Xd.dtype)
+            names = dk.feature_names(X)
+            client = dk.get_client()
+            rows = block_rows_for(structure, K, Xd.shape[1], Xd.dtype.itemsize, self.working_memory)
+            if client is not None:
+                reducer = dk.DaskReducer(Xd, wd, client, block_rows=rows)
+                info = dk.scan(*reducer._persisted, chunked.DEFAULT_INIT_SAMPLE, seed, moments=True)
+            else:
+                info = dk.scan(Xd, wd, chunked.DEFAULT_INIT_SAMPLE, seed, moments=True)
+                reducer = chunked.ChunkedReducer(dk.local_source(Xd, wd), Xd.shape[1], Xd.dtype, rows)
+        else:
+            if sample_weight is not None:
+                raise ValueError(
+                    "sample_weight cannot be passed with a block source; yield (X_block, w_block) pairs instead."
+                )
+            info = chunked.scan_source(X, chunked.DEFAULT_INIT_SAMPLE, seed, moments=True)
+            rows = block_rows_for(structure, K, info["n_features"], info["dtype"].itemsize, self.working_memory)
+            reducer = chunked.ChunkedReducer(X, info["n_features"], info["dtype"], rows)
+        if info["sampled"]:
+            rng = advanced
+        if info["n_samples"] < 2:
+            raise ValueError(f"Found {info['n_samples']} sample(s); at least 2 are required.")
+        V.check_enough_samples(info["n_eff"], K, info["weighted"])
+        self.n_features_in_ = int(info["n_features"])
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        summary = info["summary"]
+        sw = float(summary["sw"])
+
+        def cov():
+            if not sw > 1.0:
+                raise ValueError(
+                    "The default covariance_prior is the weighted covariance of X, which needs "
+                    f"sum(sample_weight) > 1. Got sum {sw!r}. Pass covariance_prior."
+                )
+            return np.asarray(summary["m2"], dtype=np.float64) / (sw - 1.0)
+
+        prior = self._resolve_prior(self.n_features_in_, np.asarray(summary["mean"]).astype(info["dtype"]),
+                                    cov, info["dtype"])
+        self._set_prior(prior)
+        Xs, ws = info["sample"], info["sample_weight"]
+        sample_reducer = self._reducer(Xs, ws)
+
+        def params0():
+            return self._initial_params(Xs, ws, structure, rng, sample_reducer, prior)
+
+        best = self._em_restarts(reducer, params0, structure, prior=prior)
+        self._set_fitted(best, structure)
+        self.n_passes_ = getattr(reducer, "n_calls", None)
+        return self
+
+    # ------------------------------------------------------------- inference
+    def _effective(self):
+        """Gaussian parameters whose weighted log densities are the
+        variational ``log rho_nk`` (see :func:`emix.core.vb.effective_params`)."""
+        return vb.effective_params(self._params(), self.weight_concentration_prior_type)
+
+    def _check_X(self, X):
+        check_is_fitted(self)
+        with np.errstate(invalid="ignore"):
+            return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+
+    def _infer(self, X, kind, fn):
+        """``fn(X_block, effective params, structure)`` over the blocks of
+        ``X``: numpy arrays, block sources (concatenated) or Dask collections
+        (lazily, ``kind`` in 'predict', 'predict_proba', 'score_samples')."""
+        where = self._out_of_core_kind(X)
+        if where is not None:
+            check_is_fitted(self)
+        eff, structure = self._effective(), self._structure()
+        if where == "dask":
+            from .backends.dask import lazy_inference
+
+            return lazy_inference(kind, X, eff, structure, self.n_features_in_)
+        if where == "source":
+            from .backends.chunked import ChunkedReducer
+            from .backends.reduce import block_rows_for
+
+            D = self.n_features_in_
+            rows = block_rows_for(structure, self.n_components, D, self.means_.dtype.itemsize, self.working_memory)
+            return ChunkedReducer(X, D, self.means_.dtype, rows).map(lambda Xb: fn(Xb, eff, structure))
+        X = self._check_X(X)
+        return self._reducer(X).map(lambda Xb: fn(Xb, eff, structure))
+
+    def score_samples(self, X):
+        """``log sum_k exp(log rho_nk)`` for each row (scikit-learn's
+        ``score_samples`` of a variational mixture: the log-normalizer of
+        the variational responsibilities, not a posterior predictive density).
+        """
+        return self._infer(X, "score_samples", lambda Xb, p, s: logsumexp(em.weighted_log_prob(Xb, p, s), axis=1))
+
+    def score(self, X, y=None, sample_weight=None):
+        """Mean (weighted) :meth:`score_samples`."""
+        ll = self.score_samples(X)
+        if hasattr(ll, "compute"):
+            ll = ll.compute()
+        w = None if sample_weight is None else V.check_sample_weight(sample_weight, ll.shape[0], np.float64)
+        return float(np.average(np.asarray(ll, dtype=np.float64), weights=w))
+
+    def predict(self, X):
+        """Component with the largest responsibility for each row."""
+        return self._infer(X, "predict", lambda Xb, p, s: em.argmax_column(Xb, p, s))
+
+    def predict_proba(self, X):
+        """Variational responsibilities ``r_nk``, shape (n_samples, n_components)."""
+        return self._infer(X, "predict_proba", lambda Xb, p, s: np.exp(em.log_resp(Xb, p, s)[1]))
+
+    def sample(self, n_samples=1):
+        """Draw ``n_samples`` rows from the mixture with the expected weights,
+        means ``m_k`` and covariances ``covariances_`` (as scikit-learn).
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(f"n_samples must be an integer >= 1. Got {n_samples!r}.")
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, self.weights_.astype(np.float64))
+        X = self._structure().draw(rng, self.means_, self.covariances_, counts)
+        y = np.concatenate([np.full(c, k, dtype=int) for k, c in enumerate(counts)])
+        return X, y
+
+    def effective_components(self, threshold=EFFECTIVE_WEIGHT_THRESHOLD):
+        """Indices of the components whose expected weight exceeds ``threshold``."""
+        check_is_fitted(self)
+        return np.flatnonzero(self.weights_ > threshold)
+
+
+__all__ = ["BayesianGaussianMixture", "EFFECTIVE_WEIGHT_THRESHOLD"]
