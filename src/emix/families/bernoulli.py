@@ -44,7 +44,7 @@ import numpy as np
 
 from ..core.numerics import eps_nk
 from .base import ComponentFamily, empty_component_check
-from .categorical import Layout, decode_codes, encode_table, init_view, merge_labels, one_hot
+from .categorical import decode_codes, design_for, encode_table, init_view, layout_for, merge_labels, one_hot
 
 
 def _binary_labels(lab, name):
@@ -119,7 +119,7 @@ class Bernoulli(ComponentFamily):
 
     @staticmethod
     def _layout(D):
-        return Layout([2] * D)
+        return layout_for((2,) * D)
 
     @staticmethod
     def _two(p):
@@ -128,11 +128,11 @@ class Bernoulli(ComponentFamily):
 
     def log_prob(self, X, comp):
         lay = self._layout(X.shape[1])
-        return np.asarray(lay.design(X) @ lay.log_table(self._two(comp["probabilities"])))
+        return np.asarray(design_for(X, lay, keep=True) @ lay.log_table(self._two(comp["probabilities"])))
 
     def suff_stats(self, X, rw, comp):
         lay = self._layout(X.shape[1])
-        counts = np.asarray(lay.design(X).T @ np.asarray(rw, dtype=np.float64))[:lay.total].T
+        counts = np.asarray(design_for(X, lay).T @ np.asarray(rw, dtype=np.float64))[:lay.total].T
         return {"zeros": counts[:, 0::2].copy(), "ones": counts[:, 1::2].copy()}
 
     def m_step(self, sums, nk, comp_prev):

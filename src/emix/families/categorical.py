@@ -21,7 +21,12 @@ Statistics and M-step
     maximum-likelihood estimate for ``a = 0`` (the default, which reproduces
     poLCA), the MAP estimate under a symmetric Dirichlet(``a + 1``) prior
     otherwise (``pseudo_count = a``). A component with no observed entry in
-    column ``d`` gets the uniform ``1 / C_d`` there (no information).
+    column ``d`` gets the uniform ``1 / C_d`` there (no information). A
+    column with no observed value at all in the training data has no
+    categories (``C_d = 0``): it adds nothing to the likelihood nor to the
+    parameter count, and any value in it at predict time is unseen. (This
+    keeps the coding of a block-wise fit, whose blocks may miss a column
+    entirely, equal to the in-memory one.)
     Both products are one sparse matrix product of the rows' one-hot design
     (``n x sum_d C_d``, one stored 1 per observed entry) with the
     log-probabilities or the responsibilities.
@@ -67,7 +72,9 @@ Houghton Mifflin.
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 
 import numpy as np
 import pandas as pd
@@ -168,6 +175,7 @@ def column_codes(s, labels, name):
     if unseen.any():
         i = int(np.flatnonzero(unseen)[0])
         v = s.iloc[i]
+        v = v.item() if isinstance(v, np.generic) else v
         shown = labels if len(labels) <= 20 else labels[:20] + ["..."]
         raise ValueError(f"Column {name!r} holds {v!r} (row {i}), a category not seen when the model was fitted "
                          f"(its categories: {shown}). Map it to a known category or to missing (None/NaN), "
@@ -257,11 +265,15 @@ class Layout:
     def __init__(self, n_categories):
         self.C = np.asarray(n_categories, dtype=np.intp)
         self.D = len(self.C)
-        self.C_max = int(self.C.max())
+        self.C_max = max(int(self.C.max()), 1)
         self.offsets = np.concatenate([[0], np.cumsum(self.C)[:-1]]).astype(np.intp)
+        self.offsets_f = self.offsets.astype(np.float64)
+        self.C_f = self.C.astype(np.float64)
         self.total = int(self.C.sum())
         self.col = np.repeat(np.arange(self.D), self.C)  # column of each flat category
         self.pos = np.arange(self.total) - self.offsets[self.col]  # its code within the column
+        self.indicator = np.zeros((self.total, self.D))  # flat category -> its column
+        self.indicator[np.arange(self.total), self.col] = 1.0
 
     def design(self, X):
         """CSR one-hot design ``(n, total + 1)``: row ``n`` has a 1 in the
@@ -270,17 +282,17 @@ class Layout:
         n, D = X.shape
         if D != self.D:
             raise ValueError(f"X has {D} columns; the parameters describe {self.D}.")
-        miss = np.isnan(X)
-        codes = np.where(miss, 0.0, X).astype(np.intp)
-        if codes.size and (codes.min() < 0 or np.any(codes >= self.C[None, :])):
-            bad = np.argwhere((codes < 0) | (codes >= self.C[None, :]))[0]
-            raise ValueError(f"Row {bad[0]}, column {bad[1]} holds code {X[bad[0], bad[1]]!r}; column "
-                             f"{bad[1]} has {self.C[bad[1]]} categories (codes 0..{self.C[bad[1]] - 1}).")
-        idx = codes + self.offsets[None, :]
-        idx[miss] = self.total
+        with np.errstate(invalid="ignore"):
+            bad = (X < 0) | (X >= self.C_f)  # NaN (missing) is neither
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise ValueError(f"Row {r}, column {c} holds code {X[r, c]!r}; column {c} has {self.C[c]} categories "
+                             f"(codes 0..{self.C[c] - 1}).")
+        flat = X + self.offsets_f
+        flat[np.isnan(flat)] = self.total
         itype = np.int32 if n * D < 2**31 - 1 else np.int64
-        return sp.csr_matrix((np.ones(n * D), idx.ravel().astype(itype, copy=False),
-                              np.arange(0, n * D + 1, D, dtype=itype)), shape=(n, self.total + 1))
+        return sp.csr_matrix((np.ones(n * D), flat.astype(itype).ravel(), np.arange(0, n * D + 1, D, dtype=itype)),
+                             shape=(n, self.total + 1))
 
     def flat(self, probabilities):
         """``(K, total)`` probabilities of the flat categories."""
@@ -301,12 +313,50 @@ class Layout:
     def normalize(self, counts, a):
         """``(counts + a) / (column totals + C_d a)`` per component and column;
         uniform where a column has no weight."""
-        tot = np.add.reduceat(counts, self.offsets, axis=1) + self.C[None, :] * a  # (K, D)
+        tot = counts @ self.indicator + self.C[None, :] * a  # (K, D)
         num = counts + a
         den = tot[:, self.col]
         with np.errstate(invalid="ignore", divide="ignore"):
             p = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0 / self.C[self.col][None, :])
         return p
+
+
+@functools.lru_cache(maxsize=64)
+def layout_for(n_categories):
+    """The (cached) :class:`Layout` of a tuple of category counts."""
+    return Layout(n_categories)
+
+
+class _DesignCache(threading.local):
+    """The design of the block that ``log_prob`` just coded, for the
+    ``suff_stats`` call on the same array that follows it in an E-step (one
+    per thread: blocks run in threads). ``take`` hands it over once."""
+
+    def __init__(self):
+        self.X = self.layout = self.design = None
+
+    def put(self, X, layout, design):
+        self.X, self.layout, self.design = X, layout, design
+
+    def take(self, X, layout):
+        hit = self.X is X and self.layout is layout
+        design = self.design if hit else None
+        self.X = self.layout = self.design = None
+        return design
+
+
+_designs = _DesignCache()
+
+
+def design_for(X, layout, keep=False):
+    """``layout.design(X)``, reusing the one ``log_prob`` built for this very
+    array (``keep=True`` stores it for the next ``suff_stats``)."""
+    d = _designs.take(X, layout)
+    if d is None:
+        d = layout.design(X)
+    if keep:
+        _designs.put(X, layout, d)
+    return d
 
 
 def one_hot(X, layout):
@@ -392,10 +442,10 @@ class Categorical(ComponentFamily):
             return [C] * D
         with np.errstate(all="ignore"):
             top = np.where(np.isnan(X), -1.0, X).max(axis=0) if X.shape[0] else np.zeros(X.shape[1])
-        return [max(int(t) + 1, 1) for t in top]
+        return [max(int(t) + 1, 0) for t in top]
 
     def _layout(self, comp=None, X=None):
-        return Layout(self._n_categories(comp, X))
+        return layout_for(tuple(int(c) for c in self._n_categories(comp, X)))
 
     # -------------------------------------------------------------- coding
     def encode(self, X, meta=None):
@@ -428,11 +478,11 @@ class Categorical(ComponentFamily):
     # ------------------------------------------------------------ numerics
     def log_prob(self, X, comp):
         lay = self._layout(comp)
-        return np.asarray(lay.design(X) @ lay.log_table(comp["probabilities"]))
+        return np.asarray(design_for(X, lay, keep=True) @ lay.log_table(comp["probabilities"]))
 
     def suff_stats(self, X, rw, comp):
         lay = self._layout(comp, X)
-        counts = np.asarray(lay.design(X).T @ np.asarray(rw, dtype=np.float64))
+        counts = np.asarray(design_for(X, lay).T @ np.asarray(rw, dtype=np.float64))
         return {"counts": counts[:lay.total].T.copy()}
 
     def m_step(self, sums, nk, comp_prev):
@@ -446,7 +496,7 @@ class Categorical(ComponentFamily):
 
     def n_parameters(self, comp):
         K = np.shape(comp["probabilities"])[0]
-        return int(K * sum(c - 1 for c in self._n_categories(comp)))
+        return int(K * sum(max(c - 1, 0) for c in self._n_categories(comp)))
 
     def sample(self, comp, counts, rng):
         P = np.asarray(comp["probabilities"], dtype=np.float64)
@@ -470,7 +520,7 @@ class Categorical(ComponentFamily):
         lay = Layout(C)
         if not np.allclose(lay.padded(lay.flat(P)), P, rtol=0, atol=0):
             raise ValueError("probabilities of categories a column does not have (padding) must be 0.")
-        sums = np.add.reduceat(lay.flat(P), lay.offsets, axis=1)
+        sums = np.where(lay.C[None, :] > 0, lay.flat(P) @ lay.indicator, 1.0)
         if not np.allclose(sums, 1.0, rtol=0, atol=1e-6):
             raise ValueError("probabilities must sum to 1 over each column's categories in each component; "
                              f"the sums range over [{sums.min()}, {sums.max()}].")
