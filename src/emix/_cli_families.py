@@ -124,10 +124,10 @@ def check_args(args, parser):
         parser.error(f"--dof is for --family student_t, not {fam}")
     if args.pseudo_count is not None and fam not in _COUNTS + ("mixed",):
         parser.error(f"--pseudo-count is for --family poisson, bernoulli, categorical or mixed, not {fam}")
-    if getattr(args, "covariance", None) is not None:
-        if fam not in ("student_t", "mixed") or (fam == "mixed" and cmd != "fit"):
-            where = "student_t (and for fit, the Gaussian columns of mixed)"
-            parser.error(f"--covariance is for --family gaussian or {where}, not {fam}")
+    if getattr(args, "covariance", None) is not None and (
+            fam not in ("student_t", "mixed") or (fam == "mixed" and cmd != "fit")):
+        where = "student_t (and for fit, the Gaussian columns of mixed)"
+        parser.error(f"--covariance is for --family gaussian or {where}, not {fam}")
     if getattr(args, "reg_covar", None) is not None and fam not in ("student_t", "mixed"):
         parser.error(f"--reg-covar is for --family gaussian, student_t or mixed, not {fam}")
 
