@@ -269,3 +269,29 @@ def test_array_api_path(ct, dtype):
         _check_row(gm, x, pr, lb, sc, dtype)
     for crit in ("bic", "aic", "icl"):
         assert getattr(gm, crit)(Xt) == np.inf
+
+
+def test_family_driver_fallback_rows():
+    """The generic families' driver (emix.families.base.Mixture): rows with no
+    finite normalizer get defined responsibilities. All -inf: equal shares
+    (no component can produce the row, there is no limit to take); a +inf
+    term takes all; a NaN term gets nothing and the others are normalized
+    (oracle: scipy's softmax of the finite terms)."""
+    from scipy.special import softmax
+
+    from emix.families.base import Mixture
+    from emix.families.poisson import Poisson
+
+    lp = np.array([[-np.inf, -np.inf, -np.inf],
+                   [np.inf, 0.0, np.inf],
+                   [np.nan, -1.0, -3.0],
+                   [np.nan, np.nan, np.nan],
+                   [-1.0, -2.0, -5.0]])
+    norm, lr = Mixture(Poisson())._log_resp(lp)
+    r = np.exp(lr)
+    np.testing.assert_allclose(r[0], [1 / 3] * 3)
+    np.testing.assert_allclose(r[1], [0.5, 0.0, 0.5])
+    np.testing.assert_allclose(r[2], np.r_[0.0, softmax([-1.0, -3.0])], rtol=1e-14)
+    np.testing.assert_allclose(r[3], [1 / 3] * 3)
+    np.testing.assert_allclose(r[4], softmax(lp[4]), rtol=1e-14)
+    assert np.isfinite(norm[4]) and norm[0] == -np.inf
