@@ -769,6 +769,12 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         Returns
         -------
         log_prob : ndarray of shape (n_samples,)
+            Never NaN for finite ``X``. A row so far from every component
+            that ``log p(x)`` is below the most negative number of the dtype
+            (about ``-1.8e308`` in float64, ``-3.4e38`` in float32; in float64
+            from ``|x|`` of about ``1e154`` on, with unit variances) gets
+            ``-inf``: the density underflows. ``score``, ``bic``, ``aic`` and
+            ``icl`` are then ``-inf`` / ``inf``.
         """
         if self._out_of_core_kind(X) is not None:
             return self._infer_out_of_core("score_samples", X)
@@ -792,7 +798,9 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         return float(np.average(ll.astype(np.float64), weights=w))
 
     def predict(self, X):
-        """Most probable component of each row of ``X``."""
+        """Most probable component of each row of ``X`` (``argmax`` of the
+        weighted log densities; for rows far from every component, the
+        component that takes the row in :meth:`predict_proba`)."""
         if self._out_of_core_kind(X) is not None:
             return self._infer_out_of_core("predict", X)
         if _aa.uses_array_api(self, X):
@@ -808,7 +816,14 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         -------
         resp : ndarray of shape (n_samples, n_components)
             (n_samples, n_components + 1) for a model with a noise component:
-            the last column is the noise.
+            the last column is the noise. Defined for every finite row: for a
+            row far from every component (where the densities underflow) the
+            exact differences of the log densities decide
+            (:func:`emix.core.em.far_log_prob`), so in the limit the component
+            with the largest term takes it all (the smallest
+            ``(x/s)^T P_k (x/s)``, ``s = max|x|``; on ties, as for 'tied', the
+            linear term; then weights and determinants), and the noise
+            component takes every far row.
         """
         if self._out_of_core_kind(X) is not None:
             return self._infer_out_of_core("predict_proba", X)
