@@ -25,7 +25,7 @@ from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import emix
-from emix.families import Mixture, MixtureParams, get_family
+from emix.families import Mixture, get_family
 
 DATA = Path(__file__).parent / "data"
 
@@ -199,7 +199,7 @@ def test_em_with_missing_answers_reaches_a_stationary_point_of_the_observed_like
 def test_a_column_never_observed_adds_nothing():
     rng = np.random.default_rng(9)
     X = pd.DataFrame({"a": rng.choice(["x", "y"], 200), "b": rng.choice([1, 2, 3], 200), "c": [None] * 200})
-    kw = dict(n_init=2, tol=1e-10, max_iter=500, random_state=0)
+    kw = {"n_init": 2, "tol": 1e-10, "max_iter": 500, "random_state": 0}
     m = emix.MixtureModel(2, family="categorical", **kw).fit(X)
     m2 = emix.MixtureModel(2, family="categorical", **kw).fit(X[["a", "b"]])
     assert m.encoding_[2] == [] and np.all(m.probabilities_[:, 2] == 0)
@@ -231,7 +231,7 @@ def test_ints_strings_categoricals_and_lists_give_identical_fits_and_keep_labels
     frame = pd.DataFrame({f"q{d}": pd.Categorical(strings[:, d], categories=lab) for d, lab in enumerate(labels)})
     inputs = {"ints": codes + 1, "floats": (codes + 1).astype(float), "lists": (codes + 1).tolist(),
               "strings": strings, "categoricals": frame}
-    kw = dict(n_init=2, tol=1e-6, max_iter=500, random_state=0)
+    kw = {"n_init": 2, "tol": 1e-6, "max_iter": 500, "random_state": 0}
     fits = {k: emix.MixtureModel(2, family="categorical", **kw).fit(v) for k, v in inputs.items()}
     ref = fits["ints"]
     for k, m in fits.items():
@@ -251,7 +251,7 @@ def test_categorical_declared_order_permutes_the_probabilities_only():
     X = pd.DataFrame({"a": pd.Categorical(codes[:, 0], categories=[0, 1, 2]), "b": codes[:, 1], "c": codes[:, 2]})
     Y = X.copy()
     Y["a"] = pd.Categorical(codes[:, 0], categories=[2, 0, 1])
-    kw = dict(n_init=3, tol=1e-10, max_iter=2000, random_state=0)
+    kw = {"n_init": 3, "tol": 1e-10, "max_iter": 2000, "random_state": 0}
     mx, my = (emix.MixtureModel(2, family="categorical", **kw).fit(T) for T in (X, Y))
     assert my.encoding_[0] == [2, 0, 1]
     np.testing.assert_allclose(my.score(Y), mx.score(X), rtol=1e-10)
@@ -393,7 +393,7 @@ def test_sample_decodes_labels_with_their_types_and_frequencies():
     X = pd.DataFrame({"s": rng.choice(["lo", "hi", "mid"], n, p=[0.5, 0.3, 0.2]), "i": rng.choice([10, 20], n),
                       "b": rng.random(n) < 0.3, "f": rng.choice([0.5, 1.5, 2.5], n)})
     m = emix.MixtureModel(1, family="categorical", random_state=0).fit(X)
-    Xs, y = m.sample(20000)
+    Xs, _y = m.sample(20000)
     assert Xs.dtype == object and set(Xs[:, 0]) == {"lo", "hi", "mid"}
     for d, col in enumerate(X.columns):
         freq = pd.Series(Xs[:, d]).value_counts(normalize=True)
@@ -407,7 +407,7 @@ def test_sample_decodes_labels_with_their_types_and_frequencies():
     mb = emix.MixtureModel(1, family="bernoulli", random_state=0).fit(X[["i", "b"]])
     Xb, _ = mb.sample(5000)
     assert Xb.dtype == object and set(Xb[:, 0]) == {10, 20} and set(Xb[:, 1]) == {False, True}
-    assert abs(np.mean(Xb[:, 1] == True) - X["b"].mean()) < 0.02  # noqa: E712
+    assert abs(np.mean(Xb[:, 1] == True) - X["b"].mean()) < 0.02
 
 
 # ----------------------------------------------------------------- blocks, files, the named estimator
@@ -451,7 +451,7 @@ def test_model_file_round_trip_keeps_labels_and_predictions(tmp_path, est):
 
 def test_latent_class_model_is_mixture_model_categorical():
     X = _polca("values")
-    kw = dict(n_init=3, random_state=1, tol=1e-8, max_iter=1000)
+    kw = {"n_init": 3, "random_state": 1, "tol": 1e-8, "max_iter": 1000}
     a = emix.LatentClassModel(2, **kw).fit(X)
     b = emix.MixtureModel(2, family="categorical", **kw).fit(X)
     np.testing.assert_array_equal(a.probabilities_, b.probabilities_)

@@ -29,8 +29,10 @@ Coding of the data
     ``v`` gets labels ``[v]`` and its probability of "the other category" is
     estimated as 0 (with ``pseudo_count = 0``), a value other than ``v`` at
     predict time raises ``ValueError``, and a sampled "other category" is
-    decoded as None. An unseen value at predict time raises ``ValueError``
-    naming the column and the value.
+    decoded as None. A column with no observed value at fit time has no
+    labels: its probabilities stay 1/2 (still counted as parameters) and any
+    value in it at predict time is unseen. An unseen value at predict time
+    raises ``ValueError`` naming the column and the value.
 
 Zero probabilities and empty components follow
 :mod:`emix.families.categorical`.
@@ -44,7 +46,15 @@ import numpy as np
 
 from ..core.numerics import eps_nk
 from .base import ComponentFamily, empty_component_check
-from .categorical import decode_codes, design_for, encode_table, init_view, layout_for, merge_labels, one_hot
+from .categorical import (
+    decode_codes,
+    design_for,
+    encode_table,
+    init_view,
+    layout_for,
+    merge_labels,
+    one_hot,
+)
 
 
 def _binary_labels(lab, name):

@@ -160,7 +160,7 @@ def learn_labels(s, name):
         raw = _sorted_labels([_py_label(v, name) for v in u])
     labels = [_py_label(v, name) for v in raw]
     # 1 and 1.0 (and True) are the same dictionary key: the labels must stay distinct
-    if len(set((type(v) is str, v) for v in labels)) != len(labels):
+    if len({(type(v) is str, v) for v in labels}) != len(labels):
         raise ValueError(f"Column {name!r} has categories that compare equal ({labels}); use one type per column.")
     return labels
 
@@ -252,7 +252,7 @@ def decode_codes(X, labels):
         if kinds == {t} and not has_none:
             return out.astype(dtype)
     if kinds <= {int, float} and kinds:
-        return np.where(out == None, np.nan, out).astype(np.float64)  # noqa: E711
+        return np.where(pd.isna(out), np.nan, out).astype(np.float64)
     return out
 
 
@@ -364,19 +364,21 @@ def one_hot(X, layout):
     return layout.design(X)[:, :layout.total].toarray()
 
 
-#: size of the fixed jitter that breaks ties between identical rows in :func:`init_view`
-INIT_JITTER = 1e-7
+#: scale of the extra tie-breaking coordinate added by :func:`init_view`
+INIT_JITTER = 1e-3
 
 
 def init_view(F):
-    """``F`` plus a fixed jitter of size :data:`INIT_JITTER` (the same for
-    every fit): discrete data repeat rows, and a start drawn from the rows
-    ('random_from_data', 'k-means++') may pick two identical rows, whose
-    exact distance ties would put every row in the first and leave the other
-    component empty; the jitter splits such ties instead. It is far below
-    the distances between distinct rows (at least 1 in a 0/1 coding), so
-    k-means is otherwise unchanged."""
-    return F + INIT_JITTER * np.random.default_rng(0).random(F.shape)
+    """``F`` with one extra column of fixed small noise (``INIT_JITTER``
+    times uniform draws, the same for every fit). Discrete data repeat rows,
+    and a start drawn from the rows ('random_from_data', 'k-means++') may
+    pick two identical rows, whose exact distance ties would put every row in
+    the first and leave the other component empty; the extra coordinate
+    splits such ties. It changes squared distances by at most ``1e-6``, far
+    below the squared distance between distinct one-hot rows (at least 1),
+    so k-means is otherwise unchanged."""
+    u = np.random.default_rng(0).random((F.shape[0], 1))
+    return np.hstack([F, INIT_JITTER * u])
 
 
 class Categorical(ComponentFamily):
@@ -438,7 +440,7 @@ class Categorical(ComponentFamily):
         if self.categories is not None:
             return [len(c) for c in self.categories]
         if comp is not None:
-            K, D, C = np.shape(comp["probabilities"])
+            _K, D, C = np.shape(comp["probabilities"])
             return [C] * D
         with np.errstate(all="ignore"):
             top = np.where(np.isnan(X), -1.0, X).max(axis=0) if X.shape[0] else np.zeros(X.shape[1])
