@@ -233,7 +233,15 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
             # the nearest chosen row instead (one k-means assignment step)
             centers = (resp.T @ F) / np.maximum(resp.sum(axis=0), 1e-300)[:, None]
             d2 = (F * F).sum(axis=1)[:, None] - 2.0 * F @ centers.T + (centers * centers).sum(axis=1)[None, :]
-            resp = np.eye(self.n_components)[np.argmin(d2, axis=1)]
+            # chosen rows that coincide (common in discrete data) tie for many rows: a tied row goes to
+            # one of its nearest centres at random, not always to the first
+            low = d2.min(axis=1, keepdims=True)
+            tied = d2 <= low + 1e-12 * np.maximum(np.abs(low), 1.0)
+            if np.any(tied.sum(axis=1) > 1):
+                labels = np.argmax(np.where(tied, rng.random_sample(d2.shape), -1.0), axis=1)
+            else:
+                labels = np.argmin(d2, axis=1)
+            resp = np.eye(self.n_components)[labels]
         return mixture.m_step(mixture.stats_from_resp(X, w, resp, None), None)
 
     # --------------------------------------------------------------- fitting
