@@ -238,7 +238,9 @@ def test_out_of_core_paths():
     gm = _fitted("full", np.float64)
     X = _far_rows(3, np.float64)
     want = gm.predict(X), gm.predict_proba(X), gm.score_samples(X)
-    source = lambda: iter([X[:5], X[5:]])  # noqa: E731
+    def source():
+        return iter([X[:5], X[5:]])
+
     np.testing.assert_array_equal(gm.predict(source), want[0])
     np.testing.assert_array_equal(gm.predict_proba(source), want[1])
     np.testing.assert_array_equal(gm.score_samples(source), want[2])

@@ -21,7 +21,6 @@ from .backends.reduce import DEFAULT_WORKING_MEMORY_MIB, BlockReducer, available
 from .core import accel, criteria, em
 from .core.init import initial_resp
 from .core.prior import prior_from_moments, resolve_prior
-from .core.numerics import logsumexp
 from .core.types import FitResult, GaussianParams
 from .exceptions import ConvergenceWarning, DegenerateComponentError, DegenerateRestartWarning
 from .families.gaussian import get_structure
@@ -635,7 +634,7 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
             return reducer.map(lambda Xb: self._column_labels(em.argmax_column(Xb, params, structure)))
         if kind == "predict_proba":
             return reducer.map(lambda Xb: np.exp(em.log_resp(Xb, params, structure)[1]))
-        return reducer.map(lambda Xb: logsumexp(em.weighted_log_prob(Xb, params, structure), axis=1))
+        return reducer.map(lambda Xb: em.log_density(Xb, params, structure))
 
     def partial_fit(self, X, y=None, sample_weight=None):
         """Update the model with one batch of rows (online EM).
@@ -758,11 +757,6 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         params, structure = self._params(), self._structure()
         return self._reducer(X).map(lambda Xb: fn(Xb, params, structure))
 
-    def _weighted_log_prob(self, X):
-        reducer = self._reducer(X)
-        params, structure = self._params(), self._structure()
-        return reducer.map(lambda Xb: em.weighted_log_prob(Xb, params, structure))
-
     def score_samples(self, X):
         """Log density ``log p(x)`` of each row of ``X``.
 
@@ -782,7 +776,7 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
             self._check_noise_inference("PyTorch/CuPy arrays")
             return _aa.score_samples(self, X)
         X = self._check_X(X)
-        return self._by_blocks(X, lambda Xb, p, s: logsumexp(em.weighted_log_prob(Xb, p, s), axis=1))
+        return self._by_blocks(X, lambda Xb, p, s: em.log_density(Xb, p, s))
 
     def score(self, X, y=None, sample_weight=None):
         """Mean (weighted) log-likelihood of ``X``."""
@@ -794,7 +788,7 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
             return _aa.score(self, X, sample_weight)
         X = self._check_X(X)
         w = V.check_sample_weight(sample_weight, X.shape[0], np.float64)
-        ll = logsumexp(self._weighted_log_prob(X), axis=1)
+        ll = self._by_blocks(X, lambda Xb, p, s: em.log_density(Xb, p, s))
         return float(np.average(ll.astype(np.float64), weights=w))
 
     def predict(self, X):
@@ -876,7 +870,7 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
     def _loglik_sum(self, X, sample_weight):
         X = self._check_X(X)
         w = V.check_sample_weight(sample_weight, X.shape[0], np.float64)
-        ll = logsumexp(self._weighted_log_prob(X), axis=1).astype(np.float64)
+        ll = self._by_blocks(X, lambda Xb, p, s: em.log_density(Xb, p, s)).astype(np.float64)
         n_eff = X.shape[0] if w is None else float(w.sum())
         return (ll.sum() if w is None else ll @ w), n_eff, X, w
 

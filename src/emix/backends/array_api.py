@@ -36,7 +36,6 @@ from sklearn.utils import check_random_state
 
 from .. import _validation as V
 from ..core import criteria, em
-from ..core.numerics import logsumexp
 from ..core.types import GaussianParams
 from . import _xp
 from .reduce import BlockReducer, default_block_rows
@@ -268,12 +267,6 @@ def _map(est, X, structure, fn):
     return BlockReducer(X, None, _block_rows(est, X, structure)).map(fn)
 
 
-def weighted_log_prob(est, X):
-    X, xp, params, structure = _fitted(est, X)
-    with _xp.no_grad(xp):
-        return _map(est, X, structure, lambda Xb: em.weighted_log_prob(Xb, params, structure, xp)), xp
-
-
 def log_resp(est, X):
     X, xp, params, structure = _fitted(est, X)
     with _xp.no_grad(xp):
@@ -281,8 +274,9 @@ def log_resp(est, X):
 
 
 def score_samples(est, X):
-    lp, xp = weighted_log_prob(est, X)
-    return logsumexp(lp, axis=1, xp=xp)
+    X, xp, params, structure = _fitted(est, X)
+    with _xp.no_grad(xp):
+        return _map(est, X, structure, lambda Xb: em.log_density(Xb, params, structure, xp))
 
 
 def predict(est, X):

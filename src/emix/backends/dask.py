@@ -461,12 +461,6 @@ def scan(X, w, sample_size, seed, moments=False):
 
 
 # ------------------------------------------------------------ lazy inference
-def _block_weighted_log_prob(Xb, params, structure):
-    from ..core import em
-
-    return em.weighted_log_prob(Xb, params, structure)
-
-
 def _n_columns(params):
     """Columns of the responsibilities: K, and one more (last) for noise."""
     return params.n_components + (params.noise_weight is not None)
@@ -477,7 +471,7 @@ def _block_predict(Xb, params, structure):
         return np.empty(0, dtype=np.intp)
     from ..core import em
 
-    labels = em.argmax_column(Xb, params, structure)  # far rows: the limit's component
+    labels = em.argmax_column(Xb, params, structure)  # far rows: see em.far_log_prob
     labels[labels == params.n_components] = -1  # the noise column (absent without noise)
     return labels
 
@@ -491,11 +485,11 @@ def _block_proba(Xb, params, structure):
 
 
 def _block_score_samples(Xb, params, structure):
-    from ..core.numerics import logsumexp
+    from ..core import em
 
     if Xb.shape[0] == 0:
         return np.empty(0, dtype=Xb.dtype)
-    return logsumexp(_block_weighted_log_prob(Xb, params, structure), axis=1)
+    return em.log_density(Xb, params, structure)
 
 
 def lazy_inference(kind, X, params, structure, n_features):

@@ -51,13 +51,19 @@ def weighted_log_prob(X, params: GaussianParams, structure, xp=None):
     :func:`far_log_prob`. An entry whose value is below the most negative
     number of the dtype is ``-inf`` (the density underflows).
     """
-    return _weighted_log_prob(X, params, structure, _ns(xp, X))[0]
+    xp = _ns(xp, X)
+    lp = _raw_weighted_log_prob(X, params, structure, xp)
+    rows = _far_rows(None, xp, lp)
+    if rows is not None:
+        ref, rel = _far(X, rows, params, structure, xp)
+        with np.errstate(over="ignore"):  # -inf where the density underflows
+            _put_rows(xp, lp, rows, ref[:, None] + rel)
+    return lp
 
 
-def _weighted_log_prob(X, params, structure, xp):
-    """:func:`weighted_log_prob` and, for its far rows, ``(rows, lp_ref, rel)``
-    from :func:`far_log_prob` (None when there are none)."""
-    # far rows may overflow to inf or NaN here; they are recomputed below
+def _raw_weighted_log_prob(X, params, structure, xp):
+    """:func:`weighted_log_prob` before the far rows are redone (they may hold
+    ``-inf`` or NaN)."""
     with _xp.errstate(xp, over="ignore", invalid="ignore"):
         lp = structure.log_prob(X, params.means, params.precisions_cholesky, **_kw(xp))
     with _xp.errstate(xp, divide="ignore"):
@@ -66,14 +72,12 @@ def _weighted_log_prob(X, params, structure, xp):
         with np.errstate(divide="ignore"):
             col = np.log(np.float64(params.noise_weight)) - params.log_volume
         lp = np.concatenate([lp, np.full((lp.shape[0], 1), col, dtype=lp.dtype)], axis=1)
-    rows = _far_rows(lp, xp)
-    if rows is None:
-        return lp, None
+    return lp
+
+
+def _far(X, rows, params, structure, xp):
     Xf = X[rows] if xp is np else X[_xp.asarray(xp, rows, device=_xp.device(X))]
-    ref, rel = far_log_prob(Xf, params, structure)
-    with np.errstate(over="ignore"):  # -inf where the density underflows
-        _put_rows(xp, lp, rows, ref[:, None] + rel)
-    return lp, (rows, ref, rel)
+    return far_log_prob(Xf, params, structure)
 
 
 def log_resp(X, params: GaussianParams, structure, xp=None):
@@ -85,17 +89,32 @@ def log_resp(X, params: GaussianParams, structure, xp=None):
     ``log p(x_n)`` is ``-inf`` where it underflows.
     """
     xp = _ns(xp, X)
-    lp, far = _weighted_log_prob(X, params, structure, xp)
+    lp = _raw_weighted_log_prob(X, params, structure, xp)
     norm = logsumexp(lp, axis=1, xp=xp)
-    with _xp.errstate(xp, invalid="ignore"):  # rows of all -inf: far rows, set below
+    rows = _far_rows(norm, xp)
+    with _xp.errstate(xp, invalid="ignore"):  # rows of all -inf: far rows, redone below
         lp -= norm[:, None]
-    if far is not None:
-        rows, ref, rel = far
+    if rows is not None:
+        ref, rel = _far(X, rows, params, structure, xp)
         lse = np.log(np.exp(rel).sum(axis=1))  # in [0, log K]: the largest rel is 0
         with np.errstate(over="ignore"):
             _put_rows(xp, norm, rows, ref + lse)
             _put_rows(xp, lp, rows, rel - lse[:, None])
     return norm, lp
+
+
+def log_density(X, params: GaussianParams, structure, xp=None):
+    """Per-row ``log p(x_n) = logsumexp_k (log pi_k + log N(x_n | k))``, what
+    ``score_samples`` reports: never NaN for finite ``X``, ``-inf`` where the
+    density is below the dtype's range (see :func:`far_log_prob`)."""
+    xp = _ns(xp, X)
+    norm = logsumexp(_raw_weighted_log_prob(X, params, structure, xp), axis=1, xp=xp)
+    rows = _far_rows(norm, xp)
+    if rows is not None:
+        ref, rel = _far(X, rows, params, structure, xp)
+        with np.errstate(over="ignore"):
+            _put_rows(xp, norm, rows, ref + np.log(np.exp(rel).sum(axis=1)))
+    return norm
 
 
 def argmax_column(X, params: GaussianParams, structure, xp=None):
@@ -107,38 +126,49 @@ def argmax_column(X, params: GaussianParams, structure, xp=None):
     decide.
     """
     xp = _ns(xp, X)
-    lp, far = _weighted_log_prob(X, params, structure, xp)
+    lp = _raw_weighted_log_prob(X, params, structure, xp)
     cols = xp.argmax(lp, axis=1)
-    if far is not None:
-        rows, _, rel = far
+    if xp is np:
+        top = np.take_along_axis(lp, cols[:, None], axis=1)[:, 0]
+    else:
+        top = xp.max(lp, axis=1)
+    rows = _far_rows(top, xp)
+    if rows is not None:
+        _, rel = _far(X, rows, params, structure, xp)
         _put_rows(xp, cols, rows, np.argmax(rel, axis=1))
     return cols
 
 
 # ----------------------------------------------------------------- far rows
-#: A row whose largest weighted log density is below ``-FAR_LOG_PROB`` (or is
-#: not finite, or is NaN) is "far": its terms are recomputed by
-#: :func:`far_log_prob`. There, ``lp_k - lp_j`` computed as the difference of
-#: two numbers of size ``|lp|`` carries an error of ``eps |lp|`` (2e-10 at the
-#: threshold, in float64), and beyond ``|x|`` of about 1e154 (1e19 in float32)
-#: the terms overflow to ``-inf`` or NaN. Ordinary rows never get here: the
-#: default path is unchanged.
+#: A row whose largest weighted log density (or its log-sum-exp, at most
+#: ``log K`` above it) is below ``-FAR_LOG_PROB``, not finite or NaN is "far":
+#: its terms are recomputed by :func:`far_log_prob`. There, ``lp_k - lp_j``
+#: computed as the difference of two numbers of size ``|lp|`` carries an error
+#: of ``eps |lp|`` (2e-10 at the threshold, in float64: for components sharing
+#: a covariance the whole difference is lost from ``|x|`` of about 1e16 on),
+#: and beyond ``|x|`` of about 1e154 (1e19 in float32) the terms overflow to
+#: ``-inf`` or NaN. Ordinary rows never get here: their path is unchanged.
 FAR_LOG_PROB = 1e6
 
 
-def _far_rows(lp, xp):
-    """Row indices (host) of the far rows of ``lp``, or None."""
-    if lp.shape[0] == 0:
-        return None
+def _far_rows(v, xp, lp=None):
+    """Row indices (host) where the per-row value ``v`` is not above
+    ``-FAR_LOG_PROB`` (NaN included), or None. On the numpy path ``v`` may be
+    None with ``lp`` given: its row maxima are then taken only when the
+    smallest entry of ``lp`` fails the test (one contiguous pass)."""
     if xp is np:
-        if lp.min() > -FAR_LOG_PROB:  # one contiguous pass; NaN fails it
+        if v is None:
+            if lp.shape[0] == 0 or lp.min() > -FAR_LOG_PROB:
+                return None
+            v = lp.max(axis=1)
+        if v.shape[0] == 0 or v.min() > -FAR_LOG_PROB:  # NaN fails the test
             return None
-        rows = np.flatnonzero(~(lp.max(axis=1) > -FAR_LOG_PROB))
-        return rows if rows.size else None
-    if bool(xp.min(lp) > -FAR_LOG_PROB):
+        return np.flatnonzero(~(v > -FAR_LOG_PROB))
+    if v is None:
+        v = xp.max(lp, axis=1)
+    if v.shape[0] == 0 or bool(xp.min(v) > -FAR_LOG_PROB):
         return None
-    rows = _xp.flatnonzero(xp, ~(xp.max(lp, axis=1) > -FAR_LOG_PROB))
-    return np.asarray(rows, dtype=np.intp) if len(rows) else None
+    return np.asarray(_xp.flatnonzero(xp, ~(v > -FAR_LOG_PROB)), dtype=np.intp)
 
 
 def _put_rows(xp, a, rows, values):
