@@ -11,7 +11,6 @@ bound are in :mod:`emix.core.vb`.
 from __future__ import annotations
 
 import numbers
-import time
 
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
@@ -23,7 +22,6 @@ from . import _validation as V
 from ._restarts import RestartsMixin
 from .core import em, vb
 from .core.init import initial_resp
-from .core.numerics import logsumexp
 from .estimator import GaussianMixture
 from .families.gaussian import get_structure
 
@@ -493,9 +491,8 @@ default='dirichlet_process'
         """``fn(X_block, effective params, structure)`` over the blocks of
         ``X``: numpy arrays, block sources (concatenated) or Dask collections
         (lazily, ``kind`` in 'predict', 'predict_proba', 'score_samples')."""
+        check_is_fitted(self)
         where = self._out_of_core_kind(X)
-        if where is not None:
-            check_is_fitted(self)
         eff, structure = self._effective(), self._structure()
         if where == "dask":
             from .backends.dask import lazy_inference
@@ -516,7 +513,7 @@ default='dirichlet_process'
         ``score_samples`` of a variational mixture: the log-normalizer of
         the variational responsibilities, not a posterior predictive density).
         """
-        return self._infer(X, "score_samples", lambda Xb, p, s: logsumexp(em.weighted_log_prob(Xb, p, s), axis=1))
+        return self._infer(X, "score_samples", lambda Xb, p, s: em.log_density(Xb, p, s))
 
     def score(self, X, y=None, sample_weight=None):
         """Mean (weighted) :meth:`score_samples`."""
@@ -558,4 +555,4 @@ default='dirichlet_process'
         return np.flatnonzero(self.weights_ > threshold)
 
 
-__all__ = ["BayesianGaussianMixture", "EFFECTIVE_WEIGHT_THRESHOLD"]
+__all__ = ["EFFECTIVE_WEIGHT_THRESHOLD", "BayesianGaussianMixture"]

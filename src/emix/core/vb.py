@@ -136,7 +136,7 @@ class VBParams:
     def n_components(self):
         return self.means.shape[0]
 
-    def replace(self, **changes) -> "VBParams":
+    def replace(self, **changes) -> VBParams:
         return replace(self, **changes)
 
 
