@@ -94,3 +94,49 @@ def test_log_factorial_rows_equals_gammaln():
     for X in cases:
         np.testing.assert_allclose(log_factorial_rows(X), gammaln(X + 1.0).sum(axis=1), rtol=1e-14, atol=1e-12)
         assert log_factorial_rows(X).shape == (X.shape[0],)
+
+
+def _bernoulli_oracle(X, P, rw):
+    obs = ~np.isnan(X)
+    Xz = np.where(obs, X, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lpmf = ss.bernoulli.logpmf(Xz[:, None, :], P[None])  # (n, K, D)
+    lp = np.where(obs[:, None, :], lpmf, 0.0).sum(axis=2)
+    ones = rw.T @ (Xz * obs)
+    zeros = rw.T @ ((1.0 - Xz) * obs)
+    return lp, zeros, ones
+
+
+@pytest.mark.parametrize("case", ["dense", "prob_0_and_1", "missing"])
+def test_bernoulli_dense_and_sparse_products_equal_scipy(case):
+    """Complete 0/1 blocks with probabilities inside (0, 1) take one GEMM; a
+    probability of exactly 0 or 1, or a missing answer, the sparse one-hot
+    product. Both give scipy's densities and the direct counts."""
+    rng = np.random.default_rng(3)
+    K, D, n = 3, 6, 400
+    P = rng.uniform(0.02, 0.98, (K, D))
+    X = (rng.random((n, D)) < 0.4).astype(np.float64)
+    if case == "prob_0_and_1":
+        P[0, 0], P[1, 2] = 0.0, 1.0
+    if case == "missing":
+        X[rng.random((n, D)) < 0.1] = np.nan
+    rw = rng.dirichlet(np.ones(K), n) * rng.uniform(0.5, 2.0, (n, 1))
+    fam = get_family("bernoulli")
+    lp_o, zeros_o, ones_o = _bernoulli_oracle(X, P, rw)
+    lp = fam.log_prob(X, {"probabilities": P})
+    np.testing.assert_allclose(lp, lp_o, rtol=1e-12, atol=1e-12)
+    s = fam.suff_stats(X, rw, {"probabilities": P})
+    np.testing.assert_allclose(s["ones"], ones_o, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(s["zeros"], zeros_o, rtol=1e-12, atol=1e-12)
+    s_f = fam.suff_stats(X, np.asfortranarray(rw), {"probabilities": P})  # the E-step's (K, n) layout
+    np.testing.assert_allclose(s_f["ones"], ones_o, rtol=1e-12, atol=1e-12)
+
+
+def test_bernoulli_stray_code_is_an_error_on_every_path():
+    fam = get_family("bernoulli")
+    X = np.array([[0.0, 1.0], [2.0, 0.0]])
+    P = np.array([[0.3, 0.6]])
+    with pytest.raises(ValueError, match="Row 1, column 0 holds code"):
+        fam.log_prob(X, {"probabilities": P})
+    with pytest.raises(ValueError, match="Row 1, column 0 holds code"):
+        fam.suff_stats(X, np.ones((2, 1)), {"probabilities": P})

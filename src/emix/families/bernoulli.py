@@ -136,11 +136,29 @@ class Bernoulli(ComponentFamily):
         p = np.asarray(p, dtype=np.float64)
         return np.stack([1.0 - p, p], axis=2)  # (K, D, 2)
 
+    @staticmethod
+    def _all_binary(X):
+        """Whether every entry is 0 or 1 (no missing answer, no stray code):
+        then both products below are dense GEMMs on ``X`` itself."""
+        return bool(np.all((X == 0.0) | (X == 1.0)))
+
     def log_prob(self, X, comp):
+        P = np.asarray(comp["probabilities"], dtype=np.float64)
+        dense = self._all_binary(X)
+        if dense and np.all((P > 0.0) & (P < 1.0)):
+            # sum_d [x_d log p_kd + (1 - x_d) log(1 - p_kd)]
+            #   = x . (log p_k - log(1 - p_k)) + sum_d log(1 - p_kd): one GEMM
+            log1m = np.log1p(-P)
+            return X @ (np.log(P) - log1m).T + log1m.sum(axis=1)[None, :]
+        # missing answers, or a probability of exactly 0 or 1 (whose log is
+        # -inf and must not meet a 0 count): the sparse one-hot product
         lay = self._layout(X.shape[1])
-        return np.asarray(design_for(X, lay, keep=True) @ lay.log_table(self._two(comp["probabilities"])))
+        return np.asarray(design_for(X, lay, keep=not dense) @ lay.log_table(self._two(P)))
 
     def suff_stats(self, X, rw, comp):
+        if self._all_binary(X):
+            rwT = np.asarray(rw, dtype=np.float64).T
+            return {"zeros": rwT @ (1.0 - X), "ones": rwT @ X}
         lay = self._layout(X.shape[1])
         counts = np.asarray(design_for(X, lay).T @ np.asarray(rw, dtype=np.float64))[:lay.total].T
         return {"zeros": counts[:, 0::2].copy(), "ones": counts[:, 1::2].copy()}
