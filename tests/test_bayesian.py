@@ -450,3 +450,78 @@ def test_compare_covar_type(prior_type):
     np.testing.assert_allclose(diag, np.array([np.diag(c) for c in full]), rtol=1e-10)
     np.testing.assert_allclose(fits["spherical"].covariances_ * fits["spherical"].degrees_of_freedom_,
                                diag.mean(1), rtol=1e-10)
+
+
+# -------------------------------------------------------------- model files
+@pytest.mark.parametrize("prior_type", PRIOR_TYPES)
+@pytest.mark.parametrize("cov", COV_TYPES)
+def test_save_load_round_trip(tmp_path, cov, prior_type):
+    """Every fitted attribute and prior back bit for bit; the loaded model
+    predicts the same and, with warm_start, continues the same fit."""
+    X = _data()
+    kw = {"n_components": 4, "covariance_type": cov, "weight_concentration_prior_type": prior_type, "max_iter": 10,
+              "tol": 0, "random_state": 0, "mean_prior": np.array([0.5, 1.0, 1.5]) if cov == "diag" else None}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = BayesianGaussianMixture(**kw).fit(X)
+    path = tmp_path / "bgm.emix"
+    emix.save(model, path)
+    back = emix.load(path)
+    assert type(back) is BayesianGaussianMixture
+    assert {k: v for k, v in back.get_params().items() if k != "mean_prior"} == \
+        {k: v for k, v in model.get_params().items() if k != "mean_prior"}
+    for name in FITTED + ("mean_prior_", "covariance_prior_", "weight_concentration_prior_", "mean_precision_prior_",
+                          "degrees_of_freedom_prior_", "lower_bounds_"):
+        np.testing.assert_array_equal(np.asarray(getattr(back, name)), np.asarray(getattr(model, name)), err_msg=name)
+    np.testing.assert_array_equal(np.asarray(back.weight_concentration_), np.asarray(model.weight_concentration_))
+    assert type(back.weight_concentration_) is type(model.weight_concentration_)
+    assert (back.lower_bound_, back.n_iter_, back.converged_, back.n_effective_components_) == \
+        (model.lower_bound_, model.n_iter_, model.converged_, model.n_effective_components_)
+    np.testing.assert_array_equal(back.predict_proba(X), model.predict_proba(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.set_params(warm_start=True).fit(X)
+        back.set_params(warm_start=True).fit(X)
+    np.testing.assert_array_equal(back.means_, model.means_)
+
+
+def test_load_refuses_inconsistent_files(tmp_path):
+    import json
+    import zipfile
+
+    X = _data()
+    model = BayesianGaussianMixture(n_components=3, random_state=0, max_iter=200).fit(X)
+    good = tmp_path / "good.emix"
+    emix.save(model, good)
+
+    def rewrite(name, header_fn=None, arrays=None):
+        out = tmp_path / name
+        with zipfile.ZipFile(good) as zin, zipfile.ZipFile(out, "w") as zout:
+            for item in zin.namelist():
+                data = zin.read(item)
+                if item == "header.json" and header_fn is not None:
+                    h = json.loads(data)
+                    header_fn(h)
+                    data = json.dumps(h).encode()
+                if arrays and item[:-4] in arrays:
+                    import io as _io
+                    buf = _io.BytesIO()
+                    np.save(buf, arrays[item[:-4]])
+                    data = buf.getvalue()
+                zout.writestr(item, data)
+        return out
+
+    wc = np.stack(model.weight_concentration_).copy()
+    wc[0, 0] *= 2  # weights_ no longer the expected weights
+    with pytest.raises(emix.ModelFileError, match="expected weights"):
+        emix.load(rewrite("wc.emix", arrays={"weight_concentration": wc}))
+    with pytest.raises(emix.ModelFileError, match="degrees_of_freedom must be > 2"):
+        emix.load(rewrite("dof.emix", arrays={"degrees_of_freedom": np.ones(3)}))
+    with pytest.raises(emix.ModelFileError, match="mean_precision_prior_"):
+        emix.load(rewrite("prior.emix", header_fn=lambda h: h["prior"].update(mean_precision_prior_=-1.0)))
+    with pytest.raises(emix.ModelFileError, match="unknown BayesianGaussianMixture parameters"):
+        emix.load(rewrite("param.emix", header_fn=lambda h: h["params"].update(evil=1)))
+    with pytest.raises(emix.ModelFileError, match="weight_concentration_prior_type"):
+        emix.load(rewrite("kind.emix", header_fn=lambda h: h["params"].update(weight_concentration_prior_type="x")))
+    with pytest.raises(emix.ModelFileError, match="covariance_prior must be positive definite"):
+        emix.load(rewrite("psi.emix", arrays={"covariance_prior": -np.eye(3)}))

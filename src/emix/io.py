@@ -29,6 +29,10 @@ name in ``model`` (an emix that reads only GaussianMixture files refuses it by
 that name); its layout is described above :func:`_mixture_parts` and in
 docs/design.md ("Model files and model selection for every family").
 
+A :class:`~emix.BayesianGaussianMixture` is written as format version 2
+with ``"model": "BayesianGaussianMixture"``; its layout is described above
+:func:`_bayesian_parts`.
+
 Arrays are read with ``allow_pickle=False``; nothing in a file is executed.
 Loading checks every array's shape, dtype and finiteness, that the weights sum
 to 1 (with the noise weight, for a model with a noise component, whose
@@ -101,7 +105,8 @@ def _write_atomic(path, write):
 
 
 def save(model, path):
-    """Save a fitted :class:`~emix.GaussianMixture` or :class:`~emix.MixtureModel`
+    """Save a fitted :class:`~emix.GaussianMixture`,
+    :class:`~emix.BayesianGaussianMixture` or :class:`~emix.MixtureModel`
     (any family) to ``path`` atomically.
 
     The file is a zip of ``.npy`` arrays and a JSON header; it holds no pickle.
@@ -118,11 +123,14 @@ def save(model, path):
     """
     from sklearn.utils.validation import check_is_fitted
 
+    from .bayesian import BayesianGaussianMixture
     from .mixture import MixtureModel
 
     check_is_fitted(model)
     if isinstance(model, MixtureModel):
         header, arrays = _mixture_parts(model)
+    elif type(model) is BayesianGaussianMixture:
+        header, arrays = _bayesian_parts(model)
     else:
         header, arrays = _gaussian_parts(model)
         header = {"format": FORMAT, "format_version": header.pop("format_version"),
@@ -277,8 +285,8 @@ def load(path):
 
     Returns
     -------
-    model : GaussianMixture or MixtureModel (or the emix subclass of
-        MixtureModel the file names)
+    model : GaussianMixture, BayesianGaussianMixture or MixtureModel (or the
+        emix subclass of MixtureModel the file names)
 
     Raises
     ------
@@ -310,11 +318,13 @@ def load(path):
         if kind == "GaussianMixture":
             params, fitted, arrays = _read_gaussian_arrays(zf, path, header)
             return _build_gaussian(path, header, version, params, fitted, arrays)
+        if kind == "BayesianGaussianMixture":
+            return _load_bayesian(zf, path, header, version)
         classes = _mixture_classes()
         if isinstance(kind, str) and kind in classes:
             return _load_mixture(zf, path, header, version, classes[kind])
         _fail(path, f"unknown model type {kind!r:.80} (this emix reads "
-                    f"{', '.join(['GaussianMixture', *classes])}).")
+                    f"{', '.join(['GaussianMixture', 'BayesianGaussianMixture', *classes])}).")
 
 
 def _read_gaussian_arrays(zf, path, header):
@@ -940,3 +950,152 @@ def _load_mixture(zf, path, header, version, cls):
     model.family_, model.encoding_ = family, encoding
     model._set_fitted(result, family)
     return model
+
+
+# ---------------------------------------------------- BayesianGaussianMixture files
+#
+# format_version 2, ``"model": "BayesianGaussianMixture"`` (an emix that
+# predates the class refuses the file by that name). Header entries:
+#
+#   params   the constructor parameters in the tagged JSON of ``_to_json``
+#            (``callback`` not stored, loads as None; ``random_state`` an
+#            integer or null)
+#   prior    weight_concentration_prior_, mean_precision_prior_,
+#            degrees_of_freedom_prior_ (numbers)
+#   fitted   as a GaussianMixture file's (n_effective_components_ is
+#            recomputed from weights_)
+#
+# Arrays: weights, means, covariances, precisions_cholesky (checked as a
+# GaussianMixture's), mean_precision (K,), degrees_of_freedom (K,) or (1,) for
+# 'tied', weight_concentration (K,) or (2, K) for 'dirichlet_process' (the
+# two Beta parameters), mean_prior (D,), covariance_prior ((D, D), (D,) or
+# (1,) by covariance type; scalars as one-element arrays).
+
+_BAYES_ARRAYS = _PARAM_ARRAYS + ("mean_precision", "degrees_of_freedom", "weight_concentration", "mean_prior",
+                                 "covariance_prior")
+_BAYES_PRIOR_SCALARS = ("weight_concentration_prior_", "mean_precision_prior_", "degrees_of_freedom_prior_")
+
+
+def _bayesian_parts(model):
+    """``(header, arrays)`` of a fitted BayesianGaussianMixture."""
+    stored = {}
+    for key, value in model.get_params(deep=False).items():
+        if key == "callback":
+            continue
+        if key == "random_state":
+            stored[key] = (int(value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+                           else None)
+            continue
+        stored[key] = _to_json(value, f"parameter {key!r}")
+    header = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "emix_version": __version__,
+        "model": "BayesianGaussianMixture", "params": stored,
+        "prior": {name: float(getattr(model, name)) for name in _BAYES_PRIOR_SCALARS},
+        "fitted": {
+            "converged_": bool(model.converged_),
+            "n_iter_": int(model.n_iter_),
+            "lower_bound_": float(model.lower_bound_),
+            "lower_bounds_": [float(v) for v in model.lower_bounds_],
+            "n_features_in_": int(model.n_features_in_),
+            "feature_names_in_": (
+                [str(v) for v in model.feature_names_in_] if hasattr(model, "feature_names_in_") else None
+            ),
+        },
+    }
+    arrays = {name: np.asarray(getattr(model, name + "_")) for name in _PARAM_ARRAYS}
+    arrays["mean_precision"] = np.asarray(model.mean_precision_, dtype=np.float64)
+    arrays["degrees_of_freedom"] = np.atleast_1d(np.asarray(model.degrees_of_freedom_, dtype=np.float64))
+    arrays["weight_concentration"] = np.asarray(
+        np.stack(model.weight_concentration_) if isinstance(model.weight_concentration_, tuple)
+        else model.weight_concentration_, dtype=np.float64)
+    arrays["mean_prior"] = np.asarray(model.mean_prior_, dtype=np.float64)
+    arrays["covariance_prior"] = np.atleast_1d(np.asarray(model.covariance_prior_, dtype=np.float64))
+    return header, arrays
+
+
+def _load_bayesian(zf, path, header, version):
+    """The BayesianGaussianMixture of a file written by :func:`_bayesian_parts`."""
+    from .bayesian import EFFECTIVE_WEIGHT_THRESHOLD, BayesianGaussianMixture
+    from .core import vb
+
+    if version < 2:
+        _fail(path, "format_version 1 files hold GaussianMixture models only.")
+    try:
+        stored = dict(header["params"])
+        fitted = dict(header["fitted"])
+        prior = dict(header["prior"])
+        declared = dict(header["arrays"])
+    except (KeyError, TypeError, ValueError):
+        _fail(path, "header.json lacks 'params', 'prior', 'fitted' or 'arrays'.")
+    names = set(inspect_params(BayesianGaussianMixture))
+    unknown = sorted(set(stored) - names)
+    if unknown:
+        _fail(path, f"unknown BayesianGaussianMixture parameters {unknown!r:.120}.")
+    try:
+        params = {k: _from_json(v) for k, v in stored.items() if k != "random_state"}
+    except (ValueError, TypeError) as exc:
+        _fail(path, f"invalid parameters ({exc}).")
+    params["random_state"] = _read_random_state(path, stored.get("random_state"))
+    try:
+        model = BayesianGaussianMixture(**params)
+        model._check_params()
+        structure = model._structure()
+    except (TypeError, ValueError, OverflowError) as exc:
+        _fail(path, f"invalid estimator parameters ({exc}).")
+    arrays = {}
+    for name in _BAYES_ARRAYS:
+        if name not in declared:
+            _fail(path, f"header declares no array {name!r}.")
+        arrays[name] = _read_declared(zf, path, declared, name)
+    _check_parameters(path, arrays, structure)
+    K, D = arrays["means"].shape
+    if model.n_components != K:
+        _fail(path, f"n_components is {model.n_components} but means has {K} rows.")
+    ct, dp = model.covariance_type, model.weight_concentration_prior_type == "dirichlet_process"
+    shapes = {"mean_precision": (K,), "degrees_of_freedom": (1,) if ct == "tied" else (K,),
+              "weight_concentration": (2, K) if dp else (K,), "mean_prior": (D,),
+              "covariance_prior": {"full": (D, D), "tied": (D, D), "diag": (D,), "spherical": (1,)}[ct]}
+    for name, shape in shapes.items():
+        if arrays[name].shape != shape:
+            _fail(path, f"{name} has shape {arrays[name].shape}; expected {shape}.")
+    for name in _BAYES_PRIOR_SCALARS:
+        v = prior.get(name)
+        if not _finite_number(v) or v <= 0:
+            _fail(path, f"prior {name} must be a finite number > 0. Got {v!r:.80}.")
+    if not prior["degrees_of_freedom_prior_"] > D - 1:
+        _fail(path, f"degrees_of_freedom_prior_ must be > {D - 1}. Got {prior['degrees_of_freedom_prior_']!r}.")
+    if np.any(arrays["mean_precision"] <= 0) or np.any(arrays["weight_concentration"] <= 0):
+        _fail(path, "mean_precision and weight_concentration must be > 0.")
+    if np.any(arrays["degrees_of_freedom"] <= D - 1):
+        _fail(path, f"degrees_of_freedom must be > {D - 1} (n_features - 1).")
+    psi = arrays["covariance_prior"]
+    psi_ok = (np.all(np.linalg.eigvalsh(psi) > 0) and np.allclose(psi, psi.T)) if psi.ndim == 2 else np.all(psi > 0)
+    if not psi_ok:
+        _fail(path, "covariance_prior must be positive definite (positive for 'diag' and 'spherical').")
+    wc = arrays["weight_concentration"]
+    wc = (wc[0], wc[1]) if dp else wc
+    expected = vb.expected_weights(wc, model.weight_concentration_prior_type)
+    if not np.allclose(expected, arrays["weights"].astype(np.float64), rtol=0,
+                       atol=1e-5 if arrays["weights"].dtype == np.float32 else 1e-10):
+        _fail(path, "weights are not the expected weights of weight_concentration.")
+    model.weight_concentration_ = wc
+    model.mean_precision_ = arrays["mean_precision"]
+    model.degrees_of_freedom_ = float(arrays["degrees_of_freedom"][0]) if ct == "tied" else arrays["degrees_of_freedom"]
+    model.weights_ = arrays["weights"]
+    model.means_ = arrays["means"]
+    model.covariances_ = arrays["covariances"]
+    model.precisions_cholesky_ = arrays["precisions_cholesky"]
+    model.precisions_ = structure.precisions(arrays["precisions_cholesky"])
+    model.weight_concentration_prior_ = float(prior["weight_concentration_prior_"])
+    model.mean_precision_prior_ = float(prior["mean_precision_prior_"])
+    model.degrees_of_freedom_prior_ = float(prior["degrees_of_freedom_prior_"])
+    model.mean_prior_ = arrays["mean_prior"]
+    model.covariance_prior_ = float(psi[0]) if ct == "spherical" else psi
+    _set_fitted_scalars(path, model, fitted, D)
+    model.n_effective_components_ = int(np.sum(model.weights_ > EFFECTIVE_WEIGHT_THRESHOLD))
+    return model
+
+
+def inspect_params(cls):
+    """The constructor parameter names of ``cls``."""
+    return cls._get_param_names()
