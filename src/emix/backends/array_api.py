@@ -112,9 +112,11 @@ class HostMStep:
     def _back(self, xp, a, like):
         return xp.asarray(np.ascontiguousarray(a), dtype=like.dtype, device=_xp.device(like))
 
-    def covariances(self, s2, nk, delta, reg_covar, dtype, xp=np):
+    def covariances(self, s2, nk, delta, reg_covar, dtype, xp=np, previous=None):
+        # previous: the covariances entering the EM iteration (EVE, VVE start there)
+        kw = {} if previous is None else {"previous": _xp.to_numpy(previous)}
         cov = self._s.covariances(_xp.to_numpy(s2), _xp.to_numpy(nk), _xp.to_numpy(delta),
-                                  reg_covar, self._host(xp, dtype))
+                                  reg_covar, self._host(xp, dtype), **kw)
         return xp.asarray(cov, dtype=dtype, device=_xp.device(s2))
 
     def prec_chol_from_cov(self, cov, xp=np):

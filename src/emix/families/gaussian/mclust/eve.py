@@ -1,58 +1,43 @@
 """EVE: ellipsoidal, equal volume and orientation, varying shape,
 ``Sigma_k = lambda D A_k D^T``.
 
-No closed form. Iterative M-step of Browne & McNicholas (2014), cycling
-through the conditional maximizers of Q:
+No closed form. Cyclic conditional maximization of Q (Browne & McNicholas
+2014), :func:`~emix.families.gaussian.mclust._eigen.common_orientation`:
 
 - given ``D``: ``B_k = diag(D^T W_k D)``, ``A_k = B_k / |B_k|^(1/d)``,
-  ``lambda = sum_k |B_k|^(1/d) / n``;
+  ``lambda = sum_k |B_k|^(1/d) / n`` (so ``lambda A_k = C_k``);
 - given the ``A_k``: one sweep of exact plane rotations of ``D`` (see
   :func:`~emix.families.gaussian.mclust._eigen.orientation_sweep`), which
   never increases ``sum_k tr(W_k D A_k^{-1} D^T)`` (Browne & McNicholas use a
-  majorize-minimize step here; the sweep converges in far fewer iterations).
+  majorize-minimize step here).
 
-Q never decreases; ``-n d/2 log lambda`` (Q up to a constant) is monitored
-until its relative change is below ``INNER_TOL``. ``D`` starts at the
-eigenvectors of ``sum_k W_k``.
+Q never decreases. Inside EM the cycles start at the previous orientation
+and one cycle runs per M-step (a generalized EM step); alone, from the
+eigenvectors of ``sum_k W_k``, they run to convergence.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._eigen import (
-    INNER_MAX_ITER,
-    INNER_TOL,
-    MclustFull,
-    compose,
-    eigh_desc,
-    geometric_mean,
-    orientation_sweep,
-    relative_change,
-    unit_det,
-)
+from ._eigen import MclustFull, common_orientation
 
 
 class EVE(MclustFull):
     name = "EVE"
+    warm_m_step = True
 
     @staticmethod
     def n_cov_parameters(K, D):
         return 1 + K * (D - 1) + D * (D - 1) // 2
 
     @staticmethod
-    def solve(W, nk):
-        d = W.shape[1]
-        n = nk.sum()
-        _, D = eigh_desc(W.sum(axis=0))
-        obj = np.inf
-        for _ in range(INNER_MAX_ITER):
-            B = np.einsum("ji,kjl,li->ki", D, W, D)
-            A = unit_det(B, axis=1)
-            lam = geometric_mean(B, axis=1).sum() / n
-            new = n * d * float(np.log(lam))
-            if relative_change(obj, new) < INNER_TOL:
-                break
-            obj = new
-            D = orientation_sweep(W, D, 1.0 / A)
-        return lam * compose(D[None], A)
+    def solve(W, nk, previous=None):
+        n = float(np.sum(nk))
+
+        def conditional(B):
+            # |B_k|^(1/d) in log space; the caller holds numpy's warnings off
+            g = np.exp(np.log(B).mean(axis=1))
+            return B * (g.sum() / n / g)[:, None]
+
+        return common_orientation(W, nk, conditional, previous)
