@@ -5,12 +5,17 @@ Reproduce:
     python benchmarks/bench_vs_sklearn.py            # all rows, float64 and float32
     python benchmarks/bench_vs_sklearn.py --quick    # smaller N, for a smoke run
     python benchmarks/bench_vs_sklearn.py --single-thread   # one thread on both sides
+    python benchmarks/bench_vs_sklearn.py --bayesian  # BayesianGaussianMixture rows instead
 
 Time per iteration = (t(max_iter=1 + m) - t(max_iter=1)) / m with tol=0, the
 best of ``--repeat`` runs, so initialization and the final E-step cancel.
 Peak memory = tracemalloc peak of the fit (numpy reports its buffers to
 tracemalloc), measured in a separate run. Both libraries get the same
 weights_init / means_init / precisions_init, so they run the same iterations.
+With ``--bayesian`` both BayesianGaussianMixture classes (Dirichlet-process
+prior, the defaults) start from the same initial responsibilities instead
+(``init_params='random_from_data'``, the same ``random_state``), and the last
+column is the relative difference of the final lower bounds.
 """
 
 from __future__ import annotations
@@ -59,6 +64,12 @@ def make_init(X, K, ct, seed=1):
 EMIX_KWARGS = {}
 
 
+def bayesian_init(X, K, ct):
+    """Same initial responsibilities on both sides (BayesianGaussianMixture
+    takes no initial parameters): K rows drawn by the same random state."""
+    return {"init_params": "random_from_data", "random_state": 0}
+
+
 def run(cls, X, K, ct, init, max_iter):
     extra = EMIX_KWARGS if cls.__module__.startswith("emix") else {}
     gm = cls(n_components=K, covariance_type=ct, tol=0.0, max_iter=max_iter, **init, **extra)
@@ -102,9 +113,15 @@ def main():
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--dtypes", default="float64,float32")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--bayesian", action="store_true",
+                    help="BayesianGaussianMixture (variational Bayes) rows instead of GaussianMixture")
     ap.add_argument("--single-thread", action="store_true",
                     help="one thread on both sides: BLAS limited to 1 (threadpoolctl) and emix n_threads=1")
     args = ap.parse_args()
+    if args.bayesian:
+        from sklearn.mixture import BayesianGaussianMixture as SkGM
+
+        from emix import BayesianGaussianMixture as EmGM
     if args.single_thread:
         from threadpoolctl import threadpool_limits
 
@@ -114,7 +131,9 @@ def main():
     blas = ", ".join(f"{i['internal_api']}({i['num_threads']} threads)" for i in threadpool_info())
     print(f"emix {emix.__version__}, scikit-learn {sklearn.__version__}, numpy {np.__version__}; BLAS: {blas}")
     print(f"timed iterations per fit: {args.iters}, best of {args.repeat}\n")
-    hdr = "| N | D | K | cov | dtype | sklearn s/iter | emix s/iter | ratio emix/sklearn | sklearn peak MiB | emix peak MiB | mean loglik diff |"
+    last = "rel. lower bound diff" if args.bayesian else "mean loglik diff"
+    hdr = ("| N | D | K | cov | dtype | sklearn s/iter | emix s/iter | ratio emix/sklearn | sklearn peak MiB "
+           f"| emix peak MiB | {last} |")
     print(hdr)
     print("|" + "---|" * (hdr.count("|") - 1))
     for N, D, K, ct in ROWS:
@@ -123,7 +142,7 @@ def main():
         for dt_name in args.dtypes.split(","):
             dtype = np.dtype(dt_name)
             X = make_data(N, D, K, dtype)
-            init = make_init(X, K, ct)
+            init = bayesian_init(X, K, ct) if args.bayesian else make_init(X, K, ct)
             try:
                 t_sk, g_sk = per_iter(SkGM, X, K, ct, init, args.iters, args.repeat)
             except ValueError as exc:
@@ -136,6 +155,8 @@ def main():
                 m_sk = peak_mem(SkGM, X, K, ct, init) / 2**20
                 m_em = peak_mem(EmGM, X, K, ct, init) / 2**20
             dll = g_em.lower_bound_ - g_sk.lower_bound_
+            if args.bayesian:
+                dll = float(np.ravel(dll)[0]) / abs(float(np.ravel(g_sk.lower_bound_)[0]))
             print(f"| {N:.0e} | {D} | {K} | {ct} | {dt_name} | {t_sk:.4f} | {t_em:.4f} | {t_em / t_sk:.2f} | {m_sk:.0f} | {m_em:.0f} | {dll:.1e} |", flush=True)
             del X
 

@@ -47,7 +47,7 @@ def main():
             n_init=5, random_state=0, tol=1e-6, max_iter=2000).fit(X)
         b = vbs[kind]
         print(kind, "effective components:", b.n_effective_components_, "n_iter:", b.n_iter_,
-              "lower bound: %.3f" % b.lower_bound_, "weights:", np.round(b.weights_, 4))
+              f"lower bound: {b.lower_bound_:.3f}", "weights:", np.round(b.weights_, 4))
     em8 = emix.GaussianMixture(8, covariance_type="full", random_state=0, tol=1e-6, max_iter=2000).fit(X)
     print("EM with 8 components, weights:", np.round(np.sort(em8.weights_)[::-1], 3))
 
