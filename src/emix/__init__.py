@@ -15,20 +15,43 @@ Design choices (see docs/design.md):
 """
 
 from ._version import __version__
-from .bayesian import BayesianGaussianMixture
-from .estimator import GaussianMixture
-from .exceptions import (
-    ConvergenceWarning,
-    DegenerateComponentError,
-    DegenerateRestartWarning,
-    ModelFileError,
-    NotFittedError,
-)
-from .io import load, save
-from .latent_class import LatentClassModel
-from .mixture import MixtureModel
-from .selection import select
-from .student_t_estimator import StudentTMixture
+
+# Public names are imported on first use (PEP 562), so that ``import emix`` and
+# the command line (``emix --version``, ``--help``, reading a file) do not pay for
+# scikit-learn and scipy.stats (about a second) before they need them. To export
+# a new name, add it here as ``"Name": "module"`` (relative to emix) and to
+# __all__; do not add an eager ``from .module import Name`` line.
+_LAZY = {
+    "BayesianGaussianMixture": "bayesian",
+    "GaussianMixture": "estimator",
+    "ConvergenceWarning": "exceptions",
+    "DegenerateComponentError": "exceptions",
+    "DegenerateRestartWarning": "exceptions",
+    "ModelFileError": "exceptions",
+    "NotFittedError": "exceptions",
+    "load": "io",
+    "save": "io",
+    "LatentClassModel": "latent_class",
+    "MixtureModel": "mixture",
+    "select": "selection",
+    "StudentTMixture": "student_t_estimator",
+}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'emix' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "BayesianGaussianMixture",

@@ -6,6 +6,14 @@ its first bytes). A table is kept as an ordered ``{name: 1-D array}`` so that
 columns the fit does not use (an id, a text label) can be written back next to
 the results.
 
+A pandas index saved with the data is never a feature: Parquet files name
+their index columns in pandas' metadata, and a CSV file written by
+``DataFrame.to_csv()`` (or R's ``write.csv``) starts with a column whose header
+is empty. Such columns are kept (``predict`` copies them to its output) but left
+out of the features, with a note (:attr:`Table.notes`). Numbers written with a
+decimal comma (``14,23``, ``1.234,5``) are read when ``decimal=","`` is given or
+the file is ``;``-separated; thousands separators (``"1,065"``) are read too.
+
 Outputs are written to a temporary file in the target folder and moved into
 place with :func:`os.replace`, so a reader never sees half a file and Ctrl-C
 leaves nothing behind; an existing file is only replaced with ``force=True``.
@@ -20,8 +28,10 @@ import contextlib
 import csv
 import io
 import os
+import re
 import sys
 import tempfile
+import warnings
 import zipfile
 
 import numpy as np
@@ -73,6 +83,10 @@ class Table:
         # raw columns (raw_frame): name -> "bool", or ("category", [labels]) for a
         # Parquet dictionary column (its declared categories, in order)
         self.types = {}
+        # columns that hold a pandas (or R) index: kept, but not features by default
+        self.index_columns = []
+        # what the reader decided for the user (printed by the CLI as notes)
+        self.notes = []
         lengths = {len(v) for v in self.columns.values()}
         self.n_rows = lengths.pop() if lengths else 0
 
@@ -117,45 +131,160 @@ def _detect_header(first_row):
     return any(not _is_number(f) for f in first_row if f.strip() != "")
 
 
-def _column_from_strings(values):
+# A number with thousands separators and a decimal point ("1,065", "1,234,567.5"),
+# and one with a decimal comma ("14,23", "-0,5", "1.234,5", "1 234,5", "2,5e-3").
+_THOUSANDS_POINT = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?(?:[eE][+-]?\d+)?")
+_DECIMAL_COMMA = re.compile(r"[+-]?(?:\d{1,3}(?:[.\s\u00a0\u202f']\d{3})+|\d*)(?:,\d+)?(?:[eE][+-]?\d+)?")
+
+
+def _locale_float(v, decimal):
+    """``v`` written with ``decimal`` ("." or ",") and optional thousands
+    separators, as a float; None when it is not such a number."""
+    t = v.strip()
+    if decimal == ",":
+        if not _DECIMAL_COMMA.fullmatch(t) or not any(c.isdigit() for c in t):
+            return None
+        t = re.sub(r"[.\s\u00a0\u202f']", "", t).replace(",", ".")
+    elif _THOUSANDS_POINT.fullmatch(t):
+        t = t.replace(",", "")
+    return float(t)  # ValueError for anything else
+
+
+def _column_from_strings(values, decimal=None):
     """int64 if every value is an integer (so ids and counts pass through
     ``predict`` as integers), else float64 if every non-missing value parses,
-    else the strings (object)."""
+    else the strings (object).
+
+    ``decimal``: "." reads ``1.5`` and ``"1,065"`` (thousands separators); ","
+    reads ``1,5`` and ``1.065,5`` (a point is then a thousands separator);
+    None tries plain numbers first, then the decimal point with thousands
+    separators."""
     try:
         ints = [int(v) for v in values]
         if ints and all(-(2**63) <= i < 2**63 for i in ints):
             return np.array(ints, dtype=np.int64)
     except ValueError:
         pass
-    out = np.empty(len(values), dtype=np.float64)
-    for i, v in enumerate(values):
-        try:
-            out[i] = float(v)
-        except ValueError:
+    tries = ["plain", "."] if decimal in (None, ".") else [","]
+    for how in tries:
+        out = np.empty(len(values), dtype=np.float64)
+        for i, v in enumerate(values):
             if v.strip().lower() in _NA:
                 out[i] = np.nan
-            else:
-                return np.asarray(values, dtype=object)
-    return out
+                continue
+            try:
+                x = float(v) if how == "plain" else _locale_float(v, how)
+            except ValueError:
+                x = None
+            if x is None:
+                break
+            out[i] = x
+        else:
+            return out
+    return np.asarray(values, dtype=object)
 
 
-def _read_text(data, path, delimiter=None, header=None):
+def _looks_like_decimal_comma(values):
+    """Every non-missing value is a number written with a decimal comma."""
+    seen = False
+    for v in values:
+        v = str(v)
+        if v.strip().lower() in _NA:
+            continue
+        try:
+            if _locale_float(v, ",") is None:
+                return False
+        except ValueError:
+            return False
+        seen = True
+    return seen
+
+
+def _consecutive_integers(row):
+    try:
+        ints = [int(f) for f in row]
+    except ValueError:
+        return False
+    return len(ints) >= 2 and all(b - a == 1 for a, b in zip(ints, ints[1:]))
+
+
+def _numeric_header_warning(first_row, second_row, path):
+    """Warn when a first line taken for data looks like a header of numbers
+    (years 2019, 2020, ... or column numbers 1, 2, 3): consecutive integers
+    above a line that is not (a table of 1, 2 / 3, 4 is data)."""
+    if _consecutive_integers(first_row) and not (second_row and _consecutive_integers(second_row)):
+        warnings.warn(
+            f"the first line of {_display(path)} ({', '.join(f.strip() for f in first_row[:6])}"
+            f"{', ...' if len(first_row) > 6 else ''}) is read as data, but it looks like a header "
+            "of numbers; pass --header (header=True) if it is one, --no-header (header=False) to "
+            "silence this warning.",
+            UserWarning, stacklevel=4,
+        )
+
+
+def _mark_text_index(table, has_header):
+    """A CSV written with its pandas (or R) index: the first column has an
+    empty header ('Unnamed: 0' as pandas reads it); without a header, a first
+    column 0, 1, ..., n-1 (to_csv(header=False)). Marked as an index, not a
+    feature, with a note."""
+    names = table.names
+    if len(names) < 2:
+        return table
+    first = names[0]
+    if has_header:
+        if first != "Unnamed: 0":
+            return table
+        why = "its header is empty, as pandas' to_csv() and R's write.csv write the row index"
+    else:
+        col = table.columns[first]
+        n = table.n_rows
+        if n < 3 or col.dtype.kind not in "iuf" or not np.array_equal(col, np.arange(n)):
+            return table
+        # the features keep the names x0, x1, ... of their positions among the features
+        table.columns = {"index": col, **{f"x{j}": table.columns[c] for j, c in enumerate(names[1:])}}
+        first = "index"
+        why = "it counts the rows 0, 1, 2, ..., as pandas' to_csv(header=False) writes the row index"
+    table.index_columns.append(first)
+    table.notes.append(
+        f"{table.source}: column {first!r} is the row index ({why}); it is not used as a feature "
+        "and predict copies it to its output (choose features with --columns to use it)."
+    )
+    return table
+
+
+def _read_text(data, path, delimiter=None, header=None, decimal=None):
     """CSV / TSV text (already decoded) -> Table."""
     if not data.strip():
         raise DataError(f"{_display(path)} is empty.")
+    if decimal not in (None, ".", ","):
+        raise DataError(f"decimal must be '.' or ','; got {decimal!r}.")
     sample = data[: 1 << 16]
     delim = delimiter or _sniff_delimiter(sample, path)
     if delim == "\\t":
         delim = "\t"
-    first = next(csv.reader(io.StringIO(sample), delimiter=delim))
+    if decimal is None and delim == ";":
+        decimal = ","  # the European spreadsheet convention: ';' between fields, ',' in numbers
+    lines = csv.reader(io.StringIO(sample), delimiter=delim)
+    first = next(lines)
     has_header = _detect_header(first) if header is None else header
+    if header is None and not has_header:
+        _numeric_header_warning(first, next(lines, None), path)
+    table = _read_text_columns(data, path, delim, has_header, decimal)
+    table.decimal = decimal or "."
+    return _mark_text_index(table, has_header)
+
+
+def _read_text_columns(data, path, delim, has_header, decimal):
     pd = _optional("pandas")
     if pd is not None:
+        # a decimal comma makes the point a thousands separator (1.234,5);
+        # otherwise text columns are parsed below (thousands separators, "1,065")
+        locale = {"decimal": ",", "thousands": "."} if decimal == "," else {}
         try:
             frame = pd.read_csv(
                 io.StringIO(data), sep=delim, header=0 if has_header else None,
                 skipinitialspace=True, dtype=None, low_memory=False,
-                skip_blank_lines=True, na_values=["?", "n/a", "null", "None"],
+                skip_blank_lines=True, na_values=["?", "n/a", "null", "None"], **locale,
             )
         except pd.errors.EmptyDataError:
             raise DataError(f"{_display(path)} is empty.") from None
@@ -176,7 +305,7 @@ def _read_text(data, path, delimiter=None, header=None):
                 cols[str(name)] = s.to_numpy(dtype=np.float64, na_value=np.nan)
             else:
                 vals = s.astype(str).where(s.notna(), "").tolist()
-                cols[str(name)] = _column_from_strings(vals)
+                cols[str(name)] = _column_from_strings(vals, decimal)
         table = Table(cols, _display(path), named=has_header)
         table.types.update(dict.fromkeys(bools, "bool"))
         return table
@@ -192,8 +321,10 @@ def _read_text(data, path, delimiter=None, header=None):
                 f"{_display(path)} line {line} has {len(r)} fields; expected {width} like the first line."
             )
     cols = {}
+    if has_header and names and names[0] == "":
+        names[0] = "Unnamed: 0"  # as pandas names an empty header field
     for j, name in enumerate(_unique(names)):
-        cols[name] = _column_from_strings([r[j] for r in body])
+        cols[name] = _column_from_strings([r[j] for r in body], decimal)
     return Table(cols, _display(path), named=has_header)
 
 
@@ -291,10 +422,31 @@ def _read_npz(raw, path, key=None):
     return _table_from_array(a, path, key)
 
 
+def _arrow_source(raw):
+    """Bytes (standard input) copied into memory that Arrow owns.
+
+    Arrow must not be handed a Python object (``io.BytesIO``, ``bytes``): its
+    Parquet reader pre-buffers column chunks on its I/O thread pool, and a
+    worker can drop the last reference to such a buffer after ``read_table``
+    has returned. Releasing a Python buffer takes the GIL; if the interpreter
+    is finalizing by then (an error right after reading: exit code 1), the
+    worker thread is unwound inside a ``noexcept`` destructor and the process
+    aborts with "terminate called without an active exception" (exit 134).
+    """
+    import pyarrow as pa
+
+    buf = pa.allocate_buffer(len(raw))
+    np.frombuffer(buf, dtype=np.uint8)[:] = np.frombuffer(raw, dtype=np.uint8)
+    return pa.BufferReader(buf)
+
+
 def _read_parquet(raw_or_path, path):
     pq = _need("pyarrow.parquet", "Reading Parquet files")
     try:
-        t = pq.read_table(io.BytesIO(raw_or_path) if isinstance(raw_or_path, bytes) else raw_or_path)
+        if isinstance(raw_or_path, bytes):
+            t = pq.read_table(_arrow_source(raw_or_path), pre_buffer=False)
+        else:  # Arrow reads the file itself: no Python buffers on its threads (see _arrow_source)
+            t = pq.read_table(os.fspath(raw_or_path))
     except Exception as exc:  # pyarrow raises its own exception types
         raise DataError(f"{_display(path)} is not a valid Parquet file: {_first_line(exc)}") from None
     if t.num_columns == 0 or t.num_rows == 0:
@@ -313,12 +465,34 @@ def _read_parquet(raw_or_path, path):
             if pat.is_dictionary(c.type):
                 labels = c.unify_dictionaries().chunk(0).dictionary.to_pylist() if c.num_chunks else []
                 types[name] = ("category", [str(v) for v in labels])
+    index = _pandas_index_columns(t)
+    if index:  # the index first, as DataFrame.reset_index() puts it
+        cols = {**{n: cols[n] for n in index}, **{n: v for n, v in cols.items() if n not in index}}
     table = Table(cols, _display(path))
     table.types.update(types)
+    if index:
+        table.index_columns.extend(index)
+        shown = ", ".join(repr(n) for n in index)
+        table.notes.append(
+            f"{table.source}: {shown} {'is' if len(index) == 1 else 'are'} the pandas index saved with the "
+            "data; not used as a feature, and predict copies it to its output (choose features with "
+            "--columns to use it)."
+        )
     return table
 
 
-def read_table(path, *, delimiter=None, header=None):
+def _pandas_index_columns(t):
+    """Names of the columns that hold the DataFrame index, from the pandas
+    metadata of an Arrow table (a RangeIndex is stored as metadata only)."""
+    try:
+        meta = t.schema.pandas_metadata or {}
+    except (ValueError, TypeError):  # unreadable metadata: no index information
+        return []
+    index = meta.get("index_columns") or []
+    return [n for n in index if isinstance(n, str) and n in t.column_names]
+
+
+def read_table(path, *, delimiter=None, header=None, decimal=None):
     """Read a data file into a :class:`Table`.
 
     Parameters
@@ -330,7 +504,13 @@ def read_table(path, *, delimiter=None, header=None):
         Field separator for text files; detected when omitted.
     header : bool, optional
         Whether a text file starts with a header line; detected when omitted
-        (a first line with a non-numeric field is a header).
+        (a first line with a non-numeric field is a header; a first line of
+        consecutive integers such as ``2019,2020,2021`` is read as data with a
+        warning).
+    decimal : {".", ","}, optional
+        The decimal mark of numbers in a text file. Default: "," for a
+        ``;``-separated file (``14,23``, ``1.234,5``), else "." (thousands
+        separators as in ``"1,065"`` are read too).
 
     Raises
     ------
@@ -341,6 +521,7 @@ def read_table(path, *, delimiter=None, header=None):
     key = None
     if path != "-" and not os.path.exists(path) and ".npz:" in path:
         path, key = path.rsplit(":", 1)
+    ext = _suffix(path)
     if path == "-":
         raw = sys.stdin.buffer.read()
     else:
@@ -348,14 +529,16 @@ def read_table(path, *, delimiter=None, header=None):
             raise DataError(f"{path} is a folder, not a data file.")
         try:
             with open(path, "rb") as fh:
-                raw = fh.read()
+                head = fh.read(4)
+                if (head == b"PAR1" or ext in _PARQUET_EXT) and os.path.getsize(path) > 0:
+                    return _read_parquet(path, path)  # Arrow reads the file itself
+                raw = head + fh.read()
         except FileNotFoundError:
             raise DataError(f"{path}: no such file.") from None
         except OSError as exc:
             raise DataError(f"cannot read {path}: {exc.strerror or exc}.") from None
     if not raw.strip():
         raise DataError(f"{_display(path)} is empty.")
-    ext = _suffix(path)
     if raw.startswith(b"\x93NUMPY") or ext == ".npy":
         return _read_npy(raw, path)
     if raw.startswith(b"PAR1") or ext in _PARQUET_EXT:
@@ -370,7 +553,7 @@ def read_table(path, *, delimiter=None, header=None):
         ) from None
     if "\x00" in text[:4096]:
         raise DataError(f"{_display(path)} looks like a binary file, not CSV/TSV text.")
-    return _read_text(text, path, delimiter=delimiter, header=header)
+    return _read_text(text, path, delimiter=delimiter, header=header, decimal=decimal)
 
 
 def _resolve(table, name):
@@ -423,7 +606,7 @@ def select_features(table, columns=None, exclude=(), weights=None, expected=None
     elif isinstance(expected, (list, tuple)) and all(n in table.columns for n in expected):
         names = list(expected)
     else:
-        names = [n for n in table.names if n not in drop and n != wname]
+        names = [n for n in table.names if n not in drop and n != wname and n not in table.index_columns]
         if isinstance(expected, (list, tuple)) and len(names) != len(expected):
             # the data's own (non-numeric) id columns are not features either
             numeric = [n for n in names if table.is_numeric(n)]
@@ -478,7 +661,7 @@ def raw_frame(table, columns=None, exclude=(), weights=None, expected=None):
     elif isinstance(expected, (list, tuple)) and all(n in table.columns for n in expected):
         names = list(expected)
     else:
-        names = [n for n in table.names if n not in drop and n != wname]
+        names = [n for n in table.names if n not in drop and n != wname and n not in table.index_columns]
     if not names:
         raise DataError(f"{table.source}: no columns left to use.")
     if isinstance(expected, (list, tuple)) and len(names) != len(expected):
@@ -515,7 +698,13 @@ def _check_numeric(table, name, hint=True):
     col = table.columns[name]
     if not table.is_numeric(name):
         bad = next((i for i, v in enumerate(col) if not _is_number(str(v))), 0)
-        extra = f"; leave it out with --exclude {name}" if hint else ""
+        if _looks_like_decimal_comma(col):
+            extra = ("; its numbers are written with a decimal comma: read the file with --decimal , "
+                     "(decimal=',')")
+        elif _THOUSANDS_POINT.fullmatch(str(col[bad]).strip()) and getattr(table, "decimal", ".") == ",":
+            extra = "; its numbers are written with a decimal point: read the file with --decimal ."
+        else:
+            extra = f"; leave it out with --exclude {name}" if hint else ""
         raise DataError(
             f"column {name!r} of {table.source} is not numeric (data row {bad + 1}: "
             f"{str(col[bad])!r}){extra}."

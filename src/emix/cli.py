@@ -146,17 +146,74 @@ def _split_names(values):
     return out
 
 
+class _Status:
+    """One line on stderr for a phase that reports no iterations (reading a
+    large file, the k-means or hierarchical start before the first EM
+    iteration): shown, with the seconds elapsed, only on a TTY, without
+    --quiet and once the phase has lasted ``delay`` seconds; erased when the
+    phase ends. A context manager; its thread is joined on exit."""
+
+    def __init__(self, args, text, delay=1.0):
+        self.enabled = (not getattr(args, "quiet", False)) and _isatty(sys.stderr)
+        self.text, self.delay = text, delay
+        self.thread = self.stop = None
+        self.width = 0
+
+    def _run(self):
+        import time
+
+        start = time.monotonic()
+        if self.stop.wait(self.delay):
+            return
+        while True:
+            line = f"{self.text} ... {time.monotonic() - start:.0f}s"
+            self.width = max(self.width, len(line))
+            sys.stderr.write("\r" + line.ljust(self.width))
+            sys.stderr.flush()
+            if self.stop.wait(0.5):
+                return
+
+    def start(self):
+        if self.enabled and self.thread is None:
+            import threading
+
+            self.stop = threading.Event()
+            self.thread = threading.Thread(target=self._run, name="emix-status", daemon=True)
+            self.thread.start()
+        return self
+
+    def end(self):
+        if self.thread is not None:
+            self.stop.set()
+            self.thread.join()
+            self.thread = None
+            if self.width:
+                sys.stderr.write("\r" + " " * self.width + "\r")
+                sys.stderr.flush()
+                self.width = 0
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.end()
+
+
 class _Progress:
     """tqdm bar on stderr fed by the estimator's ``callback``; shown only on a
-    TTY, without --quiet, and (``delay=1``) only for fits longer than ~1 s."""
+    TTY, without --quiet, and (``delay=1``) only for fits longer than ~1 s.
+    Until the first EM iteration (or finished grid cell) reports, a status line
+    names the phase (``start``: the initialization)."""
 
-    def __init__(self, args, desc="EM", total_fits=None):
+    def __init__(self, args, desc="EM", total_fits=None, start=None):
         self.enabled = (not getattr(args, "quiet", False)) and _isatty(sys.stderr)
         self.desc = desc
         self.total_fits = total_fits
         self.fits = 0
         self.bar = None
         self.init = None
+        init = getattr(args, "init", None) or "kmeans"
+        self.status = _Status(args, start or f"{desc}: initializing ({init})")
 
     def _open(self, total, unit, **kw):
         """Start the tqdm bar (imported lazily); False, and progress off, without tqdm."""
@@ -171,6 +228,7 @@ class _Progress:
     def __call__(self, info):
         if not self.enabled:
             return
+        self.status.end()
         if self.bar is None and not self._open(info["max_iter"], "iter"):
             return
         if info["n_iter"] == 1 or info["init"] != self.init:
@@ -192,6 +250,7 @@ class _Progress:
         bar of ``-j N``, whose fits run in worker processes)."""
         if not self.enabled:
             return
+        self.status.end()
         if self.bar is None and not self._open(info["total"], "fit", desc=self.desc):
             return
         row = info["row"]
@@ -199,11 +258,13 @@ class _Progress:
         self.bar.update(info["done"] - self.bar.n)
 
     def close(self):
+        self.status.end()
         if self.bar is not None:
             self.bar.close()
             self.bar = None
 
     def __enter__(self):
+        self.status.start()
         return self
 
     def __exit__(self, *exc):
@@ -227,10 +288,28 @@ def _quiet_predict(fn, *a, **kw):
 def _read(args, expected=None, weights=True):
     from ._files import read_table, select_features
 
-    table = read_table(args.data, delimiter=args.delimiter, header=args.header)
+    with _Status(args, f"reading {args.data if args.data != '-' else 'standard input'}"):
+        table = read_table(args.data, delimiter=args.delimiter, header=args.header,
+                           decimal=getattr(args, "decimal", None))
+    for note in table.notes:
+        _note(args, f"{PROG}: note: {note}")
     X, names, w = select_features(table, _split_names(args.columns), _split_names(args.exclude) or (),
                                   args.weights if weights else None, expected=expected)
     return table, X, names, w
+
+
+def _dim_indices(dims, names):
+    """--dims I J: feature names or 0-based positions -> positions."""
+    out = []
+    for d in dims:
+        if d in names:
+            out.append(names.index(d))
+        elif d.lstrip("-").isdigit() and 0 <= int(d) < len(names):
+            out.append(int(d))
+        else:
+            raise _Err(f"--dims takes two of the model's features, by name or 0-based position "
+                       f"(0..{len(names) - 1}): {', '.join(names)}; got {d!r}")
+    return out
 
 
 def _model_names(model):
@@ -381,7 +460,9 @@ def _select(X, w, ks, types, criterion, seed, gm_kwargs, args, n_jobs=None):
 
     serial = n_jobs in (None, 1)
     n_types = len(types) if types else (2 if X.shape[1] == 1 else 14)
-    progress = _Progress(args, desc="select", total_fits=len(ks) * n_types)
+    start = (f"select: initializing ({getattr(args, 'init', None) or 'hierarchical'})" if serial
+             else f"select: {len(ks) * n_types} fits in worker processes")
+    progress = _Progress(args, desc="select", total_fits=len(ks) * n_types, start=start)
     # a tqdm bar cannot travel to worker processes: with -j N it counts
     # finished grid cells in this process instead of EM iterations
     extra = {"callback": progress} if serial else {"cell_callback": progress.cell}
@@ -687,6 +768,8 @@ def cmd_plot(args):
 
     check_writable(args.output, args.force)
     model = _load_model(args.model)
+    if args.dims:
+        args.dims = _dim_indices(args.dims, _model_names(model))
     if _model_family(model) is not None:
         from ._cli_families import plot
 
@@ -817,6 +900,25 @@ def cmd_demo(args):
 
 
 # =================================================================== parser
+class _HelpFormatter(argparse.HelpFormatter):
+    """Fills ``{structures}`` in a help text only when the help is printed, so
+    that building the parser (``emix --version``, any command) imports no
+    model code."""
+
+    def _get_help_string(self, action):
+        text = super()._get_help_string(action)
+        if text and "{structures}" in text:
+            text = text.replace("{structures}", ", ".join(_structures()))
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser with :class:`_HelpFormatter` (its subparsers too)."""
+
+    def __init__(self, *args, formatter_class=_HelpFormatter, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+
 def build_parser():
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("general")
@@ -834,6 +936,9 @@ def build_parser():
                    help="columns to leave out (ids, text labels)")
     d.add_argument("--weights", metavar="COL", help="column of non-negative sample weights")
     d.add_argument("--delimiter", help="CSV field separator (default: detected; \\t for TSV)")
+    d.add_argument("--decimal", choices=[".", ","], default=None,
+                   help="decimal mark of the numbers in a CSV file: , for 14,23 and 1.234,5 (default: , "
+                        "when fields are separated by ';', else .; thousands separators like \"1,065\" are read)")
     h = d.add_mutually_exclusive_group()
     h.add_argument("--header", dest="header", action="store_const", const=True, default=None,
                    help="the first line is a header (default: detected)")
@@ -878,7 +983,7 @@ def build_parser():
 
     from . import __version__
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog=PROG, description="Gaussian mixtures fitted by EM: fit, predict, select, plot and report.",
         epilog="Start with: emix demo.  Help on a command: emix COMMAND --help.", parents=[common])
     p.add_argument("--version", action="version", version=f"emix {__version__}")
@@ -890,7 +995,7 @@ def build_parser():
     c.add_argument("-k", "--n-components", type=_positive_int, required=True, metavar="K",
                    help="number of components")
     c.add_argument("--covariance", type=_covariance, default=None, metavar="TYPE",
-                   help=f"covariance structure: {', '.join(_structures())} (default full)")
+                   help="covariance structure: {structures} (default full)")
     c.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write")
     _family_options(c)
     c.add_argument("-j", "--jobs", type=_jobs, default=None,
@@ -958,7 +1063,8 @@ def build_parser():
                    help="(default: clusters for a Gaussian mixture; outliers for student_t, probabilities for "
                         "categorical/bernoulli/mixed, rates for poisson: class-conditional probabilities as a "
                         "heat map, rates per component, points coloured by their Student-t scale weight)")
-    c.add_argument("--dims", type=int, nargs=2, metavar=("I", "J"), help="draw features I and J")
+    c.add_argument("--dims", nargs=2, metavar=("I", "J"),
+                   help="draw these two features, by name or 0-based position (as --columns)")
     c.add_argument("--max-points", type=_positive_int, default=20000,
                    help="draw at most this many points (default 20000)")
     c.add_argument("--dpi", type=_positive_int, default=None)
@@ -1007,15 +1113,43 @@ def _check_combinations(args):
                            "report selects a model; --model reports on the file as it is)")
 
 
+def _stop_workers():
+    """After Ctrl-C: end the joblib (loky) worker processes of -j N and remove
+    their memory-mapped data folders now, while this process can still tell
+    joblib's resource tracker, instead of leaving them to interpreter exit,
+    where the tracker reports them as leaked."""
+    if "joblib" not in sys.modules:
+        return
+    try:
+        from joblib.externals.loky import reusable_executor
+    except ImportError:  # pragma: no cover - a joblib without loky
+        return
+    executor = getattr(reusable_executor, "_executor", None)
+    if executor is None:
+        return
+    try:
+        if hasattr(executor, "terminate"):  # joblib's MemmappingExecutor: workers and temp folders
+            executor.terminate(kill_workers=True)
+        else:
+            executor.shutdown(wait=True, kill_workers=True)
+    except Exception:  # noqa: BLE001 - best effort on the way out; never mask the interruption
+        pass
+
+
 def main(argv=None) -> int:
     """Run the ``emix`` command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)  # may import model code (--covariance, --help)
         _check_combinations(args)
     except SystemExit as exc:  # usage errors (2), --help and --version (0)
         return exc.code if isinstance(exc.code, int) else 2
+    except KeyboardInterrupt:  # Ctrl-C while starting: the same one line as later
+        if "--debug" in argv:
+            raise
+        print(f"{PROG}: interrupted; no partial output was written", file=sys.stderr)
+        return 130
     args.argv = argv
 
     def show(message, category, filename, lineno, file=None, line=None):
@@ -1028,6 +1162,7 @@ def main(argv=None) -> int:
         try:
             return int(args.func(args) or 0)
         except KeyboardInterrupt:
+            _stop_workers()
             if args.debug:
                 raise
             print(f"{PROG}: interrupted; no partial output was written", file=sys.stderr)

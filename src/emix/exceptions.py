@@ -5,7 +5,17 @@ Every error emix raises on bad input is a subclass of a built-in exception
 ``ValueError`` keeps working.
 """
 
-from sklearn.exceptions import ConvergenceWarning, NotFittedError
+
+def __getattr__(name):
+    # scikit-learn's own classes (so code catching sklearn's warnings and errors
+    # keeps working), imported on first use: importing scikit-learn takes about a
+    # second, which the command line must not pay to print --help (PEP 562)
+    if name in ("ConvergenceWarning", "NotFittedError"):
+        from sklearn import exceptions
+
+        return getattr(exceptions, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ConvergenceWarning",

@@ -443,7 +443,20 @@ def plot_1d(model, X, ax=None, *, dim=0, feature_names=None, max_points=200000, 
 def plot_pairs(model, X, fig=None, *, feature_names=None, max_points=5000, random_state=0, resp=None):
     """Pair plot for 3 to ~6 features: scatter and ellipses of every pair of
     features below the diagonal, each feature's histogram and mixture
-    marginal density on the diagonal. Returns the (D, D) array of axes."""
+    marginal density on the diagonal.
+
+    Parameters
+    ----------
+    fig : matplotlib Figure, optional
+        The figure to draw the grid on (a new one when omitted).
+
+    Returns
+    -------
+    axes : ndarray of matplotlib Axes, shape (D, D)
+        ``axes[i, j]`` draws feature ``j`` (x) against feature ``i`` (y); the
+        upper triangle is switched off. Not the figure (unlike
+        :func:`plot_model`): it is ``axes[0, 0].figure``.
+    """
     X = np.asarray(X, dtype=np.float64)
     K, D = model.means_.shape
     if fig is None:
