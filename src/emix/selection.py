@@ -141,13 +141,19 @@ def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels,
         row["n_parameters"] = int(criteria.n_parameters(
             structure, K, X.shape[1], equal_proportions=bool(gm_kwargs.get("equal_proportions", False)),
             noise=gm_kwargs.get("noise") is not None))
-        if labels is not None:
+        mclust_me = isinstance(labels, tuple)  # (labels, rows): mclust's me(), init_params='mclust'
+        if labels is not None and not mclust_me:
             gm.set_params(**_start_from_labels(X, sample_weight, K, structure, labels,
                                                gm_kwargs.get("reg_covar", gm.reg_covar),
                                                gm_kwargs.get("prior")))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            gm.fit(X, sample_weight=sample_weight)
+            if mclust_me:
+                from .core.mclust_hc import fit_like_mclust
+
+                fit_like_mclust(gm, X, labels[0], labels[1], sample_weight)
+            else:
+                gm.fit(X, sample_weight=sample_weight)
             # public methods only: log L = n_eff * mean log-likelihood
             n_eff = float(X.shape[0]) if sample_weight is None else float(np.sum(sample_weight, dtype=np.float64))
             ll = gm.score(X, sample_weight=sample_weight) * n_eff
@@ -408,6 +414,20 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
 
         partitions = hierarchical_partitions(X, [K for K in Ks if K <= X.shape[0]],
                                              np.random.RandomState(cell_seed(entropy, 0, "hc")))
+    elif (gm_kwargs.get("init_params") == "mclust" and n_init == 1
+            and not any(gm_kwargs.get(k) is not None for k in ("weights_init", "means_init", "precisions_init"))):
+        # mclustBIC exactly: hc(VVV, SVD) tree cut per K, then mclust's me()
+        # loop and stopping rule (core/mclust_hc.py); with a prior, noise or
+        # equal proportions, the same start and emix's EM
+        from .core.mclust_hc import mclust_partitions
+
+        parts, rows = mclust_partitions(X, [K for K in Ks if K <= X.shape[0]],
+                                        np.random.RandomState(cell_seed(entropy, 0, "hc")))
+        if not any(gm_kwargs.get(k) for k in ("prior", "noise", "equal_proportions")):
+            sub = None if rows.size == X.shape[0] else rows
+            partitions = {K: (lab, sub) for K, lab in parts.items()}
+        elif rows.size == X.shape[0]:
+            partitions = parts
     if cell_callback is not None and not callable(cell_callback):
         raise TypeError(f"cell_callback must be callable or None. Got {cell_callback!r}.")
     cells = [(K, m) for K in Ks for m in models]

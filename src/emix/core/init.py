@@ -19,6 +19,7 @@ On PyTorch/CuPy arrays (``xp`` not numpy) initialization runs on the device:
 - ``'random'`` and ``'random_from_data'``: the same host draws as on numpy,
   moved to the device, so the start equals the numpy one.
 - ``'hierarchical'``: computed on the host (numpy), labels moved to the device.
+- ``'mclust'``: the same (mclust's exact ``hc()`` tree, :mod:`emix.core.mclust_hc`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 
 from ..backends import _xp
 
-INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data", "hierarchical")
+INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data", "hierarchical", "mclust")
 
 #: Most Lloyd iterations of the on-device 'kmeans' initialization.
 LLOYD_ITERATIONS = 10
@@ -75,6 +76,15 @@ def initial_resp(X, sample_weight, n_components, method, random_state, xp=np):
         labels = hierarchical_labels(X, K, random_state)
         resp = np.zeros((n, K), dtype=X.dtype)
         resp[np.arange(n), labels] = 1
+    elif method == "mclust":  # mclust's hc(VVV, SVD) tree exactly (core/mclust_hc.py)
+        from .mclust_hc import mclust_partitions
+
+        parts, rows = mclust_partitions(X, [K], random_state)
+        resp = np.zeros((n, K), dtype=X.dtype)
+        if rows.size == n:
+            resp[np.arange(n), parts[K]] = 1
+        else:  # the subset's partition; the other rows are left to the first M-step's E-step
+            resp[rows, parts[K]] = 1
     else:  # validated at the API edge
         raise ValueError(f"Unknown init_params {method!r}.")
     return resp
@@ -167,6 +177,6 @@ def _initial_resp_xp(X, sample_weight, n_components, method, random_state, xp):
         centers = X[xp.asarray(idx, device=dev)]
         return _one_hot(xp, _lloyd_xp(X, sample_weight, centers, xp, LLOYD_ITERATIONS), K, X.dtype)
     # the numpy draws on the host, then the result on the device
-    Xh = _xp.to_numpy(X) if method == "hierarchical" else np.empty((n, 0), dtype=_xp.to_numpy(X[:1]).dtype)
+    Xh = _xp.to_numpy(X) if method in ("hierarchical", "mclust") else np.empty((n, 0), dtype=_xp.to_numpy(X[:1]).dtype)
     resp = initial_resp(Xh, _xp.to_numpy(sample_weight), K, method, random_state)
     return xp.asarray(resp, device=dev)
