@@ -1,0 +1,620 @@
+"""Incomplete data inside EM: missing coordinates, known labels, fixed parameters.
+
+Missing values (NaN) in a Gaussian mixture
+------------------------------------------
+For a row ``x`` with observed coordinates ``O`` and missing ones ``M``,
+component ``k`` with mean ``mu`` and precision ``P = Sigma^-1``, write
+``z = x - mu`` with the missing entries set to 0 (``z_M = 0``) and
+``b = (P z)_M``. Then (Little & Rubin 2002, *Statistical Analysis with Missing
+Data*, 2nd ed., sections 8.2 and 11.2; Ghahramani & Jordan 1994, "Supervised
+learning from incomplete data via an EM approach"):
+
+- the conditional distribution of the missing block given the observed one is
+  ``x_M | x_O, k ~ N(mu_M + e_M, C)`` with ``C = (P_MM)^-1`` (the Schur
+  complement of ``Sigma_OO`` in ``Sigma``) and ``e_M = -C b``;
+- the marginal density of the observed block is
+  ``log N(x_O | mu_O, Sigma_OO) = -|O|/2 log 2 pi + (log|P| - log|P_MM|)/2
+  - q/2`` with ``q = z_O^T Sigma_OO^-1 z_O = z^T P z - b^T C b``
+  (``log|Sigma_OO| = log|Sigma| + log|P_MM|``, and ``q`` is the quadratic
+  form of the completed vector minimized over ``z_M``).
+
+The E-step therefore needs only the small ``|M| x |M|`` blocks ``P_MM``, one
+factorization per missingness pattern and component; rows are grouped by
+their number of missing entries and, within that, by pattern, so that every
+product over rows is one batched matrix-matrix product. The completed rows
+``xhat_k = (x_O, mu_M + e_M)`` give the statistics of
+:class:`~emix.core.types.SuffStats` shifted at the previous means,
+``s1_k = sum_n r_nk (xhat_nk - mu_k)``, and the completed scatter
+
+``S_k = sum_n r_nk [(xhat_nk - mu_k)(xhat_nk - mu_k)^T + C_nk]``
+
+(``C_nk`` the conditional covariance in the ``M x M`` block, 0 elsewhere),
+reduced as the covariance structure's own ``scatter`` is: the (K, D, D)
+matrices, their sum over components (tied), or their diagonals (diagonal and
+spherical structures, mclust's ``*I`` models). The M-step is then the
+complete-data one, unchanged (including mclust's iterative M-steps, which
+take the scatter matrices), and EM increases the observed-data likelihood
+``sum_n w_n log sum_k pi_k N(x_nO | k)`` (Dempster, Laird & Rubin 1977),
+which is the ``loglik`` the statistics carry.
+
+Rows with every coordinate missing carry no information: their density is 1,
+their responsibilities are the mixing weights, and they add nothing to the
+statistics (not even to ``sum_w``). Rows without missing values take the
+ordinary (fused) E-step, so a block without NaN gives exactly
+:func:`emix.core.em.e_step`.
+
+Known labels (semi-supervised EM)
+---------------------------------
+With a label ``y_n`` in ``0..K-1`` the row's responsibilities are fixed to
+the indicator of ``y_n`` and it contributes ``log pi_y + log N(x_n | y)`` to
+the objective; ``-1`` marks an unlabelled row (scikit-learn's
+semi-supervised convention). EM then increases
+``sum_labelled log pi_y p(x | y) + sum_unlabelled log p(x)`` (McLachlan &
+Peel 2000, section 2.19; Nigam, McCallum, Thrun & Mitchell 2000). Labels
+travel with their rows as one extra, last, column of the array the reducer
+splits into blocks, so that any block layout keeps them aligned.
+
+Fixed parameters
+----------------
+Holding some of the weights, means and covariances at given values and
+maximizing the expected complete-data log-likelihood over the rest is a
+generalized EM step (an ECM step, Meng & Rubin 1993), so the likelihood
+still never decreases. Fixed means: the statistics' first moments around the
+(fixed) previous means are set to 0, so the covariance M-step is the scatter
+around the fixed means; fixed weights or covariances are put back after the
+M-step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import em
+from .loop import run_em
+from .numerics import LOG_2PI, normalize_log
+from .types import FitResult, GaussianParams, SuffStats
+
+MISSING_OPTIONS = ("error", "em")
+FIXABLE = ("weights", "means", "covariances")
+
+#: elements of the (K, rows, D) float64 temporaries of one chunk of rows
+_CHUNK_ELEMS = 1 << 20
+
+
+# ------------------------------------------------------------------ checks
+def check_missing_option(missing):
+    """``missing`` is 'error' or 'em'."""
+    if not (isinstance(missing, str) and missing in MISSING_OPTIONS):
+        raise ValueError(
+            f"missing must be 'error' (NaN is an error, as in scikit-learn) or 'em' (NaN entries are "
+            f"missing values, handled inside EM). Got {missing!r}."
+        )
+    return missing
+
+
+def check_fixed(fixed):
+    """``fixed`` as a tuple of distinct names among :data:`FIXABLE`."""
+    if fixed is None:
+        return ()
+    if isinstance(fixed, str):
+        fixed = (fixed,)
+    try:
+        names = tuple(fixed)
+    except TypeError:
+        raise TypeError(f"fixed must be a tuple of names among {FIXABLE}. Got {fixed!r}.") from None
+    bad = [f for f in names if not (isinstance(f, str) and f in FIXABLE)]
+    if bad:
+        raise ValueError(f"fixed must hold names among {FIXABLE}. Got {bad[0]!r} in {fixed!r}.")
+    if len(set(names)) != len(names):
+        raise ValueError(f"fixed names a parameter twice: {fixed!r}.")
+    return names
+
+
+def has_missing(X) -> bool:
+    """Whether the numpy array ``X`` holds a NaN (one pass, no copy of X)."""
+    return bool(np.isnan(np.min(X))) if X.size else False
+
+
+def check_observed_columns(X, feature_names=None):
+    """Raise if a column of ``X`` is missing on every row: no estimate of its
+    mean or variance exists (naming the column)."""
+    if X.shape[0] == 0:
+        return
+    empty = np.flatnonzero(np.isnan(X).all(axis=0))
+    if len(empty):
+        j = int(empty[0])
+        name = f"column {j}" if feature_names is None else f"column {j} ({feature_names[j]!r})"
+        more = "" if len(empty) == 1 else f" (and {len(empty) - 1} more: {empty[1:6].tolist()})"
+        raise ValueError(
+            f"{name} is missing (NaN) on every row{more}: a mixture cannot be fitted to a feature "
+            "that is never observed. Drop the column."
+        )
+
+
+def check_labels(labels, n_samples, n_components):
+    """``labels``: integers in ``-1..K-1`` of shape (n_samples,), as an intp array."""
+    arr = np.asarray(labels)
+    if arr.ndim != 1 or arr.shape[0] != n_samples:
+        raise ValueError(f"labels must have shape ({n_samples},) to match X. Got shape {arr.shape}.")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise ValueError("labels must be integers (-1 for an unlabelled row). Got non-integer values.")
+    elif arr.dtype.kind not in "iub":
+        raise TypeError(
+            f"labels must be integer component indices (-1 for unlabelled). Got dtype {arr.dtype}."
+        )
+    arr = arr.astype(np.intp)
+    bad = (arr < -1) | (arr >= n_components)
+    if np.any(bad):
+        raise ValueError(
+            f"labels must be -1 (unlabelled) or a component index in 0..{n_components - 1}. "
+            f"Got {int(arr[bad][0])}."
+        )
+    return arr
+
+
+def column_fill(X, sample_weight=None):
+    """A copy of ``X`` with each NaN replaced by its column's (weighted) mean
+    over the rows where it is observed: the simple fill that initialization
+    runs on (k-means cannot take holes)."""
+    miss = np.isnan(X)
+    obs = (~miss).astype(np.float64)
+    if sample_weight is not None:
+        obs *= np.asarray(sample_weight, dtype=np.float64)[:, None]
+    total = np.where(miss, 0.0, X).astype(np.float64)
+    den = obs.sum(axis=0)
+    mean = (total * obs).sum(axis=0) / np.where(den > 0, den, 1.0)
+    if np.any(den == 0):  # every observed row of the column has weight 0: the plain mean
+        plain = np.nanmean(np.where(miss.all(axis=0), 0.0, X), axis=0)
+        mean = np.where(den > 0, mean, plain)
+    out = X.copy()
+    rows, cols = np.nonzero(miss)
+    out[rows, cols] = mean[cols].astype(X.dtype)
+    return out
+
+
+# ------------------------------------------------------- structure helpers
+_KINDS: dict = {}
+
+
+def scatter_kind(structure, K, D):
+    """How ``structure.scatter`` reduces the per-component scatter matrices:
+    ``'full'`` (K, D, D), ``'sum'`` (D, D) or ``'diag'`` (K, D), found once
+    from the shape it returns on a small probe."""
+    key = (structure.name, K, D)
+    kind = _KINDS.get(key)
+    if kind is None:
+        probe = np.arange(2 * D, dtype=np.float64).reshape(2, D)
+        resp = np.full((2, K), 1.0 / K)
+        shape = np.shape(structure.scatter(probe, resp, np.zeros((K, D))))
+        if shape == (K, D, D):
+            kind = "full"
+        elif shape == (D, D):
+            kind = "sum"
+        elif shape == (K, D):
+            kind = "diag"
+        else:
+            raise NotImplementedError(
+                f"covariance_type={structure.name!r}: scatter shape {shape} is not one the missing-value "
+                "E-step can build."
+            )
+        _KINDS[key] = kind
+    return kind
+
+
+def precision_matrices(params: GaussianParams, structure):
+    """(K, D, D) float64 precision matrices of the components and their log
+    determinants (K,)."""
+    K, D = params.means.shape
+    prec = np.asarray(structure.precisions(np.asarray(params.precisions_cholesky)))
+    P = np.asarray(structure.full_covariances(prec, K, D), dtype=np.float64)
+    if P.shape != (K, D, D):
+        P = np.broadcast_to(P, (K, D, D)).copy()
+    L = np.linalg.cholesky(P)
+    logdet = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
+    return P, logdet
+
+
+def _zero_stats(params, structure):
+    K, D = params.means.shape
+    kind = scatter_kind(structure, K, D)
+    shape = {"full": (K, D, D), "sum": (D, D), "diag": (K, D)}[kind]
+    return SuffStats(nk=np.zeros(K), s1=np.zeros((K, D)), s2=np.zeros(shape), shift=params.means,
+                     loglik=0.0, sum_w=0.0)
+
+
+# --------------------------------------------------------------- the kernel
+class _Group:
+    """Rows sharing a number ``m`` of missing entries (``0 < m < D``), with
+    their conditional quantities under every component.
+
+    Attributes: ``log_dens`` (K, n) ``log N(x_O | k)``; ``Z`` (K, n, D) the
+    completed rows minus the means; ``pats`` (P, m) the missing columns of each
+    pattern; ``pat_of_row`` (n,); ``C`` (K, P, m, m) conditional covariances.
+    """
+
+    __slots__ = ("log_dens", "Z", "pats", "pat_of_row", "C")
+
+
+def _group(Xg, missg, m, means, P, logdetP):
+    """Conditional means, covariances and marginal log densities of rows that
+    all have ``m`` missing entries (see the module docstring for the formulas)."""
+    n, D = Xg.shape
+    g = _Group()
+    Z = Xg[None, :, :] - means[:, None, :]  # (K, n, D); NaN where missing
+    if m == 0:
+        PZ = Z @ P
+        q = np.einsum("knd,knd->kn", Z, PZ)
+        g.log_dens = 0.5 * logdetP[:, None] - 0.5 * D * LOG_2PI - 0.5 * np.maximum(q, 0.0)
+        g.Z, g.pats, g.pat_of_row, g.C = Z, None, None, None
+        return g
+    idx = np.nonzero(missg)[1].reshape(n, m)
+    pats, pat_of_row = np.unique(idx, axis=0, return_inverse=True)
+    pat_of_row = pat_of_row.reshape(-1)
+    Z[:, missg] = 0.0
+    PZ = Z @ P  # P symmetric: rows of (P z)^T
+    q0 = np.einsum("knd,knd->kn", Z, PZ)
+    b = np.take_along_axis(PZ, idx[None, :, :], axis=2)  # (K, n, m) = (P z)_M
+    PMM = P[:, pats[:, :, None], pats[:, None, :]]  # (K, P, m, m)
+    L = np.linalg.cholesky(PMM)
+    logdetMM = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)  # (K, P)
+    C = np.linalg.inv(PMM)
+    C = 0.5 * (C + np.swapaxes(C, -1, -2))
+    Crow = C[:, pat_of_row]  # (K, n, m, m)
+    zM = -np.einsum("knij,knj->kni", Crow, b)
+    q = q0 + np.einsum("kni,kni->kn", b, zM)
+    g.log_dens = (0.5 * (logdetP[:, None] - logdetMM[:, pat_of_row]) - 0.5 * (D - m) * LOG_2PI
+                  - 0.5 * np.maximum(q, 0.0))
+    np.put_along_axis(Z, np.broadcast_to(idx[None, :, :], zM.shape), zM, axis=2)
+    g.Z, g.pats, g.pat_of_row, g.C = Z, pats, pat_of_row, C
+    return g
+
+
+def _groups(X, means, P, logdetP, rows):
+    """``(row indices, _Group)`` for the rows ``rows`` of ``X`` (each with at
+    least one observed entry), grouped by their number of missing entries and
+    cut into chunks whose (K, n, D) temporaries stay about ``_CHUNK_ELEMS``."""
+    K, D = means.shape
+    miss = np.isnan(X[rows])
+    counts = miss.sum(axis=1)
+    order = np.argsort(counts, kind="stable")
+    chunk = max(1, _CHUNK_ELEMS // max(1, K * D))
+    bounds = np.flatnonzero(np.diff(counts[order])) + 1
+    for seg in np.split(order, bounds):
+        if seg.size == 0:
+            continue
+        m = int(counts[seg[0]])
+        for start in range(0, seg.size, chunk):
+            part = seg[start:start + chunk]
+            Xg = np.asarray(X[rows[part]], dtype=np.float64)
+            yield rows[part], _group(Xg, miss[part], m, means, P, logdetP)
+
+
+def marginal_log_prob(X, means, P, logdetP):
+    """(n, K) ``log N(x_nO | mu_kO, Sigma_kOO)``, float64: each row's density
+    over its observed coordinates (0 for a row with none)."""
+    n = X.shape[0]
+    K = means.shape[0]
+    out = np.zeros((n, K))
+    n_obs = X.shape[1] - np.isnan(X).sum(axis=1)
+    rows = np.flatnonzero(n_obs > 0)
+    for r, g in _groups(X, np.asarray(means, dtype=np.float64), P, logdetP, rows):
+        out[r] = g.log_dens.T
+    return out
+
+
+def _fixed_resp(lp, labels, sample_weight):
+    """Responsibilities (n, K) and the weighted objective of rows with weighted
+    log densities ``lp``: labelled rows (``labels >= 0``) take the indicator
+    of their label and ``lp[n, y_n]``, the others the posterior and
+    ``logsumexp_k lp[n, k]``."""
+    n, K = lp.shape
+    ll = np.empty(n)
+    lab = labels >= 0 if labels is not None else np.zeros(n, dtype=bool)
+    if lab.any():
+        li = np.flatnonzero(lab)
+        ll[li] = lp[li, labels[li]]
+    un = ~lab
+    resp = np.zeros((n, K))
+    if un.any():
+        norm, r = normalize_log(np.array(lp[un], dtype=np.float64))
+        resp[un] = r
+        ll[un] = norm
+    if lab.any():
+        resp[li, labels[li]] = 1.0
+    with np.errstate(invalid="ignore"):
+        loglik = float(ll.sum() if sample_weight is None else ll @ np.asarray(sample_weight, np.float64))
+    return resp, loglik
+
+
+def _partial_stats(X, w, params, structure, rows, labels, P, logdetP):
+    """Statistics of the rows ``rows`` of ``X`` (each with a missing and an
+    observed entry), completed by their conditional moments."""
+    K, D = params.means.shape
+    kind = scatter_kind(structure, K, D)
+    means = np.asarray(params.means, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        logw = np.log(np.asarray(params.weights, dtype=np.float64))
+    nk = np.zeros(K)
+    s1 = np.zeros((K, D))
+    s2 = np.zeros((K, D, D) if kind == "full" else (D, D) if kind == "sum" else (K, D))
+    corr = np.zeros(K * D * D if kind != "diag" else K * D)
+    loglik = sum_w = 0.0
+    for r, g in _groups(X, means, P, logdetP, rows):
+        wr = None if w is None else np.asarray(w[r], dtype=np.float64)
+        lp = g.log_dens.T + logw
+        resp, ll = _fixed_resp(lp, None if labels is None else labels[r], wr)
+        loglik += ll
+        sum_w += float(len(r)) if wr is None else float(wr.sum())
+        if wr is not None:
+            resp *= wr[:, None]
+        RT = resp.T  # (K, n)
+        nk += RT.sum(axis=1)
+        s1 += np.einsum("kn,knd->kd", RT, g.Z)
+        if kind == "diag":
+            s2 += np.einsum("kn,knd->kd", RT, g.Z * g.Z)
+        else:
+            WZ = g.Z * RT[:, :, None]
+            S = np.matmul(np.swapaxes(WZ, 1, 2), g.Z)
+            s2 += S if kind == "full" else S.sum(axis=0)
+        if g.C is None:
+            continue
+        # conditional covariance corrections, summed by pattern
+        n_pat, m = g.pats.shape
+        Rp = np.zeros((n_pat, K))
+        np.add.at(Rp, g.pat_of_row, resp)
+        kk = np.arange(K)[:, None, None]
+        if kind == "diag":
+            lin = kk * D + g.pats[None, :, :]  # (K, P, m)
+            vals = Rp.T[:, :, None] * np.diagonal(g.C, axis1=-2, axis2=-1)
+        else:
+            lin = (kk[..., None] * D + g.pats[None, :, :, None]) * D + g.pats[None, :, None, :]
+            vals = Rp.T[:, :, None, None] * g.C
+        corr += np.bincount(np.broadcast_to(lin, vals.shape).ravel(), vals.ravel(), minlength=corr.size)
+    if kind == "diag":
+        s2 += corr.reshape(K, D)
+    else:
+        c = corr.reshape(K, D, D)
+        s2 += c if kind == "full" else c.sum(axis=0)
+    return SuffStats(nk=nk, s1=s1, s2=s2, shift=params.means, loglik=loglik, sum_w=sum_w)
+
+
+def e_step(X, sample_weight, params: GaussianParams, structure, labels=None) -> SuffStats:
+    """E-step on a block of rows that may hold NaN (missing entries) and
+    known labels.
+
+    Rows without missing values take :func:`emix.core.em.e_step` (the
+    structure's fused kernel), rows with some missing the conditional moments
+    of this module, rows with none observed nothing. A block without NaN and
+    labels gives exactly :func:`emix.core.em.e_step`. Statistics are shifted
+    at ``params.means`` and add with those of other blocks.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, D), NaN for a missing entry
+    sample_weight : ndarray of shape (n,) or None
+    params : GaussianParams (no noise component)
+    structure : the covariance structure (``emix.families.gaussian``)
+    labels : ndarray of shape (n,) of ints or None
+        A component index for a labelled row, -1 for an unlabelled one.
+    """
+    if params.noise_weight is not None:
+        raise NotImplementedError("Missing values and labels are not supported with a noise component.")
+    D = X.shape[1]
+    miss = np.isnan(X)
+    n_miss = miss.sum(axis=1)
+    lab = labels is not None and bool(np.any(labels >= 0))
+    if not n_miss.any() and not lab:
+        return em.e_step(X, sample_weight, params, structure)
+    complete = np.flatnonzero(n_miss == 0)
+    partial = np.flatnonzero((n_miss > 0) & (n_miss < D))
+    total = _zero_stats(params, structure)
+    if complete.size:
+        Xc = X[complete]
+        wc = None if sample_weight is None else sample_weight[complete]
+        lc = None if labels is None else labels[complete]
+        if lc is None or not np.any(lc >= 0):
+            total = total + em.e_step(Xc, wc, params, structure)
+        else:
+            lp = np.asarray(em.weighted_log_prob(Xc, params, structure), dtype=np.float64)
+            resp, ll = _fixed_resp(lp, lc, None if wc is None else wc.astype(np.float64))
+            total = total + em.stats_from_resp(Xc, wc, resp.astype(Xc.dtype), params.means, structure, ll)
+    if partial.size:
+        P, logdetP = precision_matrices(params, structure)
+        total = total + _partial_stats(X, sample_weight, params, structure, partial, labels, P, logdetP)
+    return total
+
+
+# ------------------------------------------------------- structure wrapper
+class IncompleteStructure:
+    """A covariance structure that takes rows with NaN (and, with
+    ``labelled``, a last column of labels): ``suff_stats`` is :func:`e_step`
+    and ``log_prob`` the marginal density over each row's observed
+    coordinates; everything else is the wrapped structure's. Passed to the
+    unchanged EM loop (:func:`emix.core.em.fit`), restarts and inference."""
+
+    def __init__(self, base, labelled=False):
+        self.base = base
+        self.labelled = bool(labelled)
+
+    def __getattr__(self, name):
+        if name in ("base", "labelled") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def __repr__(self):
+        return f"IncompleteStructure({self.base.name!r}, labelled={self.labelled})"
+
+    def suff_stats(self, X, sample_weight, params):
+        labels = None
+        if self.labelled:
+            labels = X[:, -1].astype(np.intp)
+            X = X[:, :-1]
+        return e_step(X, sample_weight, params, self.base, labels)
+
+    def log_prob(self, X, means, prec_chol):
+        if not has_missing(X):
+            return self.base.log_prob(X, means, prec_chol)
+        K, D = means.shape
+        params = GaussianParams(weights=np.ones(K), means=means, covariances=None, precisions_cholesky=prec_chol)
+        P, logdetP = precision_matrices(params, self.base)
+        return marginal_log_prob(X, means, P, logdetP).astype(X.dtype, copy=False)
+
+
+def _weighted_lp(X, params, structure):
+    """(n, K) float64 ``log pi_k + log N(x_nO | k)``."""
+    P, logdetP = precision_matrices(params, structure)
+    with np.errstate(divide="ignore"):
+        logw = np.log(np.asarray(params.weights, dtype=np.float64))
+    return marginal_log_prob(X, params.means, P, logdetP) + logw, P
+
+
+# ----------------------------------------------------------- imputation
+def _conditional_means(X, params, structure):
+    """Posterior responsibilities (n, K) and, per component, the completed
+    rows (K, n, D) (observed entries kept, missing ones at their conditional
+    mean), and the per-row conditional covariances by component."""
+    n, D = X.shape
+    K = params.n_components
+    lp, P = _weighted_lp(X, params, structure)
+    _, resp = normalize_log(lp)
+    means = np.asarray(params.means, dtype=np.float64)
+    Xf = np.asarray(X, dtype=np.float64)
+    comp = np.broadcast_to(Xf, (K, n, D)).copy()
+    logdetP = np.linalg.slogdet(P)[1]
+    n_obs = D - np.isnan(X).sum(axis=1)
+    every = np.flatnonzero(n_obs == 0)
+    comp[:, every, :] = means[:, None, :]
+    some = np.flatnonzero((n_obs > 0) & (n_obs < D))
+    covs = {}
+    for r, g in _groups(X, means, P, logdetP, some):
+        comp[:, r, :] = g.Z + means[:, None, :]
+        if g.C is not None:
+            for j, row in enumerate(r):
+                covs[int(row)] = (g.pats[g.pat_of_row[j]], g.C[:, g.pat_of_row[j]])
+    for row in every:
+        Sigma = np.linalg.inv(P)
+        covs[int(row)] = (np.arange(D), Sigma)
+    return resp, comp, covs
+
+
+def impute(X, params: GaussianParams, structure):
+    """``X`` with each missing entry replaced by its conditional expectation
+    under the mixture, ``E[x_M | x_O] = sum_k r_k(x_O) E[x_M | x_O, k]``
+    (``r_k(x_O)`` the responsibilities from the observed coordinates)."""
+    X = np.asarray(X)
+    if not has_missing(X):
+        return X.copy()
+    resp, comp, _ = _conditional_means(X, params, structure)
+    filled = np.einsum("nk,knd->nd", resp, comp)
+    out = X.copy()
+    miss = np.isnan(X)
+    out[miss] = filled[miss].astype(X.dtype)
+    return out
+
+
+def sample_missing(X, params: GaussianParams, structure, n_imputations, rng):
+    """``n_imputations`` draws of the missing entries of ``X`` from their
+    conditional distribution under the mixture (multiple imputation): for each
+    row and draw, a component from ``r_k(x_O)``, then ``x_M`` from
+    ``N(E[x_M | x_O, k], C_k)``. Returns (n_imputations, n, D); observed
+    entries are those of ``X``."""
+    X = np.asarray(X)
+    n, D = X.shape
+    out = np.broadcast_to(X, (n_imputations, n, D)).copy()
+    if not has_missing(X):
+        return out
+    resp, comp, covs = _conditional_means(X, params, structure)
+    cum = np.cumsum(resp, axis=1)
+    for row, (cols, C) in sorted(covs.items()):
+        u = rng.random_sample(n_imputations)
+        ks = np.minimum(np.searchsorted(cum[row], u * cum[row, -1], side="right"), resp.shape[1] - 1)
+        for t, k in enumerate(ks):
+            L = np.linalg.cholesky(C[k])
+            draw = comp[k, row, cols] + L @ rng.standard_normal(len(cols))
+            out[t, row, cols] = draw.astype(X.dtype)
+    return out
+
+
+# --------------------------------------------------------------- the loop
+def fit(reduce, params0: GaussianParams, structure, *, tol, max_iter, reg_covar, lower_bound0=-math.inf,
+        callback=None, fixed=(), prior=None, equal_proportions=False) -> FitResult:
+    """:func:`emix.core.em.fit` with some parameters held at ``params0``'s
+    values (``fixed``, a tuple of names among :data:`FIXABLE`): a generalized
+    EM step, so the likelihood never decreases. Fixed means zero the first
+    moments around the previous (fixed) means before the M-step, so the
+    covariances are the scatter around them; fixed weights and covariances
+    are put back after it. ``structure`` may be an
+    :class:`IncompleteStructure` (missing values, labels)."""
+    fixed = check_fixed(fixed)
+    dtype = params0.means.dtype
+    extra = {} if prior is None else {"prior": prior}
+    if equal_proportions:
+        extra["equal_proportions"] = True
+
+    def e(current):
+        return reduce(lambda Xb, wb: em.e_step(Xb, wb, current, structure))
+
+    def m(stats, current):
+        if "means" in fixed:
+            stats = SuffStats(nk=stats.nk, s1=np.zeros_like(stats.s1), s2=stats.s2, shift=stats.shift,
+                              loglik=stats.loglik, sum_w=stats.sum_w, n0=stats.n0)
+        new = em.m_step(stats, structure, reg_covar, dtype, previous=current, **extra)
+        changes = {}
+        if "means" in fixed:
+            changes["means"] = current.means
+        if "weights" in fixed:
+            changes["weights"] = current.weights
+        if "covariances" in fixed:
+            changes["covariances"] = current.covariances
+            changes["precisions_cholesky"] = current.precisions_cholesky
+        return new.replace(**changes) if changes else new
+
+    return run_em(e, m, params0, tol=tol, max_iter=max_iter, lower_bound0=lower_bound0, callback=callback)
+
+
+def params_from_resp(X, sample_weight, resp, structure, reg_covar, dtype):
+    """Weighted maximum-likelihood parameters of complete rows ``X`` with
+    responsibilities ``resp`` (one M-step; statistics centered at the
+    component means so that nothing cancels)."""
+    r = resp.astype(np.float64)
+    if sample_weight is not None:
+        r = r * np.asarray(sample_weight, dtype=np.float64)[:, None]
+    den = r.sum(axis=0)
+    Xf = np.asarray(X, dtype=np.float64)
+    overall = Xf.mean(axis=0)
+    means = np.where((den > 0)[:, None], (r.T @ Xf) / np.where(den > 0, den, 1.0)[:, None], overall)
+    stats = em.stats_from_resp(X, sample_weight, resp.astype(X.dtype), means.astype(X.dtype), structure)
+    return em.m_step(stats, structure, reg_covar, dtype)
+
+
+def label_resp(X, labels, n_components, rng=None):
+    """Initial responsibilities from known labels: labelled rows take their
+    label; unlabelled rows go to the nearest labelled class mean (Euclidean)
+    when every component has labelled rows. Returns ``(resp, complete)``
+    where ``complete`` says whether every component had labelled rows (else
+    the caller fills the unlabelled rows from its usual initialization)."""
+    n = X.shape[0]
+    K = n_components
+    resp = np.zeros((n, K))
+    lab = labels >= 0
+    resp[np.flatnonzero(lab), labels[lab]] = 1.0
+    seen = np.unique(labels[lab])
+    if len(seen) < K:
+        return resp, False
+    Xf = np.asarray(X, dtype=np.float64)
+    centers = np.stack([Xf[labels == k].mean(axis=0) for k in range(K)])
+    un = np.flatnonzero(~lab)
+    if un.size:
+        d = ((Xf[un, None, :] - centers[None]) ** 2).sum(axis=2)
+        resp[un, np.argmin(d, axis=1)] = 1.0
+    return resp, True
+
+
+__all__ = [
+    "FIXABLE", "MISSING_OPTIONS", "IncompleteStructure", "check_fixed", "check_labels", "check_missing_option",
+    "check_observed_columns", "column_fill", "e_step", "fit", "has_missing", "impute", "label_resp",
+    "marginal_log_prob", "params_from_resp", "precision_matrices", "sample_missing", "scatter_kind",
+]
