@@ -122,10 +122,21 @@ def check_sample_weight(sample_weight, n_samples, dtype, normalize=False):
     return w.astype(dtype, copy=False)
 
 
+def sklearn_shape_message(name, expected, got):
+    """scikit-learn's sentence for a ``*_init`` of the wrong shape ("The
+    parameter 'means' should have the shape of (3, 2), but got (2, 2)"), which
+    emix's messages begin with so that code matching scikit-learn's errors
+    keeps working; emix's own detail follows it."""
+    expected = tuple(int(v) for v in expected)
+    got = tuple(int(v) for v in got)
+    return f"The parameter '{name}' should have the shape of {expected}, but got {got}."
+
+
 def check_weights_init(weights, K, dtype):
     w = np.asarray(weights, dtype=dtype)
     if w.shape != (K,):
-        raise ValueError(f"weights_init must have shape ({K},). Got shape {w.shape}.")
+        raise ValueError(f"{sklearn_shape_message('weights', (K,), w.shape)} "
+                         f"weights_init must have shape ({K},). Got shape {w.shape}.")
     if not np.all(np.isfinite(w)):
         raise ValueError("weights_init contains NaN or infinite values.")
     if np.any(w < 0) or np.any(w > 1):
@@ -138,7 +149,8 @@ def check_weights_init(weights, K, dtype):
 def check_means_init(means, K, D, dtype):
     m = np.asarray(means, dtype=dtype)
     if m.shape != (K, D):
-        raise ValueError(f"means_init must have shape ({K}, {D}) (n_components, n_features). Got shape {m.shape}.")
+        raise ValueError(f"{sklearn_shape_message('means', (K, D), m.shape)} "
+                         f"means_init must have shape ({K}, {D}) (n_components, n_features). Got shape {m.shape}.")
     if not np.all(np.isfinite(m)):
         raise ValueError("means_init contains NaN or infinite values.")
     return m

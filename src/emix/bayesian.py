@@ -295,15 +295,21 @@ default='dirichlet_process'
         self.covariance_prior_ = prior.covariance
 
     @staticmethod
-    def _moments(X, w):
+    def _moments(X, w, block_rows=65536):
         """Weighted mean and covariance of the rows (frequency weights: the
         covariance divides by ``sum w - 1``, so integer weights equal
-        repeated rows; without weights ``np.cov``)."""
-        if w is None:
-            return X.mean(axis=0), (lambda: np.cov(X.T))
-        wf = w.astype(np.float64)
-        sw = float(wf.sum())
-        mean = (wf @ X.astype(np.float64)) / sw
+        repeated rows; without weights ``np.cov``'s value). Two passes over
+        blocks of ``block_rows`` rows in float64, so no (n, D) temporary.
+        The covariance is a callable, evaluated only when it is needed."""
+        n = X.shape[0]
+        blocks = range(0, n, block_rows)
+        wf = None if w is None else np.asarray(w, dtype=np.float64)
+        sw = float(n) if wf is None else float(wf.sum())
+        total = np.zeros(X.shape[1])
+        for i in blocks:
+            Xb = X[i:i + block_rows].astype(np.float64)
+            total += Xb.sum(axis=0) if wf is None else wf[i:i + block_rows] @ Xb
+        mean = total / sw
 
         def cov():
             if not sw > 1.0:
@@ -312,8 +318,11 @@ default='dirichlet_process'
                     f"sum(sample_weight) > 1 (it divides by sum(w) - 1). Got sum {sw!r}. Pass "
                     "covariance_prior, or weights that count rows."
                 )
-            Xc = X.astype(np.float64) - mean
-            return (Xc.T * wf) @ Xc / (sw - 1.0)
+            C = np.zeros((X.shape[1], X.shape[1]))
+            for i in blocks:
+                Zb = X[i:i + block_rows].astype(np.float64) - mean
+                C += (Zb.T if wf is None else Zb.T * wf[i:i + block_rows]) @ Zb
+            return C / (sw - 1.0)
 
         return mean.astype(X.dtype), cov
 

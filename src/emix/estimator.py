@@ -843,7 +843,9 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
                 f"{self.noise!r}): only its volume is stored, not its region."
             )
         if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ValueError(f"n_samples must be an integer >= 1. Got {n_samples!r}.")
+            # scikit-learn's sentence first, for code that matches it
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at "
+                             f"least one sample. n_samples must be an integer >= 1. Got {n_samples!r}.")
         if _aa.uses_array_api(self):
             return _aa.sample(self, n_samples)
         rng = check_random_state(self.random_state)

@@ -26,6 +26,15 @@ __all__ = [
 ]
 
 
+#: What scikit-learn's GaussianMixture raises (a ValueError) when a covariance
+#: is not positive definite after an M-step.
+SKLEARN_COLLAPSE_MESSAGE = (
+    "Fitting the mixture model failed because some components have ill-defined empirical "
+    "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
+    "number of components, increase reg_covar, or scale the input data."
+)
+
+
 class DegenerateComponentError(ValueError):
     """A mixture component collapsed: its covariance is not positive definite.
 
@@ -46,6 +55,8 @@ class DegenerateComponentError(ValueError):
     def for_component(cls, component, effective_size, covariance_type, reg_covar):
         size = "unknown" if effective_size is None else f"{effective_size:.4g}"
         msg = (
+            # scikit-learn's message first, for code that matches it; emix's detail follows
+            f"{SKLEARN_COLLAPSE_MESSAGE} "
             f"Component {component} collapsed: its estimated covariance "
             f"({covariance_type!r}) is not positive definite; its effective "
             f"number of points is {size}. Try a larger reg_covar (got "

@@ -206,7 +206,13 @@ class SelectionResult:
         ``family`` other than 'gaussian'). With the hierarchical
         start shared across the grid, its ``weights_init``, ``means_init``
         and ``precisions_init`` hold that start, so refitting it reproduces
-        the fit.
+        the fit. Fitted on a DataFrame of string column names, it carries
+        their ``feature_names_in_``, as after ``fit(DataFrame)``.
+    best_estimator_ : estimator
+        ``best_``, under scikit-learn's name (``GridSearchCV``).
+    best_score_ : float
+        Minus the criterion of ``best_`` (greater is better, as scikit-learn's
+        search objects score).
     best_params_ : dict
         ``{"n_components": K, "covariance_type": name}`` of ``best_``; for
         another family ``{"n_components": K, "family": family}``, with
@@ -226,6 +232,25 @@ class SelectionResult:
     best_params_: dict
     criterion: str
     rows: list = field(default_factory=list)
+
+    @property
+    def best_estimator_(self):
+        """``best_`` under the name scikit-learn's search objects
+        (``GridSearchCV``) give the chosen, fitted estimator."""
+        return self.best_
+
+    @property
+    def best_score_(self):
+        """Minus the criterion of ``best_`` (e.g. ``-BIC``): greater is better,
+        the convention of scikit-learn's search objects, whose model-selection
+        example for Gaussian mixtures scores with ``-estimator.bic(X)``."""
+        best = self.best_params_
+        for r in self.rows:
+            if (r["n_components"] == best.get("n_components")
+                    and r.get("covariance_type") == best.get("covariance_type")
+                    and not r.get("singular") and np.isfinite(r[self.criterion])):
+                return -float(r[self.criterion])
+        return math.nan
 
     def to_frame(self):
         """The table as a :class:`pandas.DataFrame` (pandas imported here)."""
@@ -368,6 +393,7 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
     """
     from joblib import Parallel, delayed, effective_n_jobs
     from sklearn.utils import check_array
+    from sklearn.utils.validation import _get_feature_names
 
     from . import _validation as V
     from .backends.reduce import available_cores
@@ -376,6 +402,8 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
     if not (isinstance(family, str) and family == "gaussian"):
         return _select_family(X, family, n_components, covariance_types, criterion, n_init, sample_weight,
                               n_jobs, random_state, cell_callback, gm_kwargs)
+    # a DataFrame's column names, by scikit-learn's rule (all strings, or none)
+    names = _get_feature_names(X)
     X = check_array(X, dtype=[np.float64, np.float32], ensure_min_samples=2)
     w = V.check_sample_weight(sample_weight, X.shape[0], X.dtype)
     if criterion not in CRITERIA:
@@ -440,6 +468,8 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
     results = _run_cells(Parallel, n_jobs, jobs, len(cells), cell_callback)
     rows, best_i = _choose(results, criterion)
     best_row = rows[best_i]
+    if names is not None:  # so that best_.predict(DataFrame) checks names as after best_.fit(DataFrame)
+        results[best_i][1].feature_names_in_ = names
     return SelectionResult(
         best_=results[best_i][1],
         best_params_={"n_components": best_row["n_components"],

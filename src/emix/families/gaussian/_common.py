@@ -123,7 +123,10 @@ def cov_from_upper_prec_chol(U, xp=np):
 def check_spd_stack(prec, name, shape) -> np.ndarray:
     prec = np.asarray(prec)
     if prec.shape != shape:
+        from ..._validation import sklearn_shape_message  # here: _validation imports the estimators' modules
+
         raise ValueError(
+            f"{sklearn_shape_message(f'{name} precision', shape, prec.shape)} "
             f"precisions_init for covariance_type={name!r} must have shape "
             f"{shape}. Got shape {prec.shape}."
         )
@@ -146,7 +149,10 @@ def check_spd_stack(prec, name, shape) -> np.ndarray:
 def check_positive(prec, name, shape) -> np.ndarray:
     prec = np.asarray(prec)
     if prec.shape != shape:
+        from ..._validation import sklearn_shape_message  # here: _validation imports the estimators' modules
+
         raise ValueError(
+            f"{sklearn_shape_message(f'{name} precision', shape, prec.shape)} "
             f"precisions_init for covariance_type={name!r} must have shape "
             f"{shape}. Got shape {prec.shape}."
         )
