@@ -53,7 +53,7 @@ def run_one(X, model, max_iter):
                               max_iter=max_iter)
     t0 = time.perf_counter()
     with warnings.catch_warnings():  # K = 5 on 178 rows: a tiny component (SingularFitWarning)
-        warnings.simplefilter("ignore", emix.SingularFitWarning)
+        warnings.filterwarnings("ignore", message="The fit is singular")
         gm.fit(X)
     total = time.perf_counter() - t0
     lb = np.asarray(gm.lower_bounds_)
