@@ -77,11 +77,28 @@ import math
 import threading
 
 import numpy as np
-import pandas as pd
+
 import scipy.sparse as sp
 
 from ..core.numerics import eps_nk
 from .base import ComponentFamily, empty_component_check
+
+
+class _Pandas:
+    """pandas, imported on first use: ``import emix`` must not pay for it (the
+    command line's --help/--version) nor need it (it is the 'io' extra);
+    the categorical families use it for labels, categoricals and missing values."""
+
+    def __getattr__(self, name):
+        try:
+            import pandas
+        except ImportError:  # pragma: no cover - pandas is in emix[io]
+            raise ImportError("The categorical and bernoulli families need pandas: pip install 'emix[io]' "
+                              "(or pip install pandas).") from None
+        return getattr(pandas, name)
+
+
+pd = _Pandas()
 
 # ----------------------------------------------------------------- coding
 
