@@ -291,9 +291,9 @@ def select_cmd(args):
         cli._note(args, f"wrote {args.output}")
     if args.table:
         keys = ["n_components", "covariance_type", "log_likelihood", "n_parameters", "bic", "icl", "aic",
-                "converged", "n_iter", "error"]
+                "converged", "n_iter", "error", "singular"]
         cols = {k: np.asarray([("" if r.get(k) is None else r.get(k)) for r in rows],
-                              dtype=object if k in ("covariance_type", "error", "converged") else None)
+                              dtype=object if k in ("covariance_type", "error", "converged", "singular") else None)
                 for k in keys}
         cols = {k: (v.astype(str).astype(object) if v.dtype == object else v) for k, v in cols.items()}
         cols["family"] = np.asarray([fam] * len(rows), dtype=object)

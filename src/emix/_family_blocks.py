@@ -394,6 +394,7 @@ def fit(est, X, sample_weight=None):
     if info["n_samples"] < 2:
         raise ValueError(f"Found {info['n_samples']} sample(s); at least 2 are required.")
     V.check_enough_samples(info["n_eff"], est.n_components, info["weighted"])
+    est._n_fit = int(info["n_samples"])  # rows, for the singular-fit rule (emix._singular)
     Xs, ws = info["sample"], info["sample_weight"]
     if info["weighted"]:  # to a mean weight of 1 over all rows, as in memory
         if not info["sum_w"] > 0:

@@ -1,12 +1,16 @@
 """What every emix estimator shares: the restart loop.
 
 :class:`RestartsMixin` runs ``n_init`` restarts of the one EM loop over a
-reducer, drops a restart whose component collapses (with a
+reducer, drops a restart whose component collapses or that ends singular
+(:mod:`emix._singular`; with a
 :class:`~emix.exceptions.DegenerateRestartWarning`), runs restarts in joblib
 workers with ``n_jobs``, reports progress through ``callback`` and
 ``verbose``, and returns the best surviving run. The estimator provides
 ``_runner(prior) -> (run, extra)`` (the loop and its options),
-``_check_start(run, params0)`` and ``_params()`` (for ``warm_start``);
+``_check_start(run, params0)``, ``_params()`` (for ``warm_start``) and
+``_singular_reason(params, structure)`` (None: regular; else the reason; the
+kept run's is left in ``_fit_singular``, with a
+:class:`~emix.exceptions.SingularFitWarning` when no restart was regular);
 ``run(reducer, params0, model, tol=, max_iter=, reg_covar=, lower_bound0=,
 callback=, **extra)`` returns a :class:`~emix.core.types.FitResult`.
 """
@@ -20,7 +24,7 @@ import warnings
 
 from . import _parallel
 from .core.types import FitResult
-from .exceptions import ConvergenceWarning, DegenerateComponentError, DegenerateRestartWarning
+from .exceptions import ConvergenceWarning, DegenerateComponentError, DegenerateRestartWarning, SingularFitWarning
 
 
 class RestartsMixin:
@@ -29,6 +33,11 @@ class RestartsMixin:
     @staticmethod
     def _check_start(run, params0):
         """Raise if ``run`` cannot start from ``params0`` (default: it can)."""
+
+    def _singular_reason(self, params, structure):
+        """Why the parameters a restart ended with are a singular fit (see
+        :mod:`emix._singular`), or None. Default: never singular."""
+        return None
 
     def _em_restarts(self, reducer, params0_fn, structure, prior=None, parallel=False):
         """The restart loop shared by every way of fitting (numpy, array API,
@@ -131,12 +140,22 @@ class RestartsMixin:
         n_jobs = _parallel.effective_n_jobs(self.n_jobs) if parallel and do_init and n_init > 1 else 1
         outcomes = in_parallel(n_jobs) if n_jobs > 1 and self.max_iter > 0 else sequential()
         best, failures = None, []
+        singular = None  # (result, reason) of the best restart that ended singular
+        self._fit_singular = None
         for init, result, t_init in outcomes:
             if isinstance(result, DegenerateComponentError):
                 failures.append(result)
                 if n_init > 1:
                     warnings.warn(f"Restart {init + 1} of {n_init} dropped: {result}",
                                   DegenerateRestartWarning, stacklevel=3)
+                continue
+            reason = self._singular_reason(result.params, structure) if self.max_iter > 0 else None
+            if reason is not None:  # a spurious optimum: dropped, kept only if no restart is regular
+                if n_init > 1:
+                    warnings.warn(f"Restart {init + 1} of {n_init} dropped: singular fit, {reason}.",
+                                  DegenerateRestartWarning, stacklevel=3)
+                if singular is None or result.lower_bound > singular[0].lower_bound:
+                    singular = (result, reason)
                 continue
             if self.verbose and self.max_iter > 0:
                 state = "converged" if result.converged else "did not converge"
@@ -147,6 +166,13 @@ class RestartsMixin:
                           f"lower bound {result.lower_bound:.5f}.")
             if best is None or result.lower_bound > best.lower_bound or best.lower_bound == -math.inf:
                 best = result
+        if best is None and singular is not None:
+            best, self._fit_singular = singular
+            warnings.warn(
+                f"The fit is singular: {self._fit_singular}" + (f" (in all {n_init} restarts)" if n_init > 1 else "")
+                + ". Its likelihood comes from the reg_covar floor or from too few points, not from the data "
+                "(see emix._singular). Try fewer components, another covariance_type, more restarts, or "
+                "check the data for repeated values.", SingularFitWarning, stacklevel=3)
         if best is None:
             last = failures[-1]
             if n_init == 1:

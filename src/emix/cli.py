@@ -482,7 +482,8 @@ def _selection_table(rows, criterion, best, per_block=7):
     ks = sorted({r["n_components"] for r in rows})
     by = {(r["n_components"], r["covariance_type"]): r for r in rows}
     width = max(11, *(len(t) + 3 for t in types))
-    lines = [f"{key.upper()} by K and covariance type (lower is better; * chosen, ! failed, ~ not converged)"]
+    lines = [f"{key.upper()} by K and covariance type (lower is better; * chosen, ! failed, "
+             "s singular: not ranked, ~ not converged)"]
     for start in range(0, len(types), per_block):
         block = types[start:start + per_block]
         lines.append("K".rjust(4) + "".join(t.rjust(width) for t in block))
@@ -494,6 +495,8 @@ def _selection_table(rows, criterion, best, per_block=7):
                     cells.append("".rjust(width))
                 elif r.get("error"):
                     cells.append("!".rjust(width))
+                elif r.get("singular"):
+                    cells.append("s".rjust(width))
                 else:
                     mark = "*" if (k, t) == (best["n_components"], best["covariance_type"]) else (
                         "~" if r.get("converged") is False else " ")
@@ -504,6 +507,11 @@ def _selection_table(rows, criterion, best, per_block=7):
         lines.append(f"  ! K={r['n_components']} {r['covariance_type']}: {r['error']}")
     if len(failed) > 5:
         lines.append(f"  ! ... and {len(failed) - 5} more failures")
+    singular = [r for r in rows if r.get("singular") and not r.get("error")]
+    for r in singular[:5]:  # emix._singular: at the reg_covar floor or too few points
+        lines.append(f"  s K={r['n_components']} {r['covariance_type']}: singular, {r['singular']}")
+    if len(singular) > 5:
+        lines.append(f"  s ... and {len(singular) - 5} more singular fits")
     return "\n".join(lines)
 
 
@@ -664,9 +672,9 @@ def cmd_select(args):
         _note(args, f"wrote {args.output}")
     if args.table:
         keys = ["n_components", "covariance_type", "log_likelihood", "n_parameters", "bic", "icl", "aic",
-                "converged", "n_iter", "error"]
+                "converged", "n_iter", "error", "singular"]
         cols = {k: np.asarray([("" if r.get(k) is None else r.get(k)) for r in rows],
-                              dtype=object if k in ("covariance_type", "error", "converged") else None)
+                              dtype=object if k in ("covariance_type", "error", "converged", "singular") else None)
                 for k in keys}
         cols = {k: (v.astype(str).astype(object) if v.dtype == object else v) for k, v in cols.items()}
         write_table(args.table, cols, force=args.force)

@@ -443,8 +443,10 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         if _xp.is_array_api_input(X):  # PyTorch / CuPy: see emix.backends.array_api
             self._no_prior("PyTorch/CuPy arrays")
             self._no_mixing_options("PyTorch/CuPy arrays")
+            self._n_fit = int(X.shape[0])  # rows, for the singular-fit rule (emix._singular)
             return _aa.fit_predict(self, X, sample_weight)
         X, w, structure = self._validate_fit_input(X, sample_weight)
+        self._n_fit = int(X.shape[0])
         prior = resolve_prior(self.prior, X, self.n_components, w)
         inits = self._check_inits(X, structure)
         reducer = self._reducer(X, w)
@@ -549,6 +551,7 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         if info["n_samples"] < 2:
             raise ValueError(f"Found {info['n_samples']} sample(s); at least 2 are required.")
         V.check_enough_samples(info["n_eff"], K, info["weighted"])
+        self._n_fit = int(info["n_samples"])
         self.n_features_in_ = int(info["n_features"])
         if names is not None:
             self.feature_names_in_ = names
@@ -594,6 +597,14 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
     def _check_start(run, params0):
         if run is accel.fit_squarem and not isinstance(params0.means, np.ndarray):
             raise NotImplementedError("accelerate='squarem' supports numpy arrays only.")
+
+    def _singular_reason(self, params, structure):
+        """Why a restart's parameters are a singular fit (a component at the
+        reg_covar floor or with too few points; :mod:`emix._singular`), or None."""
+        from ._singular import gaussian_reason
+
+        return gaussian_reason(params.weights, params.means, params.covariances, self.covariance_type,
+                               self.reg_covar, getattr(self, "_n_fit", None))
 
     def _set_fitted(self, result, structure):
         p = result.params

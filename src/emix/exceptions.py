@@ -23,6 +23,7 @@ __all__ = [
     "DegenerateRestartWarning",
     "ModelFileError",
     "NotFittedError",
+    "SingularFitWarning",
 ]
 
 
@@ -67,7 +68,15 @@ class DegenerateComponentError(ValueError):
 
 
 class DegenerateRestartWarning(UserWarning):
-    """One restart (of ``n_init``) was dropped because a component collapsed."""
+    """One restart (of ``n_init``) was dropped because a component collapsed
+    or the restart ended singular (see :mod:`emix._singular`)."""
+
+
+class SingularFitWarning(UserWarning):
+    """Every restart of a fit ended singular (see :mod:`emix._singular`): a
+    component sits at the ``reg_covar`` floor or has too few points, so its
+    likelihood is not a real estimate. The best of them is kept; ``select``
+    does not rank such a cell."""
 
 
 class ModelFileError(ValueError):

@@ -220,6 +220,15 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
     def _runner(self, prior):
         return fit_mixture, {}
 
+    def _singular_reason(self, params, structure):
+        """The family's verdict on a restart's parameters (:mod:`emix._singular`),
+        or None (a family without the hook is never singular)."""
+        family = getattr(structure, "family", None)
+        check = getattr(family, "singular_reason", None)
+        if check is None:
+            return None
+        return check(params.components, params.weights, getattr(self, "_n_fit", None))
+
     def _params(self):
         comp = {name: getattr(self, name + "_") for name in self.family_.param_names}
         return MixtureParams(weights=self.weights_, components=comp)
@@ -289,6 +298,7 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
         w = V.check_sample_weight(sample_weight, Xf.shape[0], np.float64, normalize=True)
         n_eff = Xf.shape[0] if w is None else int(np.count_nonzero(w))
         V.check_enough_samples(n_eff, self.n_components, w is not None)
+        self._n_fit = int(Xf.shape[0])  # rows, for the singular-fit rule (emix._singular)
         mixture = Mixture(family)
         reducer = self._reducer(Xf, w)
         rng = check_random_state(self.random_state)

@@ -562,7 +562,8 @@ def plot_criterion(rows, criterion="bic", ax=None, *, best=None, title=None):
     types = list(dict.fromkeys(r["covariance_type"] for r in rows))
     colors = component_colors(len(types))
     markers = "osD^v<>pPh*Xd8"
-    ok = [r for r in rows if r.get(key) is not None and np.isfinite(r[key]) and not r.get("error")]
+    ok = [r for r in rows if r.get(key) is not None and np.isfinite(r[key]) and not r.get("error")
+          and not r.get("singular")]  # singular cells are not ranked (emix._singular)
     if best is None and ok:
         b = min(ok, key=lambda r: r[key])
         best = {"n_components": b["n_components"], "covariance_type": b["covariance_type"]}

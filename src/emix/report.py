@@ -115,7 +115,8 @@ def _selection_section(rows, criterion, best):
         return ('<section id="selection"><h2>Model selection</h2><p>No selection was run: the number of '
                 "components and the covariance type were given.</p></section>")
     key = criterion.lower()
-    ok = [r for r in rows if not r.get("error") and r.get(key) is not None and math.isfinite(r[key])]
+    ok = [r for r in rows if not r.get("error") and not r.get("singular") and r.get(key) is not None
+          and math.isfinite(r[key])]  # singular fits are not ranked (emix._singular)
     is_best = lambda r: best and (r["n_components"], r["covariance_type"]) == (  # noqa: E731
         best["n_components"], best["covariance_type"])
     # mclust-style grid: K down, covariance types across, the chosen cell marked
@@ -131,6 +132,8 @@ def _selection_section(rows, criterion, best):
                 grid.append("<td></td>")
             elif r.get("error"):
                 grid.append(f'<td class="failed" title="{_e(r["error"])}">failed</td>')
+            elif r.get("singular"):
+                grid.append(f'<td class="failed" title="{_e(r["singular"])}">singular</td>')
             else:
                 cls = ' class="bestcell"' if is_best(r) else (' class="noconv"' if r.get("converged") is False else "")
                 grid.append(f"<td{cls}>{_fixed(r[key])}</td>")
@@ -146,13 +149,19 @@ def _selection_section(rows, criterion, best):
                      _fixed(r.get("log_likelihood")), _num(r.get("n_parameters")), _fixed(r.get("bic")),
                      _fixed(r.get("icl")), _fixed(r.get("aic")), _num(r.get("n_iter")),
                      "–" if r.get("converged") is None else _num(bool(r.get("converged"))),
-                     (str(r.get("error"))[:160] if failed else ("chosen" if is_best(r) else ""))])
+                     ((str(r.get("error")) if r.get("error") else f"singular: {r.get('singular')}")[:160]
+                      if failed else ("chosen" if is_best(r) else ""))])
         classes.append("best" if is_best(r) else ("failed" if failed else ""))
-    n_fail = len(rows) - len(ok)
+    n_singular = sum(1 for r in rows if r.get("singular") and not r.get("error"))
+    n_fail = len(rows) - len(ok) - n_singular
     n_noconv = sum(1 for r in ok if r.get("converged") is False)
     notes = []
     if n_fail:
         notes.append(f'<span class="warn">{n_fail} fit(s) failed</span> (hover a cell for the reason)')
+    if n_singular:
+        notes.append(f'<span class="warn">{n_singular} fit(s) singular</span>, not ranked: a component at the '
+                     "reg_covar floor or with too few points, whose likelihood is not a real estimate "
+                     "(hover a cell for the reason)")
     if n_noconv:
         notes.append(f"{n_noconv} fit(s) stopped at max_iter before converging (in italics)")
     return (
@@ -181,6 +190,16 @@ def volume_text(log_volume):
     return f"{math.exp(log_volume):.6g}" if abs(log_volume) < 700 else f"exp({log_volume:.6g})"
 
 
+def _singular_stat(stats, model, X):
+    """A 'singular fit' line when the model is (emix._singular): its
+    likelihood comes from the reg_covar floor or from too few points."""
+    from ._singular import model_reason
+
+    reason = model_reason(model, X.shape[0])
+    if reason is not None:
+        stats.append(["singular fit", f"yes: {reason}"])
+
+
 def _model_section(model, X, names, sample_weight, resp):
     from .plotting import full_covariances
 
@@ -194,6 +213,7 @@ def _model_section(model, X, names, sample_weight, resp):
         ["EM iterations", model.n_iter_], ["converged", _num(bool(model.converged_))],
         ["tol / reg_covar / n_init", f"{model.tol:g} / {model.reg_covar:g} / {model.n_init}"],
     ]
+    _singular_stat(stats, model, X)
     noise_weight = getattr(model, "noise_weight_", None)
     if noise_weight is not None:
         volume = volume_text(float(model.noise_log_volume_))
@@ -419,6 +439,7 @@ def _family_model_section(model, X, names, sample_weight, resp):
              ["ICL", _fixed(model.icl(X, sample_weight), 3)], ["AIC", _fixed(model.aic(X, sample_weight), 3)],
              ["EM iterations", model.n_iter_], ["converged", _num(bool(model.converged_))],
              ["tol / n_init", f"{model.tol:g} / {model.n_init}"]]
+    _singular_stat(stats, model, X)
     labels = np.argmax(resp, axis=1)
     counts = np.bincount(labels, minlength=K)
     unc = 1.0 - resp.max(axis=1)

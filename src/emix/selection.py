@@ -22,6 +22,17 @@ Each cell's ``random_state`` is derived from ``random_state`` and the cell
 itself (``numpy.random.SeedSequence`` with the cell's (K, model) as spawn
 key), so a cell's fit does not depend on the rest of the grid, on ``n_jobs``,
 or on the order in which cells run.
+
+Singular cells
+--------------
+A cell whose fit is singular in every restart (a component at the
+``reg_covar`` floor, numerically singular, or with too few points for its
+own covariance; the rule is in :mod:`emix._singular`) keeps its numbers in
+``rows`` with the reason in ``singular``, but is not ranked: like mclust's
+NA cells it cannot be chosen, and :meth:`SelectionResult.table` and the
+plots show it as missing. Its likelihood comes from the floor, not from the
+data, and would otherwise win (Old Faithful: a K = 5 VVI fit with 14 equal
+waiting times, BIC 2233 against EEE's 2314).
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ from .core import criteria
 CRITERIA = ("bic", "icl", "aic")
 ROW_KEYS = (
     "n_components", "covariance_type", "log_likelihood", "n_parameters",
-    "bic", "icl", "aic", "converged", "n_iter", "error",
+    "bic", "icl", "aic", "converged", "n_iter", "error", "singular",
 )
 
 
@@ -167,6 +178,7 @@ def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels,
             aic=float(criteria.aic(ll, p)),
             converged=bool(gm.converged_),
             n_iter=int(gm.n_iter_),
+            singular=_cell_singular(gm, X.shape[0]),
         )
         if not np.isfinite(row["log_likelihood"]):
             raise FloatingPointError(f"log-likelihood is {row['log_likelihood']}")
@@ -176,6 +188,17 @@ def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels,
         for key in ("log_likelihood", "bic", "icl", "aic"):
             row[key] = math.nan
         return row, None
+
+
+def _cell_singular(model, n_samples):
+    """Why a cell's fit is singular (None: regular): the verdict its restart
+    loop recorded, or the rule applied to the fitted model when the fit did
+    not go through that loop (:mod:`emix._singular`)."""
+    if hasattr(model, "_fit_singular"):
+        return model._fit_singular
+    from ._singular import model_reason
+
+    return model_reason(model, n_samples)
 
 
 def _fit_cell_at(i, *args):
@@ -224,7 +247,9 @@ class SelectionResult:
         given), with keys n_components, covariance_type, log_likelihood,
         n_parameters, bic, icl, aic, converged, n_iter, error (None, or the
         exception's type and message when that fit failed; its numbers are
-        then NaN), and for another family than 'gaussian' ``family`` (its
+        then NaN), singular (None, or why every restart of that fit was
+        singular: see :mod:`emix._singular`; the cell keeps its numbers but
+        is not ranked), and for another family than 'gaussian' ``family`` (its
         name) too, with ``covariance_type`` None for a family without one.
     """
 
@@ -261,13 +286,15 @@ class SelectionResult:
 
     def table(self, criterion=None):
         """``(Ks, models, values)``: the criterion as a (n_K, n_models) array
-        (NaN where a fit failed), like mclust's BIC table (with emix's sign)."""
+        (NaN where a fit failed or is singular), like mclust's BIC table (with
+        emix's sign)."""
         criterion = self.criterion if criterion is None else criterion
         Ks = sorted({r["n_components"] for r in self.rows})
         models = list(dict.fromkeys(r["covariance_type"] for r in self.rows))
         values = np.full((len(Ks), len(models)), np.nan)
         for r in self.rows:
-            values[Ks.index(r["n_components"]), models.index(r["covariance_type"])] = r[criterion]
+            value = math.nan if r.get("singular") else r[criterion]
+            values[Ks.index(r["n_components"]), models.index(r["covariance_type"])] = value
         return Ks, models, values
 
     def plot(self, ax=None, criterion=None):
@@ -299,7 +326,7 @@ class SelectionResult:
 
     def __repr__(self):
         b = self.best_params_
-        ok = sum(r["error"] is None for r in self.rows)
+        ok = sum(r["error"] is None and not r.get("singular") for r in self.rows)
         family = f"family={self.rows[0]['family']!r}, " if self.rows and "family" in self.rows[0] else ""
         return (f"SelectionResult({family}best={b.get('covariance_type')!r}, K={b.get('n_components')}, "
                 f"criterion={self.criterion!r}, fits={ok}/{len(self.rows)})")
@@ -377,9 +404,10 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
     Raises
     ------
     ValueError
-        If the arguments are invalid, or if every fit in the grid failed. A
-        fit that fails for one cell is recorded in ``rows`` with its error and
-        does not stop the others.
+        If the arguments are invalid, or if every fit in the grid failed or
+        is singular. A fit that fails for one cell is recorded in ``rows``
+        with its error and does not stop the others; a singular fit (see the
+        module notes) is recorded with its reason and not ranked.
 
     Examples
     --------
@@ -492,18 +520,27 @@ def _run_cells(Parallel, n_jobs, jobs, n_cells, cell_callback):
 
 
 def _choose(results, criterion):
-    """``(rows, index of the best cell)``: the lowest finite criterion, the
-    first in grid order on ties. Raises ValueError when every fit failed."""
+    """``(rows, index of the best cell)``: the lowest finite criterion among
+    the regular (not singular) fits, the first in grid order on ties.
+    Raises ValueError when every fit failed or is singular."""
     rows = [r for r, _ in results]
     best_i = None
     for i, (r, model) in enumerate(results):
-        if model is None or not np.isfinite(r[criterion]):
+        if model is None or r.get("singular") or not np.isfinite(r[criterion]):
             continue
         if best_i is None or r[criterion] < rows[best_i][criterion]:
             best_i = i
     if best_i is None:
-        errors = "; ".join(f"(K={r['n_components']}, {r['covariance_type']}): {r['error']}" for r in rows[:3])
-        raise ValueError(f"Every fit in the grid failed. First failures: {errors}")
+        singular = [r for r in rows if r.get("singular") and not r.get("error")]
+        bad = "; ".join(f"(K={r['n_components']}, {r['covariance_type']}): {r['error'] or r['singular']}"
+                        for r in rows[:3])
+        if singular:
+            raise ValueError(
+                f"No regular fit in the grid: {len(singular)} of {len(rows)} cells are singular (a component "
+                "at the reg_covar floor or with too few points; see emix._singular) and the others failed. "
+                "Try smaller n_components, other covariance types, or check the data for repeated values "
+                f"(too few distinct rows for these models). First cells: {bad}")
+        raise ValueError(f"Every fit in the grid failed. First failures: {bad}")
     return rows, best_i
 
 
@@ -606,7 +643,8 @@ def _fit_family_cell_at(i, X, w, K, model, seed, n_init, family, name, kwargs, b
                 p = int(est._n_parameters())
                 icl = float(est.icl(X, sample_weight=w))
         row.update(n_parameters=p, log_likelihood=ll, bic=float(criteria.bic(ll, p, n_eff)), icl=icl,
-                   aic=float(criteria.aic(ll, p)), converged=bool(est.converged_), n_iter=int(est.n_iter_))
+                   aic=float(criteria.aic(ll, p)), converged=bool(est.converged_), n_iter=int(est.n_iter_),
+                   singular=_cell_singular(est, ll_rows.shape[0]))
         if not np.isfinite(ll):
             raise FloatingPointError(f"log-likelihood is {ll}")
         return i, (row, est)

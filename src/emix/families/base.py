@@ -19,6 +19,9 @@ of a component, and nothing about the mixture:
 ``check_params(comp, K, D)``           validation (model files, user starts)
 ``config()``                           ``{"name": ..., "options": {...}}``, JSON-able:
                                        ``get_family(name, **options)`` rebuilds it
+``singular_reason(comp, weights, n)``  why a fit is singular (:mod:`emix._singular`),
+                                       or None; default: a component with less
+                                       than one effective point (``weights * n``)
 ``merge_meta(metas)`` (optional)       what ``encode`` would learn from all blocks
                                        together, from what it learned per block (for
                                        block sources and Dask; see emix._family_blocks)
@@ -168,6 +171,16 @@ class ComponentFamily:
     def decode_sample(self, X, meta):
         """Sampled float rows back in the user's coding (default: as is)."""
         return X
+
+    def singular_reason(self, comp, weights, n_samples):
+        """Why the fitted ``comp``/``weights`` are a singular fit, or None
+        (:mod:`emix._singular`); ``n_samples``: rows of the fit (None when
+        unknown). Default, for families with a bounded likelihood (where
+        probabilities of 0 or 1 are legitimate estimates): a component with
+        less than one effective point ``weights_k * n_samples``."""
+        from .._singular import size_reason
+
+        return size_reason(weights, n_samples, 1.0)
 
 
 def empty_component_check(nk, family_name, min_size=0.0):

@@ -578,6 +578,15 @@ class Mixed(ComponentFamily):
             out.append((f, m, pos, sub))
         return out
 
+    def singular_reason(self, comp, weights, n_samples):
+        """The first member family's reason (:mod:`emix._singular`), named
+        by the member, or None."""
+        for f, m, _, sub in self._split(comp):
+            reason = m.singular_reason(sub, weights, n_samples)
+            if reason is not None:
+                return f"{f} columns: {reason}"
+        return None
+
     # ------------------------------------------------------------- protocol
     def log_prob(self, X, comp):
         """``sum_g log p_g(x_[g] | theta_gk)``, shape (n, K)."""

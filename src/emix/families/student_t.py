@@ -330,5 +330,13 @@ class StudentT(ComponentFamily):
         out["dof"] = dof
         return out
 
+    def singular_reason(self, comp, weights, n_samples):
+        """A component at the ``reg_covar`` floor, numerically singular or
+        with too few points for its own covariance (:mod:`emix._singular`)."""
+        from .._singular import gaussian_reason
+
+        return gaussian_reason(weights, comp["means"], comp["covariances"], self.covariance_type, self.reg_covar,
+                               n_samples)
+
 
 __all__ = ["DOF_MODES", "StudentT", "dof_equation_root", "log_gamma_ratio"]

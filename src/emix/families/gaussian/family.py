@@ -138,6 +138,14 @@ class GaussianFamily(ComponentFamily):
     def sample(self, comp, counts, rng):
         return np.asarray(self.structure.draw(rng, comp["means"], comp["covariances"], counts), dtype=np.float64)
 
+    def singular_reason(self, comp, weights, n_samples):
+        """A component at the ``reg_covar`` floor, numerically singular or
+        with too few points for its own covariance (:mod:`emix._singular`)."""
+        from ..._singular import gaussian_reason
+
+        return gaussian_reason(weights, comp["means"], comp["covariances"], self.covariance_type, self.reg_covar,
+                               n_samples)
+
     def check_params(self, comp, K, D):
         """Validated float64 ``comp``; either ``covariances`` or
         ``precisions_cholesky`` may be missing (derived from the other).
