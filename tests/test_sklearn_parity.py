@@ -77,8 +77,8 @@ def _collapse_case():
     copies and, with reg_covar=0, its covariance is singular after one M-step."""
     rng = np.random.default_rng(3)
     X = np.vstack([np.tile([[0.0, 0.0]], (6, 1)), rng.normal(5.0, 1.0, size=(40, 2))])
-    kw = dict(covariance_type="full", reg_covar=0.0, weights_init=[0.5, 0.5],
-              means_init=[[0.0, 0.0], [5.0, 5.0]], precisions_init=np.stack([np.eye(2) * 1e6, np.eye(2)]))
+    kw = {"covariance_type": "full", "reg_covar": 0.0, "weights_init": [0.5, 0.5],
+          "means_init": [[0.0, 0.0], [5.0, 5.0]], "precisions_init": np.stack([np.eye(2) * 1e6, np.eye(2)])}
     return X, kw
 
 
@@ -112,8 +112,8 @@ def _issue_18216():
                                 204.78596008931834, 15.867423501783637, 85.4595728389735])
     weights_init = [0.03333333333333341, 0.03333333333333341, 0.06666666666666674,
                     0.06666666666666674, 0.7000000000000001, 0.10000000000000007]
-    kw = dict(n_components=6, covariance_type="spherical", means_init=means_init,
-              weights_init=weights_init, precisions_init=precisions_init, max_iter=1)
+    kw = {"n_components": 6, "covariance_type": "spherical", "means_init": means_init,
+          "weights_init": weights_init, "precisions_init": precisions_init, "max_iter": 1}
     return X, kw
 
 

@@ -104,7 +104,7 @@ def relative_change(old, new):
     return abs(new - old) / max(abs(new), 1e-300)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def round_robin(d):
     """The ``d (d - 1) / 2`` column pairs ``i < j`` in rounds of disjoint
     pairs (the circle method of round-robin tournaments: ``d - 1`` rounds of
