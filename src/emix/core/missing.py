@@ -73,7 +73,7 @@ import numpy as np
 
 from . import em
 from .loop import run_em
-from .numerics import LOG_2PI, normalize_log
+from .numerics import LOG_2PI, normalize_log, resp_from_logp_T
 from .types import FitResult, GaussianParams, SuffStats
 
 MISSING_OPTIONS = ("error", "em")
@@ -226,6 +226,28 @@ def _zero_stats(params, structure):
 
 
 # --------------------------------------------------------------- the kernel
+def _spd_inv_logdet(A):
+    """Inverses and log determinants of a stack of small symmetric positive
+    definite matrices ``A`` (..., m, m): closed forms for m = 1 and 2 (the
+    common patterns; numpy's batched inverse costs about 0.5 us per matrix),
+    Cholesky and ``inv`` otherwise."""
+    m = A.shape[-1]
+    if m == 1:
+        return 1.0 / A, np.log(A[..., 0, 0])
+    if m == 2:
+        a, b, d = A[..., 0, 0], A[..., 0, 1], A[..., 1, 1]
+        det = a * d - b * b
+        inv = np.empty_like(A)
+        inv[..., 0, 0] = d / det
+        inv[..., 1, 1] = a / det
+        inv[..., 0, 1] = inv[..., 1, 0] = -b / det
+        return inv, np.log(det)
+    L = np.linalg.cholesky(A)
+    logdet = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)
+    inv = np.linalg.inv(A)
+    return 0.5 * (inv + np.swapaxes(inv, -1, -2)), logdet
+
+
 class _Group:
     """Rows sharing a number ``m`` of missing entries (``0 < m < D``), with
     their conditional quantities under every component.
@@ -258,10 +280,7 @@ def _group(Xg, missg, m, means, P, logdetP):
     q0 = np.einsum("knd,knd->kn", Z, PZ)
     b = np.take_along_axis(PZ, idx[None, :, :], axis=2)  # (K, n, m) = (P z)_M
     PMM = P[:, pats[:, :, None], pats[:, None, :]]  # (K, P, m, m)
-    L = np.linalg.cholesky(PMM)
-    logdetMM = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)  # (K, P)
-    C = np.linalg.inv(PMM)
-    C = 0.5 * (C + np.swapaxes(C, -1, -2))
+    C, logdetMM = _spd_inv_logdet(PMM)  # (K, P, m, m), (K, P)
     Crow = C[:, pat_of_row]  # (K, n, m, m)
     zM = -np.einsum("knij,knj->kni", Crow, b)
     q = q0 + np.einsum("kni,kni->kn", b, zM)
@@ -329,56 +348,204 @@ def _fixed_resp(lp, labels, sample_weight):
     return resp, loglik
 
 
-def _partial_stats(X, w, params, structure, rows, labels, P, logdetP):
-    """Statistics of the rows ``rows`` of ``X`` (each with a missing and an
-    observed entry), completed by their conditional moments."""
+#: runs (consecutive rows of one pattern) whose per-component quantities are built at once
+_PATTERN_CHUNK = 128
+
+
+def _reduce_scatter(S, kind):
+    """(K, D, D) completed scatter matrices as the structure's ``scatter``
+    returns them."""
+    if kind == "full":
+        return S
+    if kind == "sum":
+        return S.sum(axis=0)
+    return np.diagonal(S, axis1=1, axis2=2).copy()
+
+
+#: shortest run of one pattern that takes the pattern-wise path (its per-run
+#: cost is ``O(K m D^2)``, that of the row-wise path ``O(K D^2)`` per row)
+LIFT_MIN = 8
+
+
+def _lift_min(D):
+    return LIFT_MIN
+
+
+def _direct_stats(X, w, params, rows, labels, P, logdetP, acc):
+    """Add to ``acc`` = (nk, s1, S (K, D, D), [loglik, sum_w]) the statistics
+    of the rows ``rows`` of ``X``, each completed row by row under every
+    component (:func:`_group`): for rows whose pattern is rare."""
     K, D = params.means.shape
-    kind = scatter_kind(structure, K, D)
+    nk, s1, S, tot = acc
     means = np.asarray(params.means, dtype=np.float64)
     with np.errstate(divide="ignore"):
         logw = np.log(np.asarray(params.weights, dtype=np.float64))
-    nk = np.zeros(K)
-    s1 = np.zeros((K, D))
-    s2 = np.zeros((K, D, D) if kind == "full" else (D, D) if kind == "sum" else (K, D))
-    corr = np.zeros(K * D * D if kind != "diag" else K * D)
-    loglik = sum_w = 0.0
+    corr = np.zeros(K * D * D)
     for r, g in _groups(X, means, P, logdetP, rows):
         wr = None if w is None else np.asarray(w[r], dtype=np.float64)
-        lp = g.log_dens.T + logw
-        resp, ll = _fixed_resp(lp, None if labels is None else labels[r], wr)
-        loglik += ll
-        sum_w += float(len(r)) if wr is None else float(wr.sum())
+        resp, ll = _fixed_resp(g.log_dens.T + logw, None if labels is None else labels[r], wr)
+        tot[0] += ll
+        tot[1] += float(len(r)) if wr is None else float(wr.sum())
         if wr is not None:
             resp *= wr[:, None]
-        RT = resp.T  # (K, n)
+        RT = np.ascontiguousarray(resp.T)  # (K, n)
         nk += RT.sum(axis=1)
-        s1 += np.einsum("kn,knd->kd", RT, g.Z)
-        if kind == "diag":
-            s2 += np.einsum("kn,knd->kd", RT, g.Z * g.Z)
-        else:
-            WZ = g.Z * RT[:, :, None]
-            S = np.matmul(np.swapaxes(WZ, 1, 2), g.Z)
-            s2 += S if kind == "full" else S.sum(axis=0)
+        s1 += np.matmul(RT[:, None, :], g.Z)[:, 0, :]
+        S += np.matmul(np.swapaxes(g.Z * RT[:, :, None], 1, 2), g.Z)
         if g.C is None:
             continue
-        # conditional covariance corrections, summed by pattern
-        n_pat, m = g.pats.shape
+        n_pat = g.pats.shape[0]
         Rp = np.zeros((n_pat, K))
         np.add.at(Rp, g.pat_of_row, resp)
-        kk = np.arange(K)[:, None, None]
-        if kind == "diag":
-            lin = kk * D + g.pats[None, :, :]  # (K, P, m)
-            vals = Rp.T[:, :, None] * np.diagonal(g.C, axis1=-2, axis2=-1)
-        else:
-            lin = (kk[..., None] * D + g.pats[None, :, :, None]) * D + g.pats[None, :, None, :]
-            vals = Rp.T[:, :, None, None] * g.C
+        kk = np.arange(K)[:, None, None, None]
+        lin = (kk * D + g.pats[None, :, :, None]) * D + g.pats[None, :, None, :]
+        vals = Rp.T[:, :, None, None] * g.C
         corr += np.bincount(np.broadcast_to(lin, vals.shape).ravel(), vals.ravel(), minlength=corr.size)
-    if kind == "diag":
-        s2 += corr.reshape(K, D)
+    S += corr.reshape(K, D, D)
+
+
+def _run_stats(X, w, labels, G, starts, stops, idx, params, P, logdetP, acc):
+    """Add to ``acc`` the statistics of runs of rows that all miss ``m``
+    entries (run ``q`` is ``starts[q]:stops[q]`` of the design ``G`` and of
+    ``X, w, labels``, missing the columns ``idx[q]``).
+
+    Per run and component, with ``C = (P_MM)^-1`` and ``B = -C P_M.`` (the
+    ``m x D`` rows of the completion, 0 on the missing columns), the marginal
+    precision of the observed block is ``Lambda = P + P_.M B`` (its ``O x
+    O`` block; entries touching ``M`` meet zeros of the design), which gives
+    the coefficients of one GEMM for the log densities. One GEMM per run gives
+    the observed block's sums, and the completed scatter is ``S + B S +
+    (B S)^T + B S B^T + n_k C`` (the last three in the ``M`` rows/columns).
+    """
+    K, D = params.means.shape
+    nk, s1, S, tot = acc
+    n_run, m = idx.shape
+    c = np.asarray(params.means, dtype=np.float64)
+    mk = c - c.mean(axis=0)
+    with np.errstate(divide="ignore"):
+        logw = np.log(np.asarray(params.weights, dtype=np.float64))
+    obs = np.ones((n_run, D))
+    np.put_along_axis(obs, idx, 0.0, axis=1)
+    kk = np.arange(K)
+    PMM = P[kk[None, :, None, None], idx[:, None, :, None], idx[:, None, None, :]]  # (n, K, m, m)
+    C, logdetMM = _spd_inv_logdet(PMM)
+    PM = P[kk[None, :, None], idx[:, None, :], :]  # (n, K, m, D): rows M of P
+    B = -(C @ PM) * obs[:, None, None, :]
+    Lam = P[None] + np.swapaxes(PM, -1, -2) @ B
+    Lam = 0.5 * (Lam + np.swapaxes(Lam, -1, -2))
+    mt = mk[None] * obs[:, None, :]
+    Lm = np.einsum("pkij,pkj->pki", Lam, mt)
+    i, j = np.triu_indices(D)
+    nq = len(i)
+    top = logw + 0.5 * (logdetP - logdetMM) - 0.5 * (D - m) * LOG_2PI  # the largest log density
+    const = top - 0.5 * np.einsum("pkd,pkd->pk", mt, Lm)
+    coef = np.concatenate([Lam[:, :, i, j] * np.where(i == j, -0.5, -1.0), Lm, const[:, :, None]], axis=2)
+    H = np.empty((n_run, K, G.shape[0]))
+    for q in range(n_run):
+        a, b = starts[q], stops[q]
+        lp = coef[q] @ G[:, a:b]
+        np.minimum(lp, top[q][:, None], out=lp)  # the quadratic form is >= 0
+        wq = None if w is None else w[a:b]
+        if labels is None or not np.any(labels[a:b] >= 0):
+            RT, ll, sw = resp_from_logp_T(lp, wq)
+        else:
+            resp, ll = _fixed_resp(lp.T, labels[a:b], wq)
+            sw = float(b - a) if wq is None else float(wq.sum())
+            RT = resp.T if wq is None else resp.T * wq
+        tot[0] += ll
+        tot[1] += sw
+        np.matmul(RT, G[:, a:b].T, out=H[q])
+    nkp = H[:, :, -1]
+    bsum = H[:, :, nq:nq + D]
+    Sob = np.empty((n_run, K, D, D))
+    Sob[:, :, i, j] = H[:, :, :nq]
+    Sob[:, :, j, i] = H[:, :, :nq]
+    bm = bsum[..., :, None] * mt[..., None, :]
+    Sob -= bm + np.swapaxes(bm, -1, -2)
+    Sob += nkp[..., None, None] * (mt[..., :, None] * mt[..., None, :])
+    s1o = bsum - nkp[..., None] * mt
+    nk += nkp.sum(axis=0)
+    s1 += s1o.sum(axis=0)
+    S += Sob.sum(axis=0)
+    Y = B @ Sob  # (n, K, m, D): rows M of B S
+    s1M = np.einsum("pkmd,pkd->pkm", B, s1o)
+    YB = Y @ np.swapaxes(B, -1, -2) + nkp[..., None, None] * C  # (n, K, m, m)
+    # scatter the M rows / columns into the (K, D, D) sums
+    kq = kk[None, :, None]
+    np.add.at(s1, (np.broadcast_to(kq, s1M.shape), np.broadcast_to(idx[:, None, :], s1M.shape)), s1M)
+    rows_i = (kk[None, :, None, None] * D + idx[:, None, :, None]) * D + np.arange(D)[None, None, None, :]
+    cols_i = (kk[None, :, None, None] * D + np.arange(D)[None, None, None, :]) * D + idx[:, None, :, None]
+    mm_i = (kk[None, :, None, None] * D + idx[:, None, :, None]) * D + idx[:, None, None, :]
+    size = K * D * D
+    add = np.bincount(np.broadcast_to(rows_i, Y.shape).ravel(), Y.ravel(), minlength=size)
+    add += np.bincount(np.broadcast_to(cols_i, Y.shape).ravel(), Y.ravel(), minlength=size)
+    add += np.bincount(np.broadcast_to(mm_i, YB.shape).ravel(), YB.ravel(), minlength=size)
+    S += add.reshape(K, D, D)
+
+
+def _partial_stats(X, w, params, structure, rows, labels, P, logdetP):
+    """Statistics of the rows ``rows`` of ``X`` (each with a missing and an
+    observed entry), completed by their conditional moments (Little & Rubin
+    2002, section 11.2).
+
+    Runs of at least :func:`_lift_min` consecutive rows sharing one pattern
+    (rows sorted by :func:`pattern_order` give long ones) take
+    :func:`_run_stats`: one design matrix of the block
+    (:func:`emix.families.gaussian._gram.design_T`, with the missing
+    coordinates at the center so that every product involving them is 0),
+    per run one GEMM for the log densities over the observed coordinates and
+    one for the observed block's sums, completed afterwards. The other rows
+    take :func:`_direct_stats`.
+    """
+    from ..families.gaussian._gram import design_T
+
+    K, D = params.means.shape
+    kind = scatter_kind(structure, K, D)
+    acc = (np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D)), [0.0, 0.0])
+    miss = np.isnan(X[rows])
+    n = len(rows)
+    cut = np.flatnonzero(np.any(miss[1:] != miss[:-1], axis=1) | (np.diff(rows) != 1)) + 1
+    starts = np.concatenate([[0], cut]).astype(np.intp)
+    stops = np.concatenate([cut, [n]]).astype(np.intp)
+    long = (stops - starts) >= _lift_min(D)
+    if long.any():
+        lo, hi = starts[long], stops[long]
+        sel = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)])
+        Xl = np.asarray(X[rows[sel]], dtype=np.float64)
+        ml = miss[sel]
+        g = np.asarray(params.means, dtype=np.float64).mean(axis=0)
+        G = design_T(np.where(ml, g, Xl), g)  # (W, n); exact zeros for the missing coordinates
+        lens = hi - lo
+        ls = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.intp)
+        le = ls + lens
+        wl = None if w is None else np.asarray(w[rows[sel]], dtype=np.float64)
+        ll_ = None if labels is None else labels[rows[sel]]
+        counts = ml[ls].sum(axis=1)
+        for m in np.unique(counts):
+            runs = np.flatnonzero(counts == m)
+            for c0 in range(0, len(runs), _PATTERN_CHUNK):
+                rq = runs[c0:c0 + _PATTERN_CHUNK]
+                idx = np.nonzero(ml[ls[rq]])[1].reshape(len(rq), int(m))
+                _run_stats(Xl, wl, ll_, G, ls[rq], le[rq], idx, params, P, logdetP, acc)
+    if not long.all():
+        short = np.concatenate([rows[a:b] for a, b in zip(starts[~long], stops[~long])])
+        _direct_stats(X, w, params, short, labels, P, logdetP, acc)
+    nk, s1, S, tot = acc
+    return SuffStats(nk=nk, s1=s1, s2=_reduce_scatter(S, kind), shift=params.means, loglik=tot[0],
+                     sum_w=tot[1])
+
+
+def pattern_order(X):
+    """A row order grouping equal missingness patterns (by number of missing
+    entries, then pattern), stable: fitting on ``X[order]`` gives the E-step
+    long runs of one pattern."""
+    miss = np.isnan(X)
+    n_miss = miss.sum(axis=1)
+    if X.shape[1] <= 62:
+        key = miss.astype(np.int64) @ (np.int64(1) << np.arange(X.shape[1], dtype=np.int64))
     else:
-        c = corr.reshape(K, D, D)
-        s2 += c if kind == "full" else c.sum(axis=0)
-    return SuffStats(nk=nk, s1=s1, s2=s2, shift=params.means, loglik=loglik, sum_w=sum_w)
+        key = np.unique(miss, axis=0, return_inverse=True)[1].reshape(-1)
+    return np.lexsort((key, n_miss))
 
 
 def e_step(X, sample_weight, params: GaussianParams, structure, labels=None) -> SuffStats:
@@ -387,9 +554,12 @@ def e_step(X, sample_weight, params: GaussianParams, structure, labels=None) -> 
 
     Rows without missing values take :func:`emix.core.em.e_step` (the
     structure's fused kernel), rows with some missing the conditional moments
-    of this module, rows with none observed nothing. A block without NaN and
-    labels gives exactly :func:`emix.core.em.e_step`. Statistics are shifted
-    at ``params.means`` and add with those of other blocks.
+    of this module (long runs of one pattern through the complete-data kernel
+    on their observed columns, the rest batched), rows with none observed
+    nothing. A block without NaN and labels gives exactly
+    :func:`emix.core.em.e_step`. Statistics are shifted at ``params.means``
+    and add with those of other blocks. Rows sorted by :func:`pattern_order`
+    run fastest.
 
     Parameters
     ----------
