@@ -33,6 +33,13 @@ A :class:`~emix.BayesianGaussianMixture` is written as format version 2
 with ``"model": "BayesianGaussianMixture"``; its layout is described above
 :func:`_bayesian_parts`.
 
+A scikit-learn ``Pipeline`` of scalers (StandardScaler, MinMaxScaler,
+RobustScaler, MaxAbsScaler or ``"passthrough"``) ending in any of these
+estimators is written as format version 2 with ``"model": "Pipeline"``: the
+scalers' fitted arrays (``mean_``, ``scale_``, ...) as ``.npy`` members, their
+parameters as JSON, the mixture as in its own file; ``load`` returns the
+Pipeline. Its layout is described above :func:`_pipeline_parts`.
+
 Arrays are read with ``allow_pickle=False``; nothing in a file is executed.
 Loading checks every array's shape, dtype and finiteness, that the weights sum
 to 1 (with the noise weight, for a model with a noise component, whose
@@ -107,7 +114,8 @@ def _write_atomic(path, write):
 def save(model, path):
     """Save a fitted :class:`~emix.GaussianMixture`,
     :class:`~emix.BayesianGaussianMixture` or :class:`~emix.MixtureModel`
-    (any family) to ``path`` atomically.
+    (any family), or a fitted scikit-learn ``Pipeline`` of scalers ending in
+    one of them, to ``path`` atomically.
 
     The file is a zip of ``.npy`` arrays and a JSON header; it holds no pickle.
     A :class:`~emix.MixtureModel` file records the estimator's class (one of
@@ -119,23 +127,34 @@ def save(model, path):
     ------
     ValueError
         If a parameter or the family's configuration cannot be stored as JSON
-        (e.g. a ``family_options`` value that is an arbitrary object).
+        (e.g. a ``family_options`` value that is an arbitrary object), or a
+        Pipeline has a step other than StandardScaler, MinMaxScaler,
+        RobustScaler, MaxAbsScaler or ``"passthrough"`` before its last, or a
+        last step that is not an emix mixture (nothing is ever pickled).
     """
     from sklearn.utils.validation import check_is_fitted
 
+    if _is_pipeline(model):
+        header, arrays = _pipeline_parts(model)
+    else:
+        check_is_fitted(model)
+        header, arrays = _estimator_parts(model)
+    _write_file(path, header, arrays)
+
+
+def _estimator_parts(model):
+    """``(header, arrays)`` of a fitted emix estimator (not a Pipeline)."""
     from .bayesian import BayesianGaussianMixture
     from .mixture import MixtureModel
 
-    check_is_fitted(model)
     if isinstance(model, MixtureModel):
-        header, arrays = _mixture_parts(model)
-    elif type(model) is BayesianGaussianMixture:
-        header, arrays = _bayesian_parts(model)
-    else:
-        header, arrays = _gaussian_parts(model)
-        header = {"format": FORMAT, "format_version": header.pop("format_version"),
-                  "emix_version": __version__, **header}
-    _write_file(path, header, arrays)
+        return _mixture_parts(model)
+    if type(model) is BayesianGaussianMixture:
+        return _bayesian_parts(model)
+    header, arrays = _gaussian_parts(model)
+    header = {"format": FORMAT, "format_version": header.pop("format_version"),
+              "emix_version": __version__, **header}
+    return header, arrays
 
 
 def _write_file(path, header, arrays):
@@ -286,7 +305,8 @@ def load(path):
     Returns
     -------
     model : GaussianMixture, BayesianGaussianMixture or MixtureModel (or the
-        emix subclass of MixtureModel the file names)
+        emix subclass of MixtureModel the file names), or a scikit-learn
+        ``Pipeline`` of scalers ending in one of them
 
     Raises
     ------
@@ -314,17 +334,24 @@ def load(path):
         if isinstance(version, bool) or version not in _READABLE_VERSIONS:
             _fail(path, f"format_version {version!r} is not supported (this emix reads "
                         f"{' and '.join(map(str, _READABLE_VERSIONS))}).")
-        kind = header.get("model")
-        if kind == "GaussianMixture":
-            params, fitted, arrays = _read_gaussian_arrays(zf, path, header)
-            return _build_gaussian(path, header, version, params, fitted, arrays)
-        if kind == "BayesianGaussianMixture":
-            return _load_bayesian(zf, path, header, version)
-        classes = _mixture_classes()
-        if isinstance(kind, str) and kind in classes:
-            return _load_mixture(zf, path, header, version, classes[kind])
-        _fail(path, f"unknown model type {kind!r:.80} (this emix reads "
-                    f"{', '.join(['GaussianMixture', 'BayesianGaussianMixture', *classes])}).")
+        if header.get("model") == "Pipeline":
+            return _load_pipeline(zf, path, header, version)
+        return _load_estimator(zf, path, header, version)
+
+
+def _load_estimator(zf, path, header, version):
+    """The emix estimator (not a Pipeline) that ``header`` describes."""
+    kind = header.get("model")
+    if kind == "GaussianMixture":
+        params, fitted, arrays = _read_gaussian_arrays(zf, path, header)
+        return _build_gaussian(path, header, version, params, fitted, arrays)
+    if kind == "BayesianGaussianMixture":
+        return _load_bayesian(zf, path, header, version)
+    classes = _mixture_classes()
+    if isinstance(kind, str) and kind in classes:
+        return _load_mixture(zf, path, header, version, classes[kind])
+    _fail(path, f"unknown model type {kind!r:.80} (this emix reads "
+                f"{', '.join(['GaussianMixture', 'BayesianGaussianMixture', *classes, 'Pipeline'])}).")
 
 
 def _read_gaussian_arrays(zf, path, header):
@@ -1099,3 +1126,333 @@ def _load_bayesian(zf, path, header, version):
 def inspect_params(cls):
     """The constructor parameter names of ``cls``."""
     return cls._get_param_names()
+
+
+# ------------------------------------------------------------------ Pipelines
+#
+# A scikit-learn ``Pipeline`` of feature scalers ending in an emix mixture
+# estimator is written as format_version 2 with ``"model": "Pipeline"`` (an
+# emix that predates pipeline files refuses it by that name instead of
+# loading the mixture without its scaling). Header entries:
+#
+#   steps    one object per step before the last: ``{"name", "kind"}`` with
+#            kind ``"passthrough"``, or one of the scalers of ``_SCALERS``
+#            with ``params`` (constructor parameters, tagged JSON),
+#            ``n_features_in_``, ``feature_names_in_`` (null or strings),
+#            ``n_samples_seen_`` (tagged JSON; absent for RobustScaler),
+#            ``output`` (its set_output transform, or null) and ``arrays``
+#            (``{attribute: member}``: its fitted arrays, e.g. ``mean_`` in
+#            ``step0_mean.npy``; an attribute that the scaler's options
+#            leave None is absent)
+#   final    ``{"name", "format_version", "header"}``: the last step's own
+#            header (as in its own file, without ``arrays``), its arrays
+#            being the file's other members
+#   verbose  the Pipeline's ``verbose``
+#
+# Loading checks every scaler array (shape (D,), finite, scales > 0 and
+# consistent with the other attributes: scale_ = sqrt(var_) for
+# StandardScaler, MinMaxScaler's scale_ and min_ from data_min_, data_max_
+# and feature_range, ...), that each step's width is the next one's, and
+# rebuilds the scalers through their constructors and scikit-learn's own
+# parameter validation.
+
+#: scaler class name -> (fitted arrays, attributes left None by which options, has n_samples_seen_)
+_SCALERS = {
+    "StandardScaler": (("mean_", "var_", "scale_"), True),
+    "MinMaxScaler": (("min_", "scale_", "data_min_", "data_max_", "data_range_"), True),
+    "RobustScaler": (("center_", "scale_"), False),
+    "MaxAbsScaler": (("max_abs_", "scale_"), True),
+}
+
+
+def _is_pipeline(model):
+    try:
+        from sklearn.pipeline import Pipeline
+    except ImportError:  # pragma: no cover - scikit-learn is a dependency
+        return False
+    return isinstance(model, Pipeline)
+
+
+def _scaler_classes():
+    from sklearn import preprocessing
+
+    return {name: getattr(preprocessing, name) for name in _SCALERS}
+
+
+def _expected_scaler_arrays(kind, params):
+    """The fitted arrays a scaler of ``kind`` with ``params`` has (the others are None)."""
+    if kind == "StandardScaler":
+        std = bool(params.get("with_std", True))
+        mean = bool(params.get("with_mean", True)) or std  # the mean is kept to compute var_
+        return [a for a, on in (("mean_", mean), ("var_", std), ("scale_", std)) if on]
+    if kind == "RobustScaler":
+        return [a for a, on in (("center_", params.get("with_centering", True)),
+                                ("scale_", params.get("with_scaling", True))) if on]
+    return list(_SCALERS[kind][0])
+
+
+def scaler_affine(scaler):
+    """``(a, b)`` with ``scaler.transform(X) == a * X + b`` column by column,
+    for the scalers a model file holds (StandardScaler, MinMaxScaler without
+    ``clip``, RobustScaler, MaxAbsScaler), or None for ``"passthrough"``.
+
+    A mixture density ``p_z`` fitted to ``z = a x + b`` is the density
+    ``p_x(x) = p_z(a x + b) \\prod_j |a_j|`` of the data in its own units
+    (change of variables), so ``log p_x = log p_z + sum_j log|a_j|``.
+    """
+    if scaler is None or (isinstance(scaler, str) and scaler == "passthrough"):
+        return None
+    kind = type(scaler).__name__
+    D = int(scaler.n_features_in_)
+    one, zero = np.ones(D), np.zeros(D)
+    if kind == "StandardScaler":
+        s = scaler.scale_ if scaler.with_std else one
+        c = scaler.mean_ if scaler.with_mean else zero
+        return 1.0 / s, -c / s
+    if kind == "RobustScaler":
+        s = scaler.scale_ if scaler.with_scaling else one
+        c = scaler.center_ if scaler.with_centering else zero
+        return 1.0 / s, -c / s
+    if kind == "MaxAbsScaler":
+        return 1.0 / scaler.scale_, zero
+    if kind == "MinMaxScaler":
+        if scaler.clip:
+            raise ValueError("a MinMaxScaler with clip=True is not an affine map")
+        return np.asarray(scaler.scale_, dtype=np.float64), np.asarray(scaler.min_, dtype=np.float64)
+    raise ValueError(f"{kind} is not one of the scalers a model file holds ({', '.join(_SCALERS)})")
+
+
+def _pipeline_parts(pipe):
+    """``(header, arrays)`` of a fitted Pipeline of scalers ending in an emix
+    mixture estimator; anything else is refused here, before writing."""
+    from sklearn.utils.validation import check_is_fitted
+
+    from .bayesian import BayesianGaussianMixture
+    from .estimator import GaussianMixture
+    from .mixture import MixtureModel
+
+    steps = list(pipe.steps)
+    supported = ", ".join(_SCALERS)
+    if not steps:
+        raise ValueError("Cannot save an empty Pipeline.")
+    if getattr(pipe, "memory", None) is not None:
+        raise ValueError("Cannot save a Pipeline with memory set: a model file holds no cache; "
+                         "set memory=None first.")
+    if getattr(pipe, "transform_input", None) is not None:
+        raise ValueError("Cannot save a Pipeline with transform_input set; model files hold plain pipelines.")
+    final_name, final = steps[-1]
+    if not isinstance(final, (GaussianMixture, MixtureModel, BayesianGaussianMixture)):
+        raise ValueError(
+            f"Cannot save this Pipeline: its last step {final_name!r} is a {type(final).__name__}; a model file "
+            "holds a Pipeline of scalers ending in an emix mixture (GaussianMixture, BayesianGaussianMixture, "
+            "MixtureModel, StudentTMixture, ...).")
+    check_is_fitted(final)
+    header_steps, arrays = [], {}
+    width = None
+    for i, (name, step) in enumerate(steps[:-1]):
+        if step is None or (isinstance(step, str) and step == "passthrough"):
+            header_steps.append({"name": str(name), "kind": "passthrough"})
+            continue
+        kind = type(step).__name__
+        if kind not in _SCALERS or _scaler_classes()[kind] is not type(step):
+            raise ValueError(
+                f"Cannot save this Pipeline: step {name!r} is a {type(step).__module__}.{kind}; model files hold "
+                f"the scalers {supported} (or 'passthrough') before the mixture, stored as arrays and JSON "
+                "(never pickle). Transform the data before fitting, or save the mixture alone.")
+        check_is_fitted(step)
+        params = step.get_params(deep=False)
+        D = int(step.n_features_in_)
+        if width is not None and D != width:
+            raise ValueError(f"Cannot save this Pipeline: step {name!r} takes {D} features but the step "
+                             f"before gives {width}.")
+        width = D
+        entry = {"name": str(name), "kind": kind, "params": _to_json(params, f"the parameters of step {name!r}"),
+                 "n_features_in_": D,
+                 "feature_names_in_": ([str(v) for v in step.feature_names_in_]
+                                       if hasattr(step, "feature_names_in_") else None),
+                 "output": (getattr(step, "_sklearn_output_config", None) or {}).get("transform"),
+                 "arrays": {}}
+        if _SCALERS[kind][1]:
+            entry["n_samples_seen_"] = _to_json(step.n_samples_seen_, f"n_samples_seen_ of step {name!r}")
+        for attr in _expected_scaler_arrays(kind, params):
+            value = getattr(step, attr, None)
+            if value is None:
+                raise ValueError(f"Cannot save this Pipeline: step {name!r} ({kind}) has no {attr}.")
+            member = f"step{i}_{attr.rstrip('_')}"
+            arrays[member] = np.asarray(value, dtype=np.float64)
+            entry["arrays"][attr] = member
+        header_steps.append(entry)
+    if width is not None and int(final.n_features_in_) != width:
+        raise ValueError(f"Cannot save this Pipeline: the mixture takes {final.n_features_in_} features but "
+                         f"the scalers give {width}.")
+    inner, inner_arrays = _estimator_parts(final)
+    clash = sorted(set(inner_arrays) & set(arrays))
+    if clash:
+        raise ValueError(f"Cannot save this Pipeline: the mixture's arrays {clash} clash with the scalers'.")
+    arrays.update(inner_arrays)
+    inner = dict(inner)
+    inner_version = inner.pop("format_version")
+    for key in ("format", "emix_version", "arrays"):
+        inner.pop(key, None)
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "emix_version": __version__,
+              "model": "Pipeline", "steps": header_steps,
+              "final": {"name": str(final_name), "format_version": inner_version, "header": inner},
+              "verbose": bool(pipe.verbose)}
+    return header, arrays
+
+
+def _load_pipeline(zf, path, header, version):
+    """The Pipeline of a file written by :func:`_pipeline_parts`."""
+    from sklearn.pipeline import Pipeline
+
+    if version < 2:
+        _fail(path, "format_version 1 files hold GaussianMixture models only, not a Pipeline.")
+    steps_info, final_info, declared = header.get("steps"), header.get("final"), header.get("arrays")
+    if not isinstance(steps_info, list) or not isinstance(final_info, dict) or not isinstance(declared, dict):
+        _fail(path, "a Pipeline file needs a 'steps' list and 'final' and 'arrays' objects.")
+    if not isinstance(header.get("verbose", False), bool):
+        _fail(path, f"the Pipeline's verbose must be true or false. Got {header.get('verbose')!r:.40}.")
+    steps, used, width = [], set(), None
+    for i, info in enumerate(steps_info):
+        name, step, D = _load_step(zf, path, declared, i, info, used)
+        if D is not None:
+            if width is not None and D != width:
+                _fail(path, f"step {name!r} takes {D} features but the step before gives {width}.")
+            width = D
+        steps.append((name, step))
+    if set(final_info) != {"name", "format_version", "header"} or not isinstance(final_info["name"], str) \
+            or not isinstance(final_info["header"], dict):
+        _fail(path, "the Pipeline's 'final' entry must be {\"name\": str, \"format_version\", \"header\": object}.")
+    inner_version = final_info["format_version"]
+    if isinstance(inner_version, bool) or inner_version not in _READABLE_VERSIONS:
+        _fail(path, f"the mixture's format_version {inner_version!r:.40} is not supported.")
+    inner = dict(final_info["header"])
+    if inner.get("model") == "Pipeline":
+        _fail(path, "a Pipeline's last step cannot be another Pipeline.")
+    inner.update(format=FORMAT, arrays={k: v for k, v in declared.items() if k not in used})
+    final = _load_estimator(zf, path, inner, inner_version)
+    if width is not None and int(final.n_features_in_) != width:
+        _fail(path, f"the mixture takes {final.n_features_in_} features but the scalers give {width}.")
+    names = [n for n, _ in steps] + [final_info["name"]]
+    if len(set(names)) != len(names) or any("__" in n or not n for n in names):
+        _fail(path, f"the Pipeline's step names must be distinct, non-empty and free of '__'. Got {names!r:.120}.")
+    try:
+        return Pipeline(steps + [(final_info["name"], final)], verbose=header.get("verbose", False))
+    except (TypeError, ValueError) as exc:
+        _fail(path, f"invalid Pipeline ({exc}).")
+
+
+def _load_step(zf, path, declared, i, info, used):
+    """``(name, scaler or 'passthrough', its width or None)`` of step ``i``,
+    every entry checked; the members it reads are added to ``used``."""
+    if not isinstance(info, dict) or not isinstance(info.get("name"), str) or not isinstance(info.get("kind"), str):
+        _fail(path, f"step {i} must be an object with a 'name' and a 'kind'. Got {info!r:.120}.")
+    name, kind = info["name"], info["kind"]
+    if kind == "passthrough":
+        if set(info) != {"name", "kind"}:
+            _fail(path, f"the passthrough step {name!r} has unexpected entries {sorted(info)!r:.120}.")
+        return name, "passthrough", None
+    if kind not in _SCALERS:
+        _fail(path, f"step {name!r} is a {kind!r:.80}; this emix reads the scalers {', '.join(_SCALERS)} "
+                    "and 'passthrough'.")
+    cls = _scaler_classes()[kind]
+    seen_needed = _SCALERS[kind][1]
+    keys = {"name", "kind", "params", "n_features_in_", "feature_names_in_", "output", "arrays"} | (
+        {"n_samples_seen_"} if seen_needed else set())
+    if set(info) != keys:
+        _fail(path, f"step {name!r} ({kind}) must have exactly the entries {sorted(keys)}. "
+                    f"Got {sorted(map(str, info))!r:.200}.")
+    try:
+        params = _from_json(info["params"])
+        if not isinstance(params, dict):
+            raise ValueError("its parameters are not an object")
+        unknown = sorted(set(params) - set(cls._get_param_names()))
+        if unknown:
+            raise ValueError(f"{kind} has no parameter(s) {unknown}")
+        scaler = cls(**params)
+        scaler._validate_params()  # scikit-learn's own check of every parameter
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        _fail(path, f"invalid parameters for step {name!r} ({kind}: {str(exc):.200}).")
+    if kind == "MinMaxScaler" and scaler.feature_range[0] >= scaler.feature_range[1]:
+        _fail(path, f"step {name!r}: feature_range must be increasing. Got {scaler.feature_range!r}.")
+    D = info["n_features_in_"]
+    if isinstance(D, bool) or not isinstance(D, int) or D < 1:
+        _fail(path, f"step {name!r}: n_features_in_ must be an integer >= 1. Got {D!r:.40}.")
+    scaler.n_features_in_ = D
+    names = info["feature_names_in_"]
+    if names is not None:
+        if not isinstance(names, list) or len(names) != D or not all(isinstance(v, str) for v in names):
+            _fail(path, f"step {name!r}: feature_names_in_ must be null or {D} strings. Got {names!r:.80}.")
+        scaler.feature_names_in_ = np.asarray(names, dtype=object)
+    expected = _expected_scaler_arrays(kind, params)
+    members = info["arrays"]
+    if not isinstance(members, dict) or sorted(members) != sorted(expected):
+        _fail(path, f"step {name!r} ({kind} with these options) holds the arrays {expected}. "
+                    f"Got {members!r:.120}.")
+    values = {}
+    for attr in expected:
+        member = members[attr]
+        if not isinstance(member, str) or member not in declared or member in used:
+            _fail(path, f"step {name!r}: array {member!r:.60} for {attr} is not declared, or declared twice.")
+        used.add(member)
+        a = _read_declared(zf, path, declared, member)
+        if a.shape != (D,) or a.dtype != np.float64:
+            _fail(path, f"step {name!r}: {attr} must be float64 of shape ({D},). Got {a.dtype} {a.shape}.")
+        values[attr] = a
+    _check_scaler(path, name, kind, scaler, values, D)
+    for attr in _SCALERS[kind][0]:
+        setattr(scaler, attr, values.get(attr))
+    if seen_needed:
+        try:
+            seen = _from_json(info["n_samples_seen_"])
+        except (ValueError, TypeError) as exc:
+            _fail(path, f"step {name!r}: invalid n_samples_seen_ ({exc}).")
+        arr = np.asarray(seen) if not isinstance(seen, (list, dict, str, type(None))) else None
+        if arr is None or arr.dtype.kind not in "iuf" or arr.shape not in ((), (D,)) \
+                or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+            _fail(path, f"step {name!r}: n_samples_seen_ must be a count >= 0 or {D} of them. Got {seen!r:.80}.")
+        scaler.n_samples_seen_ = seen
+    output = info["output"]
+    if output is not None:
+        if output not in ("default", "pandas", "polars"):
+            _fail(path, f"step {name!r}: output must be null, 'default', 'pandas' or 'polars'. Got {output!r:.40}.")
+        if output != "default":
+            try:
+                scaler.set_output(transform=output)
+            except (ValueError, ImportError) as exc:
+                _fail(path, f"step {name!r}: cannot restore set_output(transform={output!r}) ({exc}).")
+    return name, scaler, D
+
+
+def _check_scaler(path, name, kind, scaler, v, D):
+    """The fitted arrays of a scaler agree with each other and its options
+    (scikit-learn replaces a zero scale by 1: ``_handle_zeros_in_scale``)."""
+    def bad(msg):
+        _fail(path, f"step {name!r} ({kind}): {msg}.")
+
+    def close(a, b):
+        return np.allclose(a, b, rtol=1e-10, atol=1e-12 * max(1.0, float(np.max(np.abs(b), initial=0.0))))
+
+    if "scale_" in v and kind != "MinMaxScaler" and not np.all(v["scale_"] > 0):
+        bad("scale_ must be > 0")
+    if kind == "StandardScaler" and "var_" in v:
+        if np.any(v["var_"] < 0):
+            bad("var_ must be >= 0")
+        root = np.sqrt(v["var_"])
+        if not np.all((v["scale_"] == 1.0) | np.isclose(v["scale_"], root, rtol=1e-10, atol=0.0)):
+            bad("scale_ is not the square root of var_ (or 1 for a constant feature)")
+    elif kind == "MaxAbsScaler":
+        if np.any(v["max_abs_"] < 0):
+            bad("max_abs_ must be >= 0")
+        if not np.all((v["scale_"] == 1.0) | (v["scale_"] == v["max_abs_"])):
+            bad("scale_ is not max_abs_ (or 1 for a feature of zeros)")
+    elif kind == "MinMaxScaler":
+        lo, hi = (float(t) for t in scaler.feature_range)
+        if np.any(v["data_max_"] < v["data_min_"]) or not close(v["data_range_"], v["data_max_"] - v["data_min_"]):
+            bad("data_range_ is not data_max_ - data_min_ (>= 0)")
+        # a (near-)constant feature's range counts as 1
+        if not np.all((v["scale_"] == hi - lo) | np.isclose(v["scale_"] * v["data_range_"], hi - lo,
+                                                             rtol=1e-10, atol=0.0)):
+            bad("scale_ is not (feature_range[1] - feature_range[0]) / data_range_")
+        if not close(v["min_"], lo - v["data_min_"] * v["scale_"]):
+            bad("min_ is not feature_range[0] - data_min_ * scale_")
