@@ -24,6 +24,7 @@ import numpy as np
 from ..backends import _xp
 from ..exceptions import DegenerateComponentError
 from ..families.gaussian._common import NotPositiveDefinite
+from . import small as _small
 from .loop import run_em
 from .numerics import LOG_2PI, eps_nk, logsumexp, normalize_log
 from .types import FitResult, GaussianParams, SuffStats
@@ -320,6 +321,10 @@ def e_step(X, sample_weight, params: GaussianParams, structure, xp=None) -> Suff
     xp = _ns(xp, X)
     if params.noise_weight is not None:
         return _noise_e_step(X, sample_weight, params, structure)
+    if xp is np:  # a small float64 block: one compiled call (core/small.py), else None
+        stats = _small.e_step(X, sample_weight, params, structure)
+        if stats is not None:
+            return stats
     fused = getattr(structure, "suff_stats", None)
     if fused is not None:
         return fused(X, sample_weight, params, **_kw(xp))
@@ -391,7 +396,9 @@ def m_step(stats: SuffStats, structure, reg_covar: float, dtype, xp=None, prior=
         kw["previous"] = previous.covariances
     cov = structure.covariances(stats.s2, nk, delta, reg_covar, dtype, **kw)
     try:
-        prec_chol = structure.prec_chol_from_cov(cov, **_kw(xp))
+        prec_chol = _small.prec_chol_from_cov(cov, structure) if xp is np else None  # small: in C
+        if prec_chol is None:
+            prec_chol = structure.prec_chol_from_cov(cov, **_kw(xp))
     except NotPositiveDefinite as exc:
         raise DegenerateComponentError.for_component(
             exc.component, float(stats.nk[exc.component]), structure.name, reg_covar
