@@ -433,3 +433,60 @@ def test_online_batch_pass_is_one_em_iteration():
             step.partial_fit(c)
     full = emix.StudentTMixture(2, random_state=0).fit(X)
     np.testing.assert_allclose(np.sort(step.means_, axis=0), np.sort(full.means_, axis=0), atol=0.3)
+
+
+# ------------------------------------------------------------- far rows (issue: no silent NaN)
+def _far_oracle(x, model):
+    """log t_k(x) for a far row, written independently: the covariance inverted
+    with numpy, the distance scaled by the row's largest coordinate, log(1 + m / nu)
+    from log m."""
+    from scipy.special import gammaln
+
+    x = np.asarray(x, dtype=np.float64)
+    D = x.shape[0]
+    s = max(np.max(np.abs(x)), np.max(np.abs(model.means_)), 1.0)
+    covs = model.covariances_
+    out = []
+    for k in range(model.n_components):
+        cov = _full_cov(model, k, D)
+        d = x / s - model.means_[k] / s
+        log_m = 2 * np.log(s) + np.log(d @ np.linalg.solve(cov, d))
+        nu = model.dof_[k]
+        _, logdet = np.linalg.slogdet(cov)
+        const = gammaln((nu + D) / 2) - gammaln(nu / 2) - D / 2 * np.log(nu * np.pi) - logdet / 2
+        out.append(const - (nu + D) / 2 * np.logaddexp(log_m - np.log(nu), 0.0))
+    del covs
+    return np.array(out)
+
+
+def _full_cov(model, k, D):
+    c = np.asarray(model.covariances_)
+    if c.ndim == 3:
+        return c[k]
+    if c.ndim == 2 and c.shape == (D, D) and model.covariance_type in ("tied", "EEE"):
+        return c
+    if c.ndim == 2:
+        return np.diag(c[k])
+    return np.eye(D) * c[k]
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical", "VEV"])
+def test_far_rows_get_finite_limits_not_nan(covariance_type):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 2))
+    X[:150] += 5
+    m = emix.StudentTMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
+    far = np.array([[1e300, 1e300], [1e150, -1e150], [-1e300, 3.0], [1e20, 0.0], [-1e300, 1e300]])
+    lp = m.score_samples(far)
+    proba = m.predict_proba(far)
+    assert np.all(np.isfinite(lp)) and np.all(np.isfinite(proba))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(m.predict(far), np.argmax(proba, axis=1))
+    # the heavier tail (smaller dof) takes the far rows, as in the limit
+    heavy = int(np.argmin(m.dof_))
+    assert np.all(m.predict(far[:3]) == heavy)
+    for x, got in zip(far, lp):
+        oracle = _far_oracle(x, m)
+        np.testing.assert_allclose(got, np.logaddexp.reduce(np.log(m.weights_) + oracle), rtol=1e-9)
+    w = m.scale_weights(far)
+    assert np.all(np.isfinite(w)) and np.all(w >= 0) and np.all(w < 1e-30)

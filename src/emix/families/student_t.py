@@ -194,31 +194,61 @@ class StudentT(ComponentFamily):
 
     # ------------------------------------------------------------ densities
     def _maha_logdet(self, X, comp):
-        """(n, K) squared Mahalanobis distances and (K,) ``-1/2 log|Sigma_k|``,
-        in float64, from the Gaussian structure's log density (its kernels
-        center the rows near the means before any expanded product)."""
+        """(n, K) squared Mahalanobis distances, (K,) ``-1/2 log|Sigma_k|``
+        and, for rows where a distance overflows (coordinates near 1e150 and
+        beyond), the (n, K) log distances computed at a per-row scale (else
+        None). In float64, from the Gaussian structure's log density (its
+        kernels center the rows near the means before any expanded product)."""
         X = np.asarray(X, dtype=np.float64)
         means = np.asarray(comp["means"], dtype=np.float64)
         pc = comp["precisions_cholesky"]
         D = X.shape[1]
-        lg = np.asarray(self.structure.log_prob(X, means, pc), dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            lg = np.asarray(self.structure.log_prob(X, means, pc), dtype=np.float64)
         # the log density at each mean: Mahalanobis term 0
         at_mean = np.diagonal(np.asarray(self.structure.log_prob(means, means, pc), dtype=np.float64)).copy()
-        maha = np.maximum(2.0 * (at_mean[None, :] - lg), 0.0)
-        return maha, at_mean + 0.5 * D * LOG_2PI
+        with np.errstate(invalid="ignore"):
+            maha = np.maximum(2.0 * (at_mean[None, :] - lg), 0.0)
+        far = ~np.all(np.isfinite(maha) & (maha < 1e300), axis=1)
+        log_maha = None
+        if far.any():
+            # m(x) = s^2 m(x / s) with the means scaled too, s = the row's largest coordinate
+            log_maha = np.full(maha.shape, np.nan)
+            for i in np.flatnonzero(far):
+                scale = max(float(np.max(np.abs(X[i]))), float(np.max(np.abs(means))), 1.0)
+                lg_s = np.asarray(self.structure.log_prob(X[i:i + 1] / scale, means / scale, pc), dtype=np.float64)
+                m_s = np.maximum(2.0 * (at_mean - lg_s[0]), 0.0)
+                with np.errstate(divide="ignore"):
+                    log_maha[i] = 2.0 * np.log(scale) + np.log(m_s)
+            with np.errstate(over="ignore"):
+                maha[far] = np.exp(log_maha[far])  # inf beyond float64: u = 0 there
+        return maha, at_mean + 0.5 * D * LOG_2PI, log_maha
+
+    @staticmethod
+    def _log1p_ratio(maha, log_maha, nu):
+        """``log(1 + m / nu)``, finite for distances that overflow."""
+        out = np.log1p(maha / nu[None, :])
+        if log_maha is not None:
+            rows = ~np.isnan(log_maha).all(axis=1)
+            out[rows] = np.logaddexp(log_maha[rows] - np.log(nu)[None, :], 0.0)
+        return out
 
     def log_prob(self, X, comp):
-        """(n, K) ``log t(x_n | mu_k, Sigma_k, nu_k)`` in float64."""
+        """(n, K) ``log t(x_n | mu_k, Sigma_k, nu_k)`` in float64. Finite for
+        every finite row: far from every component the heavier tail (smaller
+        ``nu_k``) takes the row, as in the limit."""
         return self.log_prob_cached(X, comp)[0]
 
     def log_prob_cached(self, X, comp):
         """The log densities and, as the E-step's cache, the Mahalanobis
-        distances they were computed from (the statistics reuse them)."""
+        distances and ``log(1 + m / nu)`` they were computed from (the
+        statistics reuse them)."""
         D = X.shape[1]
         nu = np.asarray(comp["dof"], dtype=np.float64)
-        maha, half_logdet_prec = self._maha_logdet(X, comp)
+        maha, half_logdet_prec, log_maha = self._maha_logdet(X, comp)
+        l1p = self._log1p_ratio(maha, log_maha, nu)
         const = log_gamma_ratio(0.5 * nu, 0.5 * D) - 0.5 * D * np.log(nu * np.pi) + half_logdet_prec
-        return const[None, :] - 0.5 * (nu + D)[None, :] * np.log1p(maha / nu[None, :]), maha
+        return const[None, :] - 0.5 * (nu + D)[None, :] * l1p, (maha, l1p)
 
     def scale_weights(self, X, comp):
         """(n, K) ``u_nk = E[tau | x_n, k] = (nu_k + D) / (nu_k + m_nk)``:
@@ -226,7 +256,7 @@ class StudentT(ComponentFamily):
         rows far from the component: the down-weighting of outliers)."""
         D = X.shape[1]
         nu = np.asarray(comp["dof"], dtype=np.float64)
-        maha, _ = self._maha_logdet(X, comp)
+        maha = self._maha_logdet(X, comp)[0]
         return (nu + D)[None, :] / (nu[None, :] + maha)
 
     # ----------------------------------------------------------- statistics
@@ -242,9 +272,12 @@ class StudentT(ComponentFamily):
             elog = np.zeros_like(nk)
         else:
             nu = np.asarray(comp["dof"], dtype=np.float64)
-            maha = self._maha_logdet(X, comp)[0] if cache is None else cache
+            if cache is None:
+                maha, _, log_maha = self._maha_logdet(X, comp)
+                cache = (maha, self._log1p_ratio(maha, log_maha, nu))
+            maha, l1p = cache
             u = (nu + D)[None, :] / (nu[None, :] + maha)
-            log_u = np.log1p(D / nu)[None, :] - np.log1p(maha / nu[None, :])
+            log_u = np.log1p(D / nu)[None, :] - l1p
             elog = (rw * (log_u - u)).sum(axis=0) + nk * (digamma(0.5 * (nu + D)) - np.log(0.5 * (nu + D)))
             shift = np.asarray(comp["means"], dtype=np.float64)
         ru = rw * u
