@@ -173,7 +173,7 @@ def test_inference_holds_no_n_by_k_array():
         assert out.shape == (n,)
         assert peak < nk_bytes / 4, (method, peak, nk_bytes)
     # the blockwise results are those of the whole-array formulas
-    wlp = gm._weighted_log_prob(X)
+    wlp = em.weighted_log_prob(X, gm._params(), gm._structure())
     np.testing.assert_array_equal(gm.predict(X), np.argmax(wlp, axis=1))
     np.testing.assert_allclose(gm.score_samples(X), np.log(np.exp(wlp).sum(axis=1)), rtol=1e-12)
 
