@@ -58,6 +58,11 @@ def check_estimator_params(est):
         check_real("working_memory", est.working_memory, 0.0)
         if est.working_memory <= 0:
             raise ValueError(f"working_memory must be > 0 (MiB). Got {est.working_memory!r}.")
+    if hasattr(est, "missing") or hasattr(est, "fixed"):  # missing values and held parameters
+        from .core.missing import check_fixed, check_missing_option
+
+        check_missing_option(getattr(est, "missing", "error"))
+        check_fixed(getattr(est, "fixed", ()))
 
 
 def check_n_jobs(n_jobs):

@@ -19,6 +19,7 @@ from .backends import _xp
 from .backends import array_api as _aa
 from .backends.reduce import DEFAULT_WORKING_MEMORY_MIB, BlockReducer, available_cores, block_rows_for
 from .core import accel, criteria, em
+from .core import missing as _missing
 from .core.init import initial_resp
 from .core.prior import prior_from_moments, resolve_prior
 from .core.types import FitResult, GaussianParams
@@ -149,6 +150,29 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         inference on them: lazy on Dask): not ``partial_fit``, PyTorch/CuPy
         arrays or ``accelerate='squarem'``. (An emix extension; see
         docs/mclust.md.)
+    missing : {'error', 'em'}, default='error'
+        'error': NaN in ``X`` is an error, as in scikit-learn. 'em': NaN
+        entries are missing values, handled inside EM (Little & Rubin 2002,
+        ch. 8 and 11; Ghahramani & Jordan 1994): the E-step completes each row
+        by the conditional mean of its missing block given its observed one
+        under each component and adds the conditional covariance to the
+        scatter, so EM maximizes the observed-data likelihood (what
+        ``lower_bounds_`` records; it never decreases). Initialization runs
+        on the data with each hole filled by its column mean. ``predict``,
+        ``predict_proba``, ``score_samples`` and ``score`` use each row's
+        marginal density over its observed coordinates; a row with no
+        observed value gets the mixing weights as probabilities (and adds
+        nothing to the fit); a column never observed is an error. See also
+        :meth:`impute` and :meth:`sample_missing`. Without NaN the fit is the
+        default one, bit for bit. In-memory numpy ``fit`` only; not with
+        ``noise`` or ``prior``. (An emix extension; see docs/missing.md and
+        :mod:`emix.core.missing`.)
+    fixed : tuple of {'weights', 'means', 'covariances'}, default=()
+        Parameters held at their initial values (``weights_init``,
+        ``means_init``, ``precisions_init``, which must then be given) while
+        EM updates the others (a generalized EM step: the likelihood still
+        never decreases). BIC/AIC/ICL count only the free parameters. (An
+        emix extension; see docs/missing.md.)
 
     Attributes
     ----------
@@ -217,6 +241,8 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         noise=None,
         n_threads=None,
         n_jobs=None,
+        missing="error",
+        fixed=(),
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -244,6 +270,8 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         self.noise = noise
         self.n_threads = n_threads
         self.n_jobs = n_jobs
+        self.missing = missing
+        self.fixed = fixed
 
     # ------------------------------------------------------------------ helpers
     def _structure(self):
@@ -400,10 +428,23 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         means = xp.where((den > 0)[:, None], num / safe[:, None], overall[None, :])
         return xp.astype(means, X.dtype) if xp is not np else means.astype(X.dtype)
 
+    def _validate_nan(self, X, **kwargs):
+        """``validate_data`` with NaN allowed under ``missing='em'``; under
+        ``missing='error'`` scikit-learn's NaN error says how to opt in."""
+        allow = getattr(self, "missing", "error") == "em"
+        try:
+            return validate_data(self, X, dtype=[np.float64, np.float32],
+                                 ensure_all_finite="allow-nan" if allow else True, **kwargs)
+        except ValueError as exc:
+            if allow or "NaN" not in str(exc):
+                raise
+            raise ValueError(f"{exc} To fit and predict with missing values (NaN) inside EM, pass "
+                             "missing='em' to GaussianMixture.") from None
+
     def _validate_fit_input(self, X, sample_weight):
         V.check_estimator_params(self)
         structure = self._structure()
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        X = self._validate_nan(X, ensure_min_samples=2)
         # the fit is invariant to a common scale of the weights: bring them to a
         # mean of 1 so that tiny or huge weights neither meet eps nor overflow float32
         w = V.check_sample_weight(sample_weight, X.shape[0], X.dtype, normalize=True)
@@ -412,32 +453,45 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         return X, w, structure
 
     # ---------------------------------------------------------------- fitting
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None, labels=None):
         """Estimate the parameters with the EM algorithm.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            NaN entries are missing values with ``missing='em'``.
         y : Ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; a weight of 2 counts a row twice.
+        labels : array-like of shape (n_samples,) of int, default=None
+            Semi-supervised fitting: a component index for a labelled row,
+            -1 for an unlabelled one (scikit-learn's convention). Labelled
+            rows' responsibilities are fixed to their label; EM starts from
+            the labelled rows' class means (unlabelled rows at the nearest).
+            With every row labelled the fit is the closed-form weighted
+            estimate. ``y`` stays ignored, so pipelines that pass ``y`` keep
+            the unsupervised fit. (An emix extension; see docs/missing.md.)
 
         Returns
         -------
         self : GaussianMixture
         """
         if self._out_of_core_kind(X) is not None:
+            if labels is not None:
+                raise NotImplementedError("labels are supported by fit on in-memory numpy arrays only.")
             return self._fit_out_of_core(X, sample_weight)
-        self.fit_predict(X, y, sample_weight=sample_weight)
+        self.fit_predict(X, y, sample_weight=sample_weight, labels=labels)
         return self
 
-    def fit_predict(self, X, y=None, sample_weight=None):
+    def fit_predict(self, X, y=None, sample_weight=None, labels=None):
         """Fit, then return the most probable component of each row of ``X``.
 
         Returns
         -------
         labels : ndarray of shape (n_samples,)
         """
+        if labels is not None and (self._out_of_core_kind(X) is not None or _xp.is_array_api_input(X)):
+            raise NotImplementedError("labels are supported by fit on in-memory numpy arrays only.")
         if self._out_of_core_kind(X) is not None:
             return self._fit_out_of_core(X, sample_weight)._infer_out_of_core("predict", X)
         if _xp.is_array_api_input(X):  # PyTorch / CuPy: see emix.backends.array_api
@@ -447,6 +501,8 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
             return _aa.fit_predict(self, X, sample_weight)
         X, w, structure = self._validate_fit_input(X, sample_weight)
         self._n_fit = int(X.shape[0])
+        if labels is not None or (self.missing == "em" and _missing.has_missing(X)):
+            return self._fit_incomplete(X, w, structure, labels)  # missing values, labels
         prior = resolve_prior(self.prior, X, self.n_components, w)
         inits = self._check_inits(X, structure)
         reducer = self._reducer(X, w)
@@ -471,6 +527,107 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
             # the final E-step makes fit_predict(X) agree with fit(X).predict(X);
             # block by block, so no (n, K) array is held
             return self._by_blocks(X, lambda Xb, p, s: self._labels(em.log_resp(Xb, p, s)[1]))
+
+    def _fit_incomplete(self, X, w, structure, labels):
+        """``fit_predict`` on rows with missing values (``missing='em'``)
+        and/or known ``labels``: the unchanged EM loop with the structure
+        wrapped by :class:`emix.core.missing.IncompleteStructure` (labels
+        travel as a last column of the array the reducer splits), started
+        from the data with holes filled by column means (and, with labels,
+        from the labelled rows' class means)."""
+        K = self.n_components
+        nan = _missing.has_missing(X)
+        if nan:
+            _missing.check_observed_columns(X, getattr(self, "feature_names_in_", None))
+            for option in ("noise", "prior"):
+                if getattr(self, option) is not None:
+                    raise NotImplementedError(f"{option}={getattr(self, option)!r} cannot be combined with "
+                                              "missing values yet (missing='em' with NaN in X).")
+        self._check_warm_noise()
+        if self.noise is not None:
+            raise NotImplementedError(f"noise={self.noise!r} cannot be combined with labels yet.")
+        if labels is not None:
+            labels = _missing.check_labels(labels, X.shape[0], K)
+        Xinit = _missing.column_fill(X, w) if nan else X
+        prior = resolve_prior(self.prior, Xinit, K, w)
+        inits = self._check_inits(Xinit, structure)
+        rng = check_random_state(self.random_state)
+        init_reducer = self._reducer(Xinit, w)
+        labelled = labels is not None and bool(np.any(labels >= 0))
+
+        def params0():
+            if not labelled:
+                return self._initial_params(Xinit, w, structure, rng, init_reducer, inits, prior=prior)
+            resp, every = _missing.label_resp(Xinit, labels, K)
+            if not every:  # components without labelled rows: the usual start for the unlabelled rows
+                resp = _missing.align_to_labels(initial_resp(Xinit, w, K, self.init_params, rng), labels)
+            p = _missing.params_from_resp(Xinit, w, resp, structure, self.reg_covar, X.dtype)
+            weights_init, means_init, prec_init = inits
+            if prec_init is not None:
+                prec_chol = structure.prec_chol_from_precisions(prec_init)
+                p = p.replace(precisions_cholesky=prec_chol, covariances=structure.cov_from_prec_chol(prec_chol))
+            return p.replace(weights=p.weights if weights_init is None else weights_init,
+                             means=p.means if means_init is None else means_init)
+
+        Xfit = X if labels is None else np.concatenate([X, labels[:, None].astype(X.dtype)], axis=1)
+        wfit = w
+        if nan:  # rows grouped by missingness pattern: long runs of one pattern per block
+            order = _missing.pattern_order(X)
+            Xfit, wfit = Xfit[order], (None if w is None else w[order])
+        em_structure = _missing.IncompleteStructure(structure, labelled=labels is not None)
+        with _parallel.one_blas_thread():
+            best = self._em_restarts(self._reducer(Xfit, wfit), params0, em_structure, prior=prior,
+                                     parallel=True)
+            self._set_fitted(best, structure)
+            return self._by_blocks(X, lambda Xb, p, s: self._labels(em.log_resp(Xb, p, s)[1]))
+
+    def impute(self, X):
+        """``X`` with each missing (NaN) entry replaced by its conditional
+        expectation under the fitted mixture, ``E[x_M | x_O] = sum_k
+        r_k(x_O) (mu_kM + Sigma_kMO Sigma_kOO^-1 (x_O - mu_kO))`` with
+        ``r_k(x_O)`` the responsibilities from the observed coordinates (a
+        row with nothing observed gets the mixture mean). Needs
+        ``missing='em'``.
+
+        Returns
+        -------
+        X_imputed : ndarray of shape (n_samples, n_features)
+        """
+        X = self._check_missing_X(X)
+        return _missing.impute(X, self._params(), self._structure())
+
+    def sample_missing(self, X, n_imputations=5, random_state=None):
+        """Multiple imputation: ``n_imputations`` draws of the missing
+        entries of ``X`` from their conditional distribution under the
+        fitted mixture (for each row and draw, a component ``k`` from
+        ``r_k(x_O)``, then ``x_M ~ N(E[x_M | x_O, k], Sigma_kMM -
+        Sigma_kMO Sigma_kOO^-1 Sigma_kOM)``; Little & Rubin 2002, ch. 10).
+        Needs ``missing='em'``.
+
+        Returns
+        -------
+        X_imputed : ndarray of shape (n_imputations, n_samples, n_features)
+            Observed entries are those of ``X``.
+        """
+        n_imputations = V.check_int("n_imputations", n_imputations, 1)
+        X = self._check_missing_X(X)
+        return _missing.sample_missing(X, self._params(), self._structure(), n_imputations,
+                                       check_random_state(random_state))
+
+    def _check_missing_X(self, X):
+        if getattr(self, "missing", "error") != "em":
+            raise ValueError(f"impute and sample_missing need missing='em'. Got missing={self.missing!r}.")
+        if getattr(self, "noise_weight_", None) is not None:
+            raise NotImplementedError("impute and sample_missing are not available with a noise component.")
+        return self._check_X(X)
+
+    def _structure_for(self, X):
+        """The structure for inference on ``X``: the marginal densities of
+        :class:`emix.core.missing.IncompleteStructure` when it holds NaN."""
+        structure = self._structure()
+        if getattr(self, "missing", "error") == "em" and isinstance(X, np.ndarray) and _missing.has_missing(X):
+            return _missing.IncompleteStructure(structure)
+        return structure
 
     def _check_warm_noise(self):
         if self.warm_start and hasattr(self, "converged_") and (
@@ -591,7 +748,21 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         extra = {} if prior is None else {"prior": prior}
         if self.equal_proportions:
             extra["equal_proportions"] = True
+        if self._fixed():
+            return _missing.fit, dict(extra, fixed=self._fixed())
         return em.fit, extra
+
+    def _fixed(self):
+        """``fixed`` checked: held parameters need their ``*_init``."""
+        fixed = _missing.check_fixed(getattr(self, "fixed", ()))
+        warm = self.warm_start and hasattr(self, "converged_")
+        for name, init in (("weights", "weights_init"), ("means", "means_init"),
+                           ("covariances", "precisions_init")):
+            if name in fixed and getattr(self, init) is None and not warm:
+                raise ValueError(f"fixed={tuple(fixed)!r} holds {name} at {init}, which is None. Pass {init}.")
+        if fixed and self.accelerate is not None:
+            raise NotImplementedError("fixed parameters cannot be combined with accelerate='squarem' yet.")
+        return fixed
 
     @staticmethod
     def _check_start(run, params0):
@@ -755,17 +926,17 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         # scikit-learn's finiteness check sums X: huge finite values of both
         # signs give inf - inf there (a spurious 'invalid value' warning)
         with np.errstate(invalid="ignore"):
-            return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+            return self._validate_nan(X, reset=False)
 
     def _log_resp(self, X):
-        params, structure = self._params(), self._structure()
+        params, structure = self._params(), self._structure_for(X)
         parts = [em.log_resp(Xb, params, structure) for Xb, _ in self._reducer(X).blocks()]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _by_blocks(self, X, fn):
         """``fn(X_block, params, structure)`` over the blocks of ``X``,
         concatenated: per-row results without an (n, K) temporary."""
-        params, structure = self._params(), self._structure()
+        params, structure = self._params(), self._structure_for(X)
         return self._reducer(X).map(lambda Xb: fn(Xb, params, structure))
 
     def score_samples(self, X):
@@ -874,11 +1045,16 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------- criteria
     def _n_parameters(self):
-        return criteria.n_parameters(
+        equal = bool(getattr(self, "equal_proportions", False))
+        p = criteria.n_parameters(
             self._structure(), *self.means_.shape,
-            equal_proportions=bool(getattr(self, "equal_proportions", False)),
+            equal_proportions=equal,
             noise=getattr(self, "noise_weight_", None) is not None,
         )
+        fixed = _missing.check_fixed(getattr(self, "fixed", ()))  # held parameters are not estimated
+        K, D = self.means_.shape
+        p -= ("weights" in fixed and not equal) * (K - 1) + ("means" in fixed) * K * D
+        return int(p - ("covariances" in fixed) * self._structure().n_cov_parameters(K, D))
 
     def _loglik_sum(self, X, sample_weight):
         X = self._check_X(X)

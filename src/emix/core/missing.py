@@ -783,7 +783,29 @@ def label_resp(X, labels, n_components, rng=None):
     return resp, True
 
 
+def align_to_labels(resp, labels):
+    """Permute the columns of initial responsibilities ``resp`` (e.g. from
+    k-means) so that each labelled class keeps the column holding most of its
+    labelled rows (an assignment problem, ``linear_sum_assignment``), then fix
+    the labelled rows to their label: when some components have no labelled
+    rows, the others still start where their labels are."""
+    from scipy.optimize import linear_sum_assignment
+
+    K = resp.shape[1]
+    lab = labels >= 0
+    counts = np.zeros((K, K))
+    np.add.at(counts, labels[lab], resp[lab])
+    cls, col = linear_sum_assignment(-counts)
+    perm = np.empty(K, dtype=np.intp)
+    perm[cls] = col  # new column k is old column perm[k]
+    out = np.array(resp[:, perm], dtype=resp.dtype)
+    out[lab] = 0.0
+    out[np.flatnonzero(lab), labels[lab]] = 1.0
+    return out
+
+
 __all__ = [
+    "align_to_labels",
     "FIXABLE", "MISSING_OPTIONS", "IncompleteStructure", "check_fixed", "check_labels", "check_missing_option",
     "check_observed_columns", "column_fill", "e_step", "fit", "has_missing", "impute", "label_resp",
     "marginal_log_prob", "params_from_resp", "precision_matrices", "sample_missing", "scatter_kind",
