@@ -157,3 +157,33 @@ def test_univariate_names_keep_their_check():
     fit = emix.GaussianMixture(2, covariance_type="V", random_state=0).fit(x)
     ref = emix.GaussianMixture(2, covariance_type="VII", random_state=0).fit(x)
     np.testing.assert_allclose(fit.means_, ref.means_)
+
+
+# ------------------------------------------------------- select: both starts
+def _mclust_table(name):
+    import pandas as pd
+    from pathlib import Path
+
+    df = pd.read_csv(Path(__file__).parent / "data" / f"mclust_bic_{name}.csv", skipinitialspace=True,
+                     na_values=["NA"])
+    return list(df.columns[1:]), df.iloc[:, 1:].to_numpy(dtype=np.float64)
+
+
+def test_select_keeps_the_better_start_and_is_never_below_mclust():
+    from emix.datasets import load_faithful
+
+    X = load_faithful()[0]
+    models = ["EII", "VVI", "EEE", "VEV", "VVV"]
+    kw = dict(n_components=range(1, 5), covariance_types=models, random_state=0)
+    both = emix.select(X, **kw)
+    alone = {s: emix.select(X, init_params=s, **kw) for s in ("hierarchical", "mclust")}
+    names, ref = _mclust_table("faithful")  # mclust 6.0.0, benchmarks/mclust_reference.R
+    for i, r in enumerate(both.rows):
+        others = [alone[s].rows[i] for s in ("hierarchical", "mclust")]
+        regular = [o["log_likelihood"] for o in others if o["error"] is None and not o["singular"]]
+        assert r["start"] in ("hierarchical", "mclust")
+        assert r["log_likelihood"] == pytest.approx(max(regular), rel=1e-12)
+        mine = alone[r["start"]].rows[i]
+        assert r["bic"] == mine["bic"] and r["n_iter"] == mine["n_iter"]
+        mclust_bic = ref[r["n_components"] - 1, names.index(r["covariance_type"])]
+        assert -r["bic"] >= mclust_bic - 1e-3, (r, mclust_bic)  # mclust's sign: higher is better

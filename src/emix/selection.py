@@ -48,9 +48,14 @@ import numpy as np
 from .core import criteria
 
 CRITERIA = ("bic", "icl", "aic")
+#: ``select``'s default ``init_params``: every cell is fitted from emix's
+#: hierarchical start and from mclust's (``init_params='mclust'``), and the
+#: better fit is kept (a regular fit before a singular one, then the higher
+#: likelihood), so that no cell is worse than mclustBIC's.
+BOTH_STARTS = "hierarchical+mclust"
 ROW_KEYS = (
     "n_components", "covariance_type", "log_likelihood", "n_parameters",
-    "bic", "icl", "aic", "converged", "n_iter", "error", "singular",
+    "bic", "icl", "aic", "converged", "n_iter", "error", "singular", "start", "other_singular",
 )
 
 
@@ -120,17 +125,22 @@ def _start_from_labels(X, sample_weight, K, structure, labels, reg_covar, prior=
             "precisions_init": structure.precisions(p0.precisions_cholesky)}
 
 
-def _fit_cell(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels=None, block_threads=None):
+def _fit_cell(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels=None, block_threads=None,
+              other=None):
     """Fit one cell; never raises (a failure becomes the row's ``error``).
     ``labels``: a shared hierarchical partition into K groups to start from;
     ``block_threads``: at most this many threads over blocks of rows (the
-    cell's share of the cores when cells run in parallel)."""
+    cell's share of the cores when cells run in parallel); ``other``: a
+    second start (mclust's, ``(labels, rows)``), fitted too, the better of
+    the two kept (:func:`_better`)."""
     from ._parallel import block_threads_cap, one_blas_thread
 
-    row = dict.fromkeys(ROW_KEYS)
-    row.update(n_components=int(K), covariance_type=model, converged=False, n_iter=0)
-    for key in ("log_likelihood", "bic", "icl", "aic"):
-        row[key] = math.nan
+    def empty_row():
+        row = dict.fromkeys(ROW_KEYS)
+        row.update(n_components=int(K), covariance_type=model, converged=False, n_iter=0)
+        for key in ("log_likelihood", "bic", "icl", "aic"):
+            row[key] = math.nan
+        return row
 
     # Cells are the unit of parallelism: BLAS threads inside one (usually
     # small) fit only lose time, badly so for the many tiny LAPACK calls on a
@@ -138,7 +148,30 @@ def _fit_cell(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels=None, 
     # No more threads over blocks of rows than the cell's share of the cores
     # (a pool only: the blocks, and so the fit, do not change).
     with one_blas_thread(), block_threads_cap(block_threads):
-        return _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels, row)
+        best = _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels, empty_row())
+        best[0]["start"] = "mclust" if isinstance(labels, tuple) else gm_kwargs.get("init_params")
+        if other is not None:
+            alt = _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, other, empty_row())
+            alt[0]["start"] = "mclust"
+            kept = _better(best, alt)
+            lost = alt if kept is best else best
+            if lost[0].get("singular") and lost[0]["log_likelihood"] > kept[0]["log_likelihood"]:
+                kept[0]["other_singular"] = lost[0]["singular"]  # a higher likelihood, not kept
+            best = kept
+        return best
+
+
+def _better(a, b):
+    """The better of two fits ``(row, model)`` of one cell: a fit beats a
+    failed one, a regular fit a singular one (:mod:`emix._singular`: a higher
+    likelihood from a component collapsing onto a few points is not a better
+    fit), then the higher log-likelihood; ``a`` on ties."""
+    def rank(res):
+        row, model = res
+        ok = model is not None and row["error"] is None and np.isfinite(row["log_likelihood"])
+        return (ok, ok and not row.get("singular"), row["log_likelihood"] if ok else -math.inf)
+
+    return b if rank(b) > rank(a) else a
 
 
 def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels, row):
@@ -249,7 +282,12 @@ class SelectionResult:
         exception's type and message when that fit failed; its numbers are
         then NaN), singular (None, or why every restart of that fit was
         singular: see :mod:`emix._singular`; the cell keeps its numbers but
-        is not ranked), and for another family than 'gaussian' ``family`` (its
+        is not ranked), start (the start the kept fit came from:
+        'hierarchical' or 'mclust' under the default
+        ``init_params='hierarchical+mclust'``, else the ``init_params``
+        used; None for other families), other_singular (None, or the reason
+        why the other start's fit, of higher likelihood, was singular and not
+        kept), and for another family than 'gaussian' ``family`` (its
         name) too, with ``covariance_type`` None for a family without one.
     """
 
@@ -299,29 +337,25 @@ class SelectionResult:
 
     def plot(self, ax=None, criterion=None):
         """Criterion curves against K, one per covariance model, like mclust's
-        BIC plot (emix's sign: lower is better; the chosen model is marked).
-        matplotlib is imported here. Returns the axes."""
-        import matplotlib.pyplot as plt
+        BIC plot (emix's sign: lower is better; the chosen model starred):
+        the CLI's ``emix select --plot`` figure, drawn by
+        :func:`emix.plotting.plot_criterion` (title, a distinct colour and
+        marker per model, the y axis zoomed on the competitive fits with the
+        fits above it named). matplotlib is imported here; with ``ax=None``
+        a new pyplot figure is made. Returns the axes."""
+        from .plotting import plot_criterion
 
         criterion = self.criterion if criterion is None else criterion
         if ax is None:
-            _, ax = plt.subplots(figsize=(7, 5))
-        Ks, models, values = self.table(criterion)
-        markers = "os^vD<>phH*xP+Xd"
-        family = self.rows[0].get("family") if self.rows else None
-        for j, m in enumerate(models):
-            ax.plot(Ks, values[:, j], marker=markers[j % len(markers)], label=family if m is None else m,
-                    linewidth=1)
-        best = self.best_params_
-        if best:
-            m = best.get("covariance_type")
-            v = values[Ks.index(best["n_components"]), models.index(m)]
-            ax.plot([best["n_components"]], [v], marker="o", markersize=14, fillstyle="none",
-                    color="k", linestyle="none", label=f"best: {family if m is None else m}, K={best['n_components']}")
-        ax.set_xlabel("Number of components")
-        ax.set_ylabel(f"{criterion.upper()} (lower is better)")
-        ax.set_xticks(Ks)
-        ax.legend(ncol=2, fontsize="small")
+            import matplotlib.pyplot as plt
+
+            fig, ax = plt.subplots(figsize=(8.4, 4.8))
+        else:
+            fig = None
+        best = dict(self.best_params_) if self.best_params_ else None
+        plot_criterion(self.rows, criterion, ax=ax, best=best)
+        if fig is not None:
+            fig.tight_layout()
         return ax
 
     def __repr__(self):
@@ -392,7 +426,16 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
         Other :class:`~emix.GaussianMixture` parameters (``init_params``,
         ``tol``, ``reg_covar``, ``max_iter``...), used for every cell. Unlike
         ``GaussianMixture``, ``select`` defaults to mclust's strategy:
-        ``init_params='hierarchical'``, ``tol=1e-5`` and ``max_iter=1000``. mclust's options
+        ``init_params='hierarchical+mclust'``, ``tol=1e-5`` and
+        ``max_iter=1000``. That start fits every cell twice, from emix's
+        hierarchical start (``'hierarchical'``, emix's EM) and from
+        mclustBIC's own (``'mclust'``: its hc tree and me() loop, see
+        :mod:`emix.core.mclust_hc`), and keeps the better fit: a regular fit
+        before a singular one (:mod:`emix._singular`), then the higher
+        log-likelihood; so no cell is worse than mclust's. Either start
+        alone may be asked for by name. When mclust's start wins a cell,
+        ``best_``'s ``*_init`` do not hold it (refit with
+        ``init_params='mclust'`` in ``select`` to reproduce it). mclust's options
         pass through too: ``equal_proportions=True``, ``noise='box'`` (or a
         hyper-volume; the box is that of all of ``X``, the same in every
         cell), ``prior='default'``.
@@ -459,31 +502,27 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
     # strict as mclust's relative 1e-5 for typical data). Both can be overridden.
     # mclust's EM has no practical iteration cap; 1000 lets slow cells on a
     # likelihood ridge converge instead of stopping at scikit-learn's 100.
+    # The default start is both emix's and mclust's (init_params=BOTH_STARTS):
+    # each cell keeps the better fit, so no cell is worse than mclustBIC's.
+    both = gm_kwargs.get("init_params", BOTH_STARTS) == BOTH_STARTS
+    if both:
+        gm_kwargs = {k: v for k, v in gm_kwargs.items() if k != "init_params"}
     gm_kwargs = {"init_params": "hierarchical", "tol": 1e-5, "max_iter": 1000, **gm_kwargs}
     entropy = _entropy(random_state)
+    starts_given = n_init == 1 and not any(gm_kwargs.get(k) is not None
+                                           for k in ("weights_init", "means_init", "precisions_init"))
     # One hierarchical tree serves every cell (as in mclust): cut once per K
     # here instead of rebuilding it in each of the len(models) cells per K.
-    partitions = {}
-    if (gm_kwargs.get("init_params") == "hierarchical" and n_init == 1
-            and not any(gm_kwargs.get(k) is not None for k in ("weights_init", "means_init", "precisions_init"))):
+    partitions, others = {}, {}
+    if gm_kwargs.get("init_params") == "hierarchical" and starts_given:
         from .core.hierarchical import hierarchical_partitions
 
         partitions = hierarchical_partitions(X, [K for K in Ks if K <= X.shape[0]],
                                              np.random.RandomState(cell_seed(entropy, 0, "hc")))
-    elif (gm_kwargs.get("init_params") == "mclust" and n_init == 1
-            and not any(gm_kwargs.get(k) is not None for k in ("weights_init", "means_init", "precisions_init"))):
-        # mclustBIC exactly: hc(VVV, SVD) tree cut per K, then mclust's me()
-        # loop and stopping rule (core/mclust_hc.py); with a prior, noise or
-        # equal proportions, the same start and emix's EM
-        from .core.mclust_hc import mclust_partitions
-
-        parts, rows = mclust_partitions(X, [K for K in Ks if K <= X.shape[0]],
-                                        np.random.RandomState(cell_seed(entropy, 0, "hc")))
-        if not any(gm_kwargs.get(k) for k in ("prior", "noise", "equal_proportions")):
-            sub = None if rows.size == X.shape[0] else rows
-            partitions = {K: (lab, sub) for K, lab in parts.items()}
-        elif rows.size == X.shape[0]:
-            partitions = parts
+        if both:
+            others = _mclust_starts(X, Ks, entropy, gm_kwargs)
+    elif gm_kwargs.get("init_params") == "mclust" and starts_given:
+        partitions = _mclust_starts(X, Ks, entropy, gm_kwargs)
     if cell_callback is not None and not callable(cell_callback):
         raise TypeError(f"cell_callback must be callable or None. Got {cell_callback!r}.")
     cells = [(K, m) for K in Ks for m in models]
@@ -491,7 +530,7 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
     workers = min(len(cells), effective_n_jobs(n_jobs))
     block_threads = max(1, available_cores() // workers) if workers > 1 else None
     jobs = (delayed(_fit_cell_at)(i, X, w, K, m, cell_seed(entropy, K, m), n_init, gm_kwargs, partitions.get(K),
-                                  block_threads)
+                                  block_threads, others.get(K))
             for i, (K, m) in enumerate(cells))
     results = _run_cells(Parallel, n_jobs, jobs, len(cells), cell_callback)
     rows, best_i = _choose(results, criterion)
@@ -505,6 +544,22 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
         criterion=criterion,
         rows=rows,
     )
+
+
+def _mclust_starts(X, Ks, entropy, gm_kwargs):
+    """``{K: start}`` of mclustBIC: its hc(VVV, SVD) tree cut per K
+    (:mod:`emix.core.mclust_hc`); each start is ``(labels, rows)`` for
+    mclust's me() loop and stopping rule, or, with a prior, noise or equal
+    proportions, the labels for emix's EM (then only without mclust's subset
+    of rows)."""
+    from .core.mclust_hc import mclust_partitions
+
+    parts, rows = mclust_partitions(X, [K for K in Ks if K <= X.shape[0]],
+                                    np.random.RandomState(cell_seed(entropy, 0, "hc")))
+    if not any(gm_kwargs.get(k) for k in ("prior", "noise", "equal_proportions")):
+        sub = None if rows.size == X.shape[0] else rows
+        return {K: (lab, sub) for K, lab in parts.items()}
+    return parts if rows.size == X.shape[0] else {}
 
 
 def _run_cells(Parallel, n_jobs, jobs, n_cells, cell_callback):
