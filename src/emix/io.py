@@ -19,6 +19,12 @@ format version 2, so that an emix that predates priors in files refuses it
 instead of loading the model without its prior; a file without one is still
 version 1, readable by every emix.
 
+A model fitted with ``missing='em'`` or holding parameters (``fixed``) has
+them in the header's ``params`` (``"missing": "em"``, ``"fixed": [names]``)
+and is written as format version 2, so that an emix that predates them
+refuses the file instead of dropping them; labels of a semi-supervised fit
+are fit-time data and are not stored.
+
 The optional ``online`` entry of the header and the ``online_*`` arrays hold
 the running state of ``partial_fit`` (step counter, pass count, statistics),
 so that ``partial_fit`` after ``load`` continues exactly as without the save.
@@ -198,6 +204,7 @@ def _gaussian_parts(model):
         },
         "arrays": {},  # filled by _write_file (here for the key order of the files written before)
     }
+    _incomplete_for_file(params, header)
     if getattr(model, "noise_weight_", None) is not None:
         header["fitted"]["noise_weight_"] = float(model.noise_weight_)
         header["fitted"]["noise_log_volume_"] = float(model.noise_log_volume_)
@@ -217,6 +224,46 @@ def _gaussian_parts(model):
         header["prior"] = prior_info
         arrays.update(prior_arrays)
     return header, arrays
+
+
+def _incomplete_for_file(params, header):
+    """Store ``missing`` and ``fixed`` (a list of names) in the header's
+    ``params`` when they differ from their defaults, and then raise the file
+    to format version 2, so that an emix that predates them refuses the file
+    instead of dropping them (a model that fits with NaN or holds parameters
+    would silently become one that does not). Labels are fit-time data and
+    are not stored."""
+    from .core.missing import check_fixed, check_missing_option
+
+    missing = check_missing_option(params.get("missing", "error"))
+    fixed = check_fixed(params.get("fixed", ()))
+    if missing != "error":
+        header["params"]["missing"] = missing
+    if fixed:
+        header["params"]["fixed"] = list(fixed)
+    if missing != "error" or fixed:
+        header["format_version"] = FORMAT_VERSION
+
+
+def _read_incomplete(path, params, version):
+    """``{'missing': ..., 'fixed': (...)}`` from a GaussianMixture file's
+    ``params`` (defaults when absent), checked."""
+    from .core.missing import check_fixed, check_missing_option
+
+    out = {}
+    if "missing" in params or "fixed" in params:
+        if version < 2:
+            _fail(path, "format_version 1 files cannot hold 'missing' or 'fixed'.")
+    try:
+        if "missing" in params:
+            out["missing"] = check_missing_option(params["missing"])
+        if "fixed" in params:
+            if not isinstance(params["fixed"], list):
+                raise ValueError(f"fixed must be a list of names, got {params['fixed']!r:.80}")
+            out["fixed"] = check_fixed(params["fixed"])
+    except (TypeError, ValueError) as exc:
+        _fail(path, f"invalid estimator parameters ({exc}).")
+    return out
 
 
 def _prior_for_file(prior):
@@ -400,6 +447,7 @@ def _build_gaussian(path, header, version, params, fitted, arrays):
     prior = _read_prior(path, header, version, arrays, arrays["means"].shape[1])
 
     init_kwargs = {k: params[k] for k in _SCALAR_PARAMS if k in params}
+    init_kwargs.update(_read_incomplete(path, params, version))
     init_kwargs["random_state"] = _read_random_state(path, header.get("random_state"))
     for name in _INIT_ARRAYS:
         if name in arrays:
