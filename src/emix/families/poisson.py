@@ -17,7 +17,6 @@ from scipy.special import gammaln
 from ..core.numerics import eps_nk
 from .base import ComponentFamily, empty_component_check
 
-
 #: ``log x!`` for x = 0 .. LOG_FACTORIAL_TOP, the table of :func:`log_factorial_rows`
 LOG_FACTORIAL_TOP = 4096
 _LOG_FACTORIAL = gammaln(np.arange(LOG_FACTORIAL_TOP + 1) + 1.0)
