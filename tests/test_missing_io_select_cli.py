@@ -57,11 +57,16 @@ def _scipy_marginal(Xm, gm):
 
 
 def _full_covs(gm):
+    """(K, D, D) covariance matrices from ``covariances_`` by its shape."""
     K, D = gm.means_.shape
-    c = gm.covariances_
-    return {"full": lambda: c, "tied": lambda: np.broadcast_to(c, (K, D, D)),
-            "diag": lambda: np.stack([np.diag(v) for v in c]),
-            "spherical": lambda: np.stack([v * np.eye(D) for v in c])}[gm.covariance_type]()
+    c = np.asarray(gm.covariances_, dtype=np.float64)
+    if c.shape == (K, D, D):
+        return c
+    if c.shape == (D, D):
+        return np.broadcast_to(c, (K, D, D))
+    if c.shape == (K, D):
+        return np.stack([np.diag(v) for v in c])
+    return np.stack([v * np.eye(D) for v in np.broadcast_to(c.reshape(-1), (K,))])
 
 
 # ------------------------------------------------------------- model files
@@ -129,3 +134,98 @@ def test_bad_missing_or_fixed_in_a_file_is_refused(tmp_path, edit, match):
     _rewrite_header(tmp_path / "m.emix", tmp_path / "bad.emix", edit)
     with pytest.raises(ModelFileError, match=match):
         emix.load(tmp_path / "bad.emix")
+
+
+# ------------------------------------------------------------------ select
+def _scipy_objective(Xm, gm, labels=None):
+    """sum_n log p(x_nO), or with labels log pi_y N(x_O | y) on labelled rows."""
+    covs = _full_covs(gm)
+    total = 0.0
+    for n, x in enumerate(Xm):
+        o = ~np.isnan(x)
+        terms = np.array([np.log(w) + mvn(mu[o], C[np.ix_(o, o)]).logpdf(x[o])
+                          for w, mu, C in zip(gm.weights_, gm.means_, covs)])
+        total += terms[labels[n]] if labels is not None and labels[n] >= 0 else logsumexp(terms)
+    return total
+
+
+@pytest.mark.parametrize("init_params", [None, "mclust", "kmeans"])
+def test_select_with_missing_values(init_params):
+    X, z = _mixture(n=200, D=3, K=2, sep=8.0)
+    Xm = _holes(X, 0.15)
+    kw = {} if init_params is None else {"init_params": init_params}
+    res = emix.select(Xm, n_components=[1, 2, 3], covariance_types=["VVV", "EII"], missing="em",
+                      random_state=0, **kw)
+    assert all(r["error"] is None for r in res.rows), [r["error"] for r in res.rows]
+    assert res.best_params_["n_components"] == 2
+    best = res.best_
+    assert best.missing == "em" and not np.isnan(best.means_).any()
+    row = next(r for r in res.rows if r["n_components"] == 2 and r["covariance_type"] == best.covariance_type)
+    # the table's log-likelihood is the observed-data one (scipy on each row's observed coordinates)
+    np.testing.assert_allclose(row["log_likelihood"], _scipy_objective(Xm, best), rtol=1e-9)
+    np.testing.assert_allclose(row["bic"], best.bic(Xm), rtol=1e-12)
+    # on the complete rows, the partition is that of a fit to the data without holes
+    full = _quiet(GaussianMixture(2, random_state=0).fit, X)
+    c = ~np.isnan(Xm).any(axis=1)
+    agree = np.mean(best.predict(Xm)[c] == full.predict(X)[c])
+    assert max(agree, 1 - agree) > 0.97
+
+
+def test_select_without_missing_option_says_how_to_opt_in():
+    X, _ = _mixture(n=50)
+    with pytest.raises(ValueError, match="missing='em'"):
+        emix.select(_holes(X, 0.1), n_components=[1], covariance_types=["VVV"])
+
+
+def test_select_never_observed_column_is_named():
+    X, _ = _mixture(n=50)
+    X[:, 1] = np.nan
+    with pytest.raises(ValueError, match="column 1 is missing"):
+        emix.select(X, n_components=[1], covariance_types=["VVV"], missing="em")
+
+
+def test_select_with_labels():
+    X, z = _mixture(n=240, D=2, K=3, sep=4.0, seed=3)
+    labels = np.full(len(z), -1)
+    seen = np.flatnonzero(np.random.default_rng(0).random(len(z)) < 0.2)
+    labels[seen] = z[seen]
+    Xm = _holes(X, 0.1)
+    res = emix.select(Xm, n_components=[1, 2, 3, 4], covariance_types=["VVV", "EEE"], labels=labels,
+                      missing="em", random_state=0)
+    small = [r for r in res.rows if r["n_components"] < 3]
+    assert small and all(r["error"].startswith("not applicable") for r in small)
+    assert all(r["error"] is None for r in res.rows if r["n_components"] >= 3)
+    assert res.best_params_["n_components"] >= 3
+    best = res.best_
+    row = next(r for r in res.rows if r["n_components"] == res.best_params_["n_components"]
+               and r["covariance_type"] == res.best_params_["covariance_type"])
+    # the semi-supervised objective, from scipy
+    np.testing.assert_allclose(row["log_likelihood"], _scipy_objective(Xm, best, labels), rtol=1e-9)
+    # the labelled rows kept their components
+    pred = best.predict(Xm)
+    assert np.mean(pred[seen] == z[seen]) > 0.95
+    # the same cell fitted directly gives the same model
+    direct = _quiet(GaussianMixture(res.best_params_["n_components"],
+                                    covariance_type=res.best_params_["covariance_type"], missing="em",
+                                    init_params="hierarchical", tol=1e-5, max_iter=1000,
+                                    random_state=best.random_state).fit, Xm, labels=labels)
+    np.testing.assert_allclose(direct.means_, best.means_, rtol=1e-10)
+
+
+def test_select_with_fixed_counts_free_parameters():
+    X, _ = _mixture(n=150, D=2, K=2)
+    ref = _quiet(GaussianMixture(2, random_state=0).fit, X)
+    res = emix.select(X, n_components=[2], covariance_types=["full"], fixed=("means",),
+                      means_init=ref.means_, random_state=0)
+    row = res.rows[0]
+    assert row["n_parameters"] == 2 * 3 + 1  # two 2x2 covariances and one weight
+    np.testing.assert_array_equal(res.best_.means_, ref.means_)
+    np.testing.assert_allclose(row["bic"], res.best_.bic(X), rtol=1e-12)
+
+
+def test_select_labels_must_be_valid():
+    X, _ = _mixture(n=40)
+    with pytest.raises(ValueError, match="labels must have shape"):
+        emix.select(X, n_components=[2], covariance_types=["VVV"], labels=np.zeros(3, int))
+    with pytest.raises(ValueError, match="-1"):
+        emix.select(X, n_components=[2], covariance_types=["VVV"], labels=np.full(40, -2))

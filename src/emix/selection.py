@@ -126,13 +126,14 @@ def _start_from_labels(X, sample_weight, K, structure, labels, reg_covar, prior=
 
 
 def _fit_cell(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels=None, block_threads=None,
-              other=None):
+              other=None, known=None):
     """Fit one cell; never raises (a failure becomes the row's ``error``).
     ``labels``: a shared hierarchical partition into K groups to start from;
     ``block_threads``: at most this many threads over blocks of rows (the
     cell's share of the cores when cells run in parallel); ``other``: a
     second start (mclust's, ``(labels, rows)``), fitted too, the better of
-    the two kept (:func:`_better`)."""
+    the two kept (:func:`_better`); ``known``: the known labels of a
+    semi-supervised fit (``fit(X, labels=known)``; -1 for unlabelled rows)."""
     from ._parallel import block_threads_cap, one_blas_thread
 
     def empty_row():
@@ -147,11 +148,16 @@ def _fit_cell(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels=None, 
     # loaded machine (11x on Old Faithful with 2 contended cores).
     # No more threads over blocks of rows than the cell's share of the cores
     # (a pool only: the blocks, and so the fit, do not change).
+    if known is not None and K <= int(known.max()):  # labels name components this K does not have
+        row = empty_row()
+        row["error"] = (f"not applicable: the labels name component {int(known.max())}, so K must be at "
+                        f"least {int(known.max()) + 1}")
+        return row, None
     with one_blas_thread(), block_threads_cap(block_threads):
-        best = _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels, empty_row())
+        best = _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels, empty_row(), known)
         best[0]["start"] = "mclust" if isinstance(labels, tuple) else gm_kwargs.get("init_params")
         if other is not None:
-            alt = _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, other, empty_row())
+            alt = _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, other, empty_row(), known)
             alt[0]["start"] = "mclust"
             kept = _better(best, alt)
             lost = alt if kept is best else best
@@ -174,7 +180,8 @@ def _better(a, b):
     return b if rank(b) > rank(a) else a
 
 
-def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels, row):
+def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels, row, known=None):
+    from .core import missing as _missing
     from .estimator import GaussianMixture
     from .families.gaussian import get_structure
 
@@ -187,7 +194,8 @@ def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels,
             noise=gm_kwargs.get("noise") is not None))
         mclust_me = isinstance(labels, tuple)  # (labels, rows): mclust's me(), init_params='mclust'
         if labels is not None and not mclust_me:
-            gm.set_params(**_start_from_labels(X, sample_weight, K, structure, labels,
+            Xs = _missing.column_fill(X, sample_weight) if _missing.has_missing(X) else X  # the estimator's fill
+            gm.set_params(**_start_from_labels(Xs, sample_weight, K, structure, labels,
                                                gm_kwargs.get("reg_covar", gm.reg_covar),
                                                gm_kwargs.get("prior")))
         with warnings.catch_warnings():
@@ -196,13 +204,19 @@ def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels,
                 from .core.mclust_hc import fit_like_mclust
 
                 fit_like_mclust(gm, X, labels[0], labels[1], sample_weight)
+            elif known is not None:
+                gm.fit(X, sample_weight=sample_weight, labels=known)
             else:
                 gm.fit(X, sample_weight=sample_weight)
-            # public methods only: log L = n_eff * mean log-likelihood
             n_eff = float(X.shape[0]) if sample_weight is None else float(np.sum(sample_weight, dtype=np.float64))
-            ll = gm.score(X, sample_weight=sample_weight) * n_eff
-            log_max = np.log(np.max(gm.predict_proba(X), axis=1).astype(np.float64))
+            if known is not None:  # the semi-supervised objective and fixed responsibilities of labelled rows
+                ll, log_max = _missing.labelled_loglik(gm, X, known, sample_weight)
+            else:  # public methods only: log L = n_eff * mean log-likelihood
+                ll = gm.score(X, sample_weight=sample_weight) * n_eff
+                log_max = np.log(np.max(gm.predict_proba(X), axis=1).astype(np.float64))
         s = log_max.sum() if sample_weight is None else float(log_max @ np.asarray(sample_weight, np.float64))
+        if gm_kwargs.get("fixed"):  # held parameters are not estimated
+            row["n_parameters"] = gm._n_parameters()
         p = row["n_parameters"]
         row.update(
             log_likelihood=float(ll),
@@ -368,7 +382,7 @@ class SelectionResult:
 
 def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic", n_init=1,
            sample_weight=None, n_jobs=None, random_state=None, cell_callback=None, family="gaussian",
-           **gm_kwargs) -> SelectionResult:
+           labels=None, **gm_kwargs) -> SelectionResult:
     """Fit a grid of mixtures and choose K and the covariance model.
 
     The emix counterpart of mclust's ``Mclust()`` / ``mclustBIC()`` for
@@ -422,6 +436,16 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
         criteria are the estimator's own (``best_.bic(X)`` equals the table's
         value). mclust's options (``noise``, ``prior``, ``equal_proportions``)
         and the hierarchical start are Gaussian only.
+    labels : array-like of shape (n_samples,) of int, default=None
+        Semi-supervised selection (Gaussian only): every cell is fitted with
+        ``fit(X, labels=labels)`` (a component index for a labelled row, -1
+        for an unlabelled one); cells whose K is not above the largest label
+        are not applicable (recorded with that reason in ``error``, not
+        ranked). Each cell starts from its labelled rows (not from the
+        shared hierarchical tree), and its log-likelihood and ICL are those
+        of the fitted objective: ``log pi_y N(x | y)`` for a labelled row
+        (responsibility 1 on ``y``), ``log p(x)`` for the others (McLachlan
+        & Peel 2000, section 2.19). See docs/missing.md.
     **gm_kwargs
         Other :class:`~emix.GaussianMixture` parameters (``init_params``,
         ``tol``, ``reg_covar``, ``max_iter``...), used for every cell. Unlike
@@ -475,8 +499,27 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
                               n_jobs, random_state, cell_callback, gm_kwargs)
     # a DataFrame's column names, by scikit-learn's rule (all strings, or none)
     names = _get_feature_names(X)
-    X = check_array(X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+    nan_ok = gm_kwargs.get("missing", "error") == "em"  # missing values inside EM: NaN allowed
+    try:
+        X = check_array(X, dtype=[np.float64, np.float32], ensure_min_samples=2,
+                        ensure_all_finite="allow-nan" if nan_ok else True)
+    except ValueError as exc:
+        if nan_ok or "NaN" not in str(exc):
+            raise
+        raise ValueError(f"{exc} To select with missing values (NaN) inside EM, pass missing='em' to "
+                         "select.") from None
     w = V.check_sample_weight(sample_weight, X.shape[0], X.dtype)
+    X_start = X  # what the shared starts see: X with holes filled by the estimator's rule
+    if nan_ok:
+        from .core import missing as _missing
+
+        if _missing.has_missing(X):
+            _missing.check_observed_columns(X, names)
+            X_start = _missing.column_fill(X, w)
+    if labels is not None:
+        from .core import missing as _missing
+
+        labels = _missing.check_labels(labels, X.shape[0], max(1 + int(np.max(labels, initial=-1)), 1))
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {list(CRITERIA)}. Got {criterion!r}.")
     if isinstance(n_components, numbers.Integral):
@@ -509,20 +552,20 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
         gm_kwargs = {k: v for k, v in gm_kwargs.items() if k != "init_params"}
     gm_kwargs = {"init_params": "hierarchical", "tol": 1e-5, "max_iter": 1000, **gm_kwargs}
     entropy = _entropy(random_state)
-    starts_given = n_init == 1 and not any(gm_kwargs.get(k) is not None
-                                           for k in ("weights_init", "means_init", "precisions_init"))
+    starts_given = n_init == 1 and labels is None and not any(
+        gm_kwargs.get(k) is not None for k in ("weights_init", "means_init", "precisions_init"))
     # One hierarchical tree serves every cell (as in mclust): cut once per K
     # here instead of rebuilding it in each of the len(models) cells per K.
     partitions, others = {}, {}
     if gm_kwargs.get("init_params") == "hierarchical" and starts_given:
         from .core.hierarchical import hierarchical_partitions
 
-        partitions = hierarchical_partitions(X, [K for K in Ks if K <= X.shape[0]],
+        partitions = hierarchical_partitions(X_start, [K for K in Ks if K <= X.shape[0]],
                                              np.random.RandomState(cell_seed(entropy, 0, "hc")))
         if both:
-            others = _mclust_starts(X, Ks, entropy, gm_kwargs)
+            others = _mclust_starts(X_start, Ks, entropy, gm_kwargs, X_start is not X)
     elif gm_kwargs.get("init_params") == "mclust" and starts_given:
-        partitions = _mclust_starts(X, Ks, entropy, gm_kwargs)
+        partitions = _mclust_starts(X_start, Ks, entropy, gm_kwargs, X_start is not X)
     if cell_callback is not None and not callable(cell_callback):
         raise TypeError(f"cell_callback must be callable or None. Got {cell_callback!r}.")
     cells = [(K, m) for K in Ks for m in models]
@@ -530,7 +573,7 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
     workers = min(len(cells), effective_n_jobs(n_jobs))
     block_threads = max(1, available_cores() // workers) if workers > 1 else None
     jobs = (delayed(_fit_cell_at)(i, X, w, K, m, cell_seed(entropy, K, m), n_init, gm_kwargs, partitions.get(K),
-                                  block_threads, others.get(K))
+                                  block_threads, others.get(K), labels)
             for i, (K, m) in enumerate(cells))
     results = _run_cells(Parallel, n_jobs, jobs, len(cells), cell_callback)
     rows, best_i = _choose(results, criterion)
@@ -546,17 +589,18 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
     )
 
 
-def _mclust_starts(X, Ks, entropy, gm_kwargs):
+def _mclust_starts(X, Ks, entropy, gm_kwargs, filled=False):
     """``{K: start}`` of mclustBIC: its hc(VVV, SVD) tree cut per K
     (:mod:`emix.core.mclust_hc`); each start is ``(labels, rows)`` for
-    mclust's me() loop and stopping rule, or, with a prior, noise or equal
-    proportions, the labels for emix's EM (then only without mclust's subset
-    of rows)."""
+    mclust's me() loop and stopping rule, or, with a prior, noise, equal
+    proportions or missing values (``filled``: ``X`` is the data with holes
+    filled, which mclust's me() must not fit), the labels for emix's EM (then
+    only without mclust's subset of rows)."""
     from .core.mclust_hc import mclust_partitions
 
     parts, rows = mclust_partitions(X, [K for K in Ks if K <= X.shape[0]],
                                     np.random.RandomState(cell_seed(entropy, 0, "hc")))
-    if not any(gm_kwargs.get(k) for k in ("prior", "noise", "equal_proportions")):
+    if not filled and not any(gm_kwargs.get(k) for k in ("prior", "noise", "equal_proportions")):
         sub = None if rows.size == X.shape[0] else rows
         return {K: (lab, sub) for K, lab in parts.items()}
     return parts if rows.size == X.shape[0] else {}

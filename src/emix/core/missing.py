@@ -745,6 +745,23 @@ def fit(reduce, params0: GaussianParams, structure, *, tol, max_iter, reg_covar,
     return run_em(e, m, params0, tol=tol, max_iter=max_iter, lower_bound0=lower_bound0, callback=callback)
 
 
+def labelled_loglik(model, X, labels, sample_weight=None):
+    """The semi-supervised objective of a fitted GaussianMixture on ``X``
+    with known ``labels`` (-1: unlabelled), and each row's log largest
+    responsibility (0 for a labelled row, whose responsibility is fixed to
+    its label): ``sum_labelled w log pi_y N(x_O | y) + sum_unlabelled w log
+    p(x_O)`` (McLachlan & Peel 2000, section 2.19), what ``select`` ranks
+    semi-supervised cells by. Returns ``(loglik, log_max)``."""
+    X = model._check_X(X)
+    labels = check_labels(labels, X.shape[0], model.n_components)
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    lp = np.asarray(em.weighted_log_prob(X, model._params(), model._structure_for(X)), dtype=np.float64)
+    resp, ll = _fixed_resp(lp, labels, w)
+    with np.errstate(divide="ignore"):
+        log_max = np.log(resp.max(axis=1))
+    return ll, log_max
+
+
 def params_from_resp(X, sample_weight, resp, structure, reg_covar, dtype):
     """Weighted maximum-likelihood parameters of complete rows ``X`` with
     responsibilities ``resp`` (one M-step; statistics centered at the
@@ -808,5 +825,6 @@ __all__ = [
     "align_to_labels",
     "FIXABLE", "MISSING_OPTIONS", "IncompleteStructure", "check_fixed", "check_labels", "check_missing_option",
     "check_observed_columns", "column_fill", "e_step", "fit", "has_missing", "impute", "label_resp",
+    "labelled_loglik",
     "marginal_log_prob", "params_from_resp", "precision_matrices", "sample_missing", "scatter_kind",
 ]
