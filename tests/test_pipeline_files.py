@@ -169,3 +169,127 @@ def test_plain_models_unchanged(tmp_path, faithful):
         header = json.loads(zf.read("header.json"))
     assert header["model"] == "GaussianMixture" and header["format_version"] == 1
     assert type(emix.load(tmp_path / "g.emix")) is emix.GaussianMixture
+
+
+# ------------------------------------------------------------- CLI --scale
+def _csv(tmp_path, X, names):
+    import csv
+
+    path = tmp_path / "data.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(names)
+        w.writerows(X.tolist())
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def wine():
+    from sklearn.datasets import load_wine
+
+    d = load_wine()
+    return d.data, [str(n).replace("/", "_") for n in d.feature_names]
+
+
+def test_cli_fit_scale_saves_a_pipeline_that_predict_applies(tmp_path, wine, capsys):
+    from emix.cli import main
+
+    X, names = wine
+    data = _csv(tmp_path, X, names)
+    model = str(tmp_path / "m.emix")
+    assert main(["fit", data, "-k", "3", "--seed", "0", "--scale", "-o", model]) == 0
+    out = capsys.readouterr().out
+    assert "standardized features (--scale" in out
+    pipe = emix.load(model)
+    assert isinstance(pipe, Pipeline) and isinstance(pipe[0], StandardScaler)
+    # oracle: scikit-learn's StandardScaler on the same columns
+    ref = StandardScaler().fit(X)
+    np.testing.assert_allclose(pipe[0].mean_, ref.mean_, rtol=1e-12)
+    np.testing.assert_allclose(pipe[0].scale_, ref.scale_, rtol=1e-12)
+    assert list(pipe[0].feature_names_in_) == names
+    # predict applies the standardization: the labels are the Pipeline's
+    out_csv = tmp_path / "p.csv"
+    assert main(["predict", model, data, "-o", str(out_csv), "-q"]) == 0
+    import pandas as pd
+
+    labels = pd.read_csv(out_csv)["label"].to_numpy()
+    np.testing.assert_array_equal(labels, pipe.predict(pd.DataFrame(X, columns=names)))
+    # the summary gives the means in the data's units: (m - b) / a = m * sd + mean
+    gm = pipe[-1]
+    line = next(ln for ln in out.splitlines() if ln.startswith("proline "))
+    np.testing.assert_allclose([float(v) for v in line.split()[1:]], gm.means_[:, 12] * ref.scale_[12] + ref.mean_[12],
+                               rtol=1e-4)
+
+
+def test_cli_scale_criteria_are_in_the_data_units(tmp_path, wine, capsys):
+    """K = 1 with a full covariance is affine equivariant: --scale must give
+    the same log-likelihood and BIC as no scaling (the Jacobian included),
+    and score reproduces the fit's figures."""
+    from emix.cli import main
+
+    X, names = wine
+    data = _csv(tmp_path, X, names)
+    figures = []
+    for extra in ([], ["--scale"]):
+        model = str(tmp_path / f"m{len(extra)}.emix")
+        assert main(["fit", data, "-k", "1", "--covariance", "full", "-o", model, "-q", *extra]) == 0
+        assert main(["score", model, data, "--json"]) == 0
+        figures.append(json.loads(capsys.readouterr().out))
+    # oracle: scipy's Gaussian log density at the sample mean and covariance (MLE)
+    ll = stats.multivariate_normal(X.mean(axis=0), np.cov(X, rowvar=False, bias=True) + 1e-6 * np.eye(13)).logpdf(X)
+    for f in figures:
+        np.testing.assert_allclose(f["log_likelihood"], ll.sum(), rtol=1e-6)
+    np.testing.assert_allclose(figures[1]["bic"], figures[0]["bic"], rtol=1e-6)
+
+
+def test_cli_select_and_report_scale(tmp_path, wine, capsys):
+    from emix.cli import main
+
+    X, names = wine
+    data = _csv(tmp_path, X, names)
+    model = str(tmp_path / "s.emix")
+    assert main(["select", data, "-k", "1..2", "--covariance", "VVV,EEE", "--scale", "-o", model]) == 0
+    out = capsys.readouterr().out
+    pipe = emix.load(model)
+    assert isinstance(pipe, Pipeline)
+    # the table's K=1 VVV cell is the unscaled one (affine equivariance)
+    assert main(["select", data, "-k", "1", "--covariance", "VVV", "-q", "--table", str(tmp_path / "t.csv")]) == 0
+    import pandas as pd
+
+    raw = float(pd.read_csv(tmp_path / "t.csv")["bic"][0])
+    assert f"{raw:.2f}" in out
+    html = str(tmp_path / "r.html")
+    assert main(["report", data, "-k", "1..2", "--covariance", "VVV", "--scale", "-o", html, "-q"]) == 0
+    text = open(html).read()
+    assert "scaled features z = a·x + b" in text and "(standardized)" not in text.split('id="plots"')[0]
+    assert main(["report", data, "--model", model, "-o", str(tmp_path / "r2.html"), "-q"]) == 0
+    # sample is in the data's units: its mean is near the data's
+    assert main(["sample", model, "-n", "4000", "--seed", "1", "-o", str(tmp_path / "s.csv")]) == 0
+    sample = pd.read_csv(tmp_path / "s.csv")[names].to_numpy()
+    np.testing.assert_allclose(sample.mean(axis=0), X.mean(axis=0), rtol=0.05)
+
+
+def test_cli_scale_usage_errors(tmp_path, wine, capsys):
+    from emix.cli import main
+
+    X, names = wine
+    data = _csv(tmp_path, X, names)
+    out = str(tmp_path / "m.emix")
+    assert main(["fit", data, "-k", "2", "--scale", "--chunk-rows", "50", "-o", out]) == 2
+    assert "--scale cannot be combined with --chunk-rows" in capsys.readouterr().err
+    assert main(["fit", data, "-k", "2", "--scale", "--family", "poisson", "-o", out]) == 2
+    assert "--scale is for --family gaussian only" in capsys.readouterr().err
+
+
+def test_cli_notes_a_dominant_feature(tmp_path, wine, capsys):
+    from emix.cli import main
+
+    X, names = wine
+    data = _csv(tmp_path, X, names)
+    assert main(["fit", data, "-k", "2", "-o", str(tmp_path / "m.emix"), "--seed", "0"]) == 0
+    err = capsys.readouterr().err
+    # oracle: numpy's variances (proline's is 99.8% of the total)
+    var = X.var(axis=0)
+    assert f"'proline' holds {100 * var.max() / var.sum():.1f}% of the variance" in err and "--scale" in err
+    assert main(["fit", data, "-k", "2", "-o", str(tmp_path / "m.emix"), "--seed", "0", "--scale", "-f"]) == 0
+    assert "holds" not in capsys.readouterr().err

@@ -115,6 +115,7 @@ def check_args(args, parser):
         ("--prior", getattr(args, "prior", None) not in (None, "none")),
         ("--equal-proportions", getattr(args, "equal_proportions", False)),
         ("--init hierarchical", getattr(args, "init", None) == "hierarchical"),
+        ("--scale", getattr(args, "scale", False)),
         ("--chunk-rows", getattr(args, "chunk_rows", None) is not None),
         ("--scheduler", getattr(args, "scheduler", None) is not None)) if on]
     if gaussian_only:

@@ -18,6 +18,7 @@ import os
 import shlex
 import sys
 import warnings
+import weakref
 
 import numpy as np
 
@@ -313,9 +314,130 @@ def _dim_indices(dims, names):
 
 
 def _model_names(model):
-    if hasattr(model, "feature_names_in_"):
-        return [str(n) for n in model.feature_names_in_]
+    scalers = _scaling(model)
+    first = scalers[0] if scalers else model
+    if hasattr(first, "feature_names_in_"):
+        return [str(n) for n in first.feature_names_in_]
     return [f"x{j}" for j in range(model.n_features_in_)]
+
+
+# ------------------------------------------------------------------ --scale
+# A model fitted with --scale is saved as a scikit-learn Pipeline (scaler +
+# mixture; emix.io stores it as arrays + JSON). The commands work on the
+# mixture and find its scalers here: data are brought to the model's units
+# (z = a x + b) before it is applied, samples back to the data's units, and
+# likelihoods and criteria are of the data in its own units (the change of
+# variables adds log|a| per feature and row), so that they compare with an
+# unscaled fit of the same data.
+_SCALING = weakref.WeakKeyDictionary()
+
+
+def _scaling(model):
+    """The scalers fitted before ``model`` (a list), or None."""
+    try:
+        return _SCALING.get(model)
+    except TypeError:  # an unhashable object is never scaled
+        return None
+
+
+def _affine(model):
+    """``(a, b)`` with model units ``z = a * x + b``, or None without scaling."""
+    from .io import scaler_affine
+
+    scalers = _scaling(model)
+    if not scalers:
+        return None
+    a, b = np.ones(model.n_features_in_), np.zeros(model.n_features_in_)
+    for sc in scalers:
+        ab = scaler_affine(sc)
+        if ab is not None:
+            a, b = ab[0] * a, ab[0] * b + ab[1]
+    return a, b
+
+
+def _log_jacobian(model):
+    """``sum_j log|a_j|``: added to each row's log density in model units
+    gives its log density in the data's units (0 without scaling)."""
+    ab = _affine(model)
+    return 0.0 if ab is None else float(np.sum(np.log(np.abs(ab[0]))))
+
+
+def _to_model_units(model, X):
+    scalers = _scaling(model)
+    if not scalers:
+        return X
+    X = np.asarray(X, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        for sc in scalers:
+            X = np.asarray(sc.transform(X), dtype=np.float64)
+    return X
+
+
+def _to_data_units(model, Z):
+    scalers = _scaling(model)
+    if not scalers:
+        return Z
+    Z = np.asarray(Z, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        for sc in reversed(scalers):
+            Z = np.asarray(sc.inverse_transform(Z), dtype=np.float64)
+    return Z
+
+
+def _scaling_word(model):
+    """'standardized' for a StandardScaler that centres and scales, else 'scaled'."""
+    scalers = _scaling(model) or []
+    if len(scalers) == 1 and type(scalers[0]).__name__ == "StandardScaler" and scalers[0].with_mean \
+            and scalers[0].with_std:
+        return "standardized"
+    return "scaled"
+
+
+def _scaled_names(model, names):
+    """Axis names in the model's units: 'waiting (standardized)'."""
+    if not _scaling(model):
+        return names
+    return [f"{n} ({_scaling_word(model)})" for n in names]
+
+
+def _dominance_note(args, X, names):
+    """Without --scale: a note when one feature holds most of the variance
+    (:func:`emix.plotting.dominance_hint`)."""
+    if getattr(args, "scale", False) or getattr(args, "quiet", False) or X.shape[1] < 3:
+        return  # two features are drawn as they are; from three, along principal axes
+    from .plotting import dominance_hint
+
+    hint = dominance_hint(X, names)
+    if hint:
+        _note(args, f"{PROG}: {hint.replace('; standardize (emix --scale)', '')}: add --scale to standardize "
+                    "(k-means starts, spherical models and the plots' principal axes weigh features by their units)")
+
+
+def _fit_scaling(args, X, w):
+    """--scale: ``(StandardScaler fitted to X with the row weights, X in its
+    units)``; ``(None, X)`` without --scale."""
+    if not getattr(args, "scale", False):
+        return None, X
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(X, sample_weight=w)
+    return scaler, scaler.transform(X)
+
+
+def _shift_rows(rows, model, w, n):
+    """Selection rows in the data's units (see the notes above ``_SCALING``)."""
+    shift = _log_jacobian(model) * (n if w is None else float(np.sum(w)))
+    if shift == 0.0:
+        return rows
+    for r in rows:
+        if r.get("log_likelihood") is not None and np.isfinite(r["log_likelihood"]):
+            r["log_likelihood"] += shift
+            for key in ("bic", "icl", "aic"):
+                if r.get(key) is not None:
+                    r[key] -= 2.0 * shift
+    return rows
 
 
 def _expected(model):
@@ -325,9 +447,17 @@ def _expected(model):
 
 
 def _load_model(path):
-    from .io import load
+    """The mixture of a model file; a Pipeline's scalers are registered for it
+    (``_scaling``)."""
+    from .io import _is_pipeline, load
 
-    return load(path)
+    model = load(path)
+    if _is_pipeline(model):
+        scalers = [step for _, step in model.steps[:-1] if not (step is None or isinstance(step, str))]
+        model = model.steps[-1][1]
+        if scalers:
+            _SCALING[model] = scalers
+    return model
 
 
 def _family_of(args):
@@ -341,30 +471,50 @@ def _model_family(model):
     return family_name(model)
 
 
-def _read_for(args, model, weights=True):
+def _read_for(args, model, weights=True, units="model"):
     """DATA's columns for applying ``model`` (a DataFrame of the columns'
-    own types for the families that take text and categories)."""
+    own types for the families that take text and categories), in the
+    model's units (its --scale applied) or, ``units="data"``, as read."""
     if _model_family(model) is None:
-        return _read(args, expected=_expected(model), weights=weights)
-    from ._cli_families import read_for_model
+        table, X, names, w = _read(args, expected=_expected(model), weights=weights)
+    else:
+        from ._cli_families import read_for_model
 
-    return read_for_model(args, model, weights=weights)
+        table, X, names, w = read_for_model(args, model, weights=weights)
+    if units == "model":
+        X = _to_model_units(model, X)
+    return table, X, names, w
 
 
 def _save_model(model, path):
-    """emix.save (atomic, with the file mode a plain open() would give)."""
+    """emix.save (atomic, with the file mode a plain open() would give); a
+    model fitted with --scale is saved as the Pipeline scaler + mixture."""
     from .io import save
 
-    save(model, path)
+    scalers = _scaling(model)
+    if scalers:
+        from sklearn.pipeline import Pipeline
+
+        names = ["scale"] if len(scalers) == 1 else [f"scale{i}" for i in range(len(scalers))]
+        save(Pipeline(list(zip(names, scalers)) + [("mixture", model)]), path)
+    else:
+        save(model, path)
 
 
-def _set_names(model, table, names):
+def _set_names(model, table, names, scaler=None):
     """Record the data's column names on the model (saved in the model file),
-    as scikit-learn does for DataFrames, so `predict` can pick columns by name."""
+    as scikit-learn does for DataFrames, so `predict` can pick columns by name.
+    With ``scaler`` (--scale), the names go on the scaler, the Pipeline's first
+    step, and the scaler is registered for the model (``_scaling``)."""
+    target = model if scaler is None else scaler
     if table is None or table.named:
-        model.feature_names_in_ = np.asarray(names, dtype=object)
-    elif hasattr(model, "feature_names_in_"):
-        del model.feature_names_in_
+        target.feature_names_in_ = np.asarray(names, dtype=object)
+    elif hasattr(target, "feature_names_in_"):
+        del target.feature_names_in_
+    if scaler is not None:
+        _SCALING[model] = [scaler]
+        if hasattr(model, "feature_names_in_"):  # it sees the scaler's arrays, as in a Pipeline
+            del model.feature_names_in_
 
 
 def _gm_kwargs(args):
@@ -395,14 +545,19 @@ def _n_eff(X, w):
 
 
 def _fit_stats(model, X, w):
-    ll = float(_quiet_predict(model.score, X, sample_weight=w)) * _n_eff(X, w)
+    """Log-likelihood and criteria of ``X`` (in the model's units) under the
+    model, of the data in its own units: a --scale model adds the change of
+    variables' ``n * sum_j log|a_j|`` (``_log_jacobian``) to the
+    log-likelihood, so BIC, ICL and AIC compare with an unscaled fit."""
+    shift = _log_jacobian(model) * _n_eff(X, w)
+    ll = float(_quiet_predict(model.score, X, sample_weight=w)) * _n_eff(X, w) + shift
     return {
         "n_rows": int(X.shape[0]),
         "log_likelihood": ll,
         "mean_log_likelihood": ll / _n_eff(X, w),
-        "bic": float(_quiet_predict(model.bic, X, w)),
-        "aic": float(_quiet_predict(model.aic, X, w)),
-        "icl": float(_quiet_predict(model.icl, X, w)),
+        "bic": float(_quiet_predict(model.bic, X, w)) - 2.0 * shift,
+        "aic": float(_quiet_predict(model.aic, X, w)) - 2.0 * shift,
+        "icl": float(_quiet_predict(model.icl, X, w)) - 2.0 * shift,
     }
 
 
@@ -411,17 +566,32 @@ def _fmt(v, width=10):
     return s.rjust(width)
 
 
-def _summary(model, stats=None, names=None):
-    from .plotting import full_covariances
+#: The summary's tables fit a terminal this wide (characters).
+SUMMARY_WIDTH = 100
 
+
+def _summary(model, stats=None, names=None):
+    """Text summary of a fitted GaussianMixture: options, fit statistics and
+    every component's weight, means and standard deviations in the data's
+    units (a --scale model's parameters mapped back, ``(m - b) / a`` and
+    ``sd / |a|``), for any number of features: components across, features
+    down (in blocks of components) when a row per component would be wider
+    than ``SUMMARY_WIDTH``."""
     K, D = model.means_.shape
     names = names or _model_names(model)
-    shown = names[:8]
-    lines = [f"GaussianMixture: K={K} components, covariance '{model.covariance_type}', "
-             f"{D} feature{'s' if D != 1 else ''} ({', '.join(names[:8])}{', ...' if D > 8 else ''})"]
+    first = (f"GaussianMixture: K={K} components, covariance '{model.covariance_type}', "
+             f"{D} feature{'s' if D != 1 else ''}")
+    listed = ", ".join(names)
+    if len(first) + len(listed) + 3 > SUMMARY_WIDTH:  # every name is in the table below
+        listed = ", ".join(names[:1]) + ", ..., " + names[-1] if D > 1 else names[0][:40]
+        listed = listed if len(first) + len(listed) + 3 <= SUMMARY_WIDTH else "listed below"
+    lines = [f"{first} ({listed})"]
     state = "converged" if model.converged_ else "did NOT converge (raise --max-iter or --tol)"
     lines.append(f"EM: {model.n_iter_} iterations, {state}; tol {model.tol:g}, n_init {model.n_init}")
     options = []
+    if _scaling(model):
+        options.append(f"{_scaling_word(model)} features (--scale, kept in the model file; "
+                       "means and sds in the data's units)")
     if getattr(model, "noise_weight_", None) is not None:
         from .report import volume_text
 
@@ -439,17 +609,59 @@ def _summary(model, stats=None, names=None):
         lines.append(f"rows {stats['n_rows']:,}   log-likelihood {stats['log_likelihood']:.6f} "
                      f"(mean {stats['mean_log_likelihood']:.6f})")
         lines.append(f"BIC {stats['bic']:.4f}   ICL {stats['icl']:.4f}   AIC {stats['aic']:.4f}   (lower is better)")
-    w = max(10, *(len(n) + 2 for n in shown))
-    cov = full_covariances(model)
+    means, sds = _data_unit_params(model)
     lines.append("")
-    lines.append("component".rjust(9) + "weight".rjust(9) + "".join(("mean " + n).rjust(w + 5) for n in shown)
-                 + "".join(("sd " + n).rjust(w + 3) for n in shown))
-    for k in range(K):
-        sd = np.sqrt(np.clip(np.diag(cov[k]), 0, None))
-        lines.append(str(k).rjust(9) + f"{model.weights_[k]:.4f}".rjust(9)
-                     + "".join(f"{m:.5g}".rjust(w + 5) for m in model.means_[k][:8])
-                     + "".join(f"{s:.4g}".rjust(w + 3) for s in sd[:8]))
+    lines.extend(_component_table(names, np.asarray(model.weights_, dtype=np.float64), means, sds))
     return "\n".join(lines)
+
+
+def _data_unit_params(model):
+    """``(means, sds)`` of shape (K, D) in the data's units."""
+    from .plotting import full_covariances
+
+    means = np.asarray(model.means_, dtype=np.float64)
+    sds = np.sqrt(np.clip(np.diagonal(full_covariances(model), axis1=1, axis2=2), 0, None))
+    ab = _affine(model)
+    if ab is not None:
+        a, b = ab
+        means, sds = (means - b) / a, sds / np.abs(a)
+    return means, sds
+
+
+def _component_table(names, weights, means, sds, width=SUMMARY_WIDTH):
+    """Lines of the component table: one row per component (weight, means,
+    sds) when that fits ``width``; else features down and components across,
+    the weights first, in blocks of as many components as fit."""
+    K, D = means.shape
+    w = max(10, *(len(n) + 2 for n in names))
+    wide = 18 + (w + 5) * D + (w + 3) * D
+    if wide <= width:
+        out = ["component".rjust(9) + "weight".rjust(9) + "".join(("mean " + n).rjust(w + 5) for n in names)
+               + "".join(("sd " + n).rjust(w + 3) for n in names)]
+        for k in range(K):
+            out.append(str(k).rjust(9) + f"{weights[k]:.4f}".rjust(9)
+                       + "".join(f"{m:.5g}".rjust(w + 5) for m in means[k])
+                       + "".join(f"{v:.4g}".rjust(w + 3) for v in sds[k]))
+        return out
+    name_w = min(max(len("feature"), *(len(n) for n in names)) + 2, 26)
+
+    def label(n):
+        return (n if len(n) <= name_w - 2 else n[:name_w - 5] + "...").ljust(name_w)
+
+    col = 11
+    per_block = max(1, (width - name_w) // col)
+    out = []
+    for title, values, fmt in (("means", means, "{:.5g}"), ("standard deviations", sds, "{:.4g}")):
+        out.append(f"{title} by component (features down, components across)")
+        for start in range(0, K, per_block):
+            ks = range(start, min(K, start + per_block))
+            out.append("component".ljust(name_w) + "".join(str(k).rjust(col) for k in ks))
+            if title == "means":
+                out.append("weight".ljust(name_w) + "".join(f"{weights[k]:.4f}".rjust(col) for k in ks))
+            for j, n in enumerate(names):
+                out.append(label(n) + "".join(fmt.format(values[k, j]).rjust(col) for k in ks))
+        out.append("")
+    return out[:-1]
 
 
 # ================================================================ selection
@@ -530,12 +742,14 @@ def cmd_fit(args):
     if getattr(args, "chunk_rows", None) or getattr(args, "scheduler", None):
         return _cmd_fit_out_of_core(args)
     table, X, names, w = _read(args)
+    _dominance_note(args, X, names)
+    scaler, X = _fit_scaling(args, X, w)
     with _Progress(args) as progress:
         model = GaussianMixture(args.n_components, covariance_type=args.covariance, random_state=args.seed,
                                 callback=progress, n_jobs=args.jobs, **_gm_kwargs(args))
         model.fit(X, sample_weight=w)
     model.set_params(callback=None)
-    _set_names(model, table, names)
+    _set_names(model, table, names, scaler)
     check_writable(args.output, args.force)
     _save_model(model, args.output)
     if not args.quiet:
@@ -658,9 +872,12 @@ def cmd_select(args):
     for out in (args.output, args.plot, args.table):
         check_writable(out, args.force)
     table, X, names, w = _read(args)
+    _dominance_note(args, X, names)
+    scaler, X = _fit_scaling(args, X, w)
     model, rows, best = _select(X, w, args.n_components, args.covariance, args.criterion, args.seed,
                                 _gm_kwargs(args), args, n_jobs=args.jobs)
-    _set_names(model, table, names)
+    _set_names(model, table, names, scaler)
+    rows = _shift_rows(rows, model, w, X.shape[0])
     if not args.quiet:
         print(_selection_table(rows, args.criterion, best))
         print()
@@ -698,6 +915,7 @@ def cmd_sample(args):
     if args.seed is not None:
         model.set_params(random_state=args.seed)
     X, y = model.sample(args.n_samples)
+    X = _to_data_units(model, X)
     names = _model_names(model)
     if _model_family(model) is None:
         cols = {n: X[:, j] for j, n in enumerate(names)}
@@ -753,6 +971,11 @@ def cmd_info(args):
         if getattr(model, "noise_weight_", None) is not None:
             info["noise_weight"] = float(model.noise_weight_)
             info["noise_log_volume"] = float(model.noise_log_volume_)
+        ab = _affine(model)
+        if ab is not None:
+            info["scaling"] = {"steps": [type(sc).__name__ for sc in _scaling(model)],
+                               "slope": ab[0].tolist(), "intercept": ab[1].tolist(),
+                               "note": "means and covariances are of z = slope * x + intercept"}
         prior = model.prior
         if prior is not None and not isinstance(prior, str):
             info["params"]["prior"] = {"mean": np.asarray(prior.mean).tolist(), "shrinkage": float(prior.shrinkage),
@@ -790,7 +1013,8 @@ def cmd_plot(args):
         raise _Err(f"--kind {args.kind} needs the DATA file")
     X = names = None
     if args.data is not None:
-        _, X, names, _ = _read(args, expected=_expected(model), weights=False)
+        _, X, names, _ = _read_for(args, model, weights=False)
+        names = _scaled_names(model, names)
     D = model.n_features_in_
     dims = tuple(args.dims) if args.dims else None
     if dims and any(not 0 <= d < D for d in dims):
@@ -823,8 +1047,9 @@ def _write_report(path, model, X, names, source, rows, criterion, best, w, comma
     from ._files import atomic_output
     from .report import build_report
 
+    scalers = _scaling(model) if _model_family(model) is None else None
     text = build_report(model, X, feature_names=names, source=source, selection_rows=rows, criterion=criterion,
-                        best=best, sample_weight=w, command=command)
+                        best=best, sample_weight=w, command=command, scaler=scalers)
     with atomic_output(path, force, mode="w") as fh:
         fh.write(text)
 
@@ -835,7 +1060,8 @@ def cmd_report(args):
     check_writable(args.output, args.force)
     if args.model:
         model = _load_model(args.model)
-        table, X, names, w = _read_for(args, model)
+        # a Gaussian mixture's report maps a --scale model back to the data's units itself
+        table, X, names, w = _read_for(args, model, units="data" if _model_family(model) is None else "model")
         rows, best = None, None
     elif _family_of(args) != "gaussian":
         from . import _cli_families as F
@@ -846,9 +1072,12 @@ def cmd_report(args):
             _set_names(model, table, names)
     else:
         table, X, names, w = _read(args)
-        model, rows, best = _select(X, w, args.n_components, args.covariance, args.criterion, args.seed,
+        _dominance_note(args, X, names)
+        scaler, Z = _fit_scaling(args, X, w)
+        model, rows, best = _select(Z, w, args.n_components, args.covariance, args.criterion, args.seed,
                                     _gm_kwargs(args), args, n_jobs=args.jobs)
-        _set_names(model, table, names)
+        _set_names(model, table, names, scaler)
+        rows = _shift_rows(rows, model, w, X.shape[0])
     command = " ".join(shlex.quote(a) for a in [PROG] + list(args.argv))
     _write_report(args.output, model, X, names, args.data if args.data != "-" else "<stdin>", rows,
                   args.criterion, best, w, command, args.force)
@@ -965,6 +1194,11 @@ def build_parser():
                    choices=["kmeans", "k-means++", "random", "random_from_data", "hierarchical"],
                    help="initialization (default kmeans; select/report: hierarchical, as mclust)")
     e.add_argument("--seed", type=int, default=None, help="random seed for reproducible fits")
+    e.add_argument("--scale", action="store_true",
+                   help="standardize each feature, (x - mean) / sd (weighted by --weights), before fitting; "
+                        "the standardization is saved in the model file (a scaler + mixture pipeline) and "
+                        "predict, score, sample and plot apply it; likelihoods and criteria stay those of "
+                        "the data in its own units")
 
     mc = argparse.ArgumentParser(add_help=False)
     m = mc.add_argument_group("mclust options")
@@ -1111,6 +1345,14 @@ def _check_combinations(args):
         check_args(args, args._parser)
         if _family_of(args) != "gaussian":
             return
+    if getattr(args, "scale", False):
+        big = [o for o, on in (("--chunk-rows", getattr(args, "chunk_rows", None)),
+                               ("--scheduler", getattr(args, "scheduler", None))) if on]
+        if big:
+            args._parser.error(f"--scale cannot be combined with {big[0]} (the standardization needs the "
+                               "whole data; standardize the files first)")
+        if getattr(args, "command", None) == "report" and getattr(args, "model", None):
+            args._parser.error("--scale cannot be combined with --model (the model file holds its own scaling)")
     given = [opt for opt, on in (("--noise", getattr(args, "noise", None) is not None),
                                  ("--prior", getattr(args, "prior", None) not in (None, "none")),
                                  ("--equal-proportions", getattr(args, "equal_proportions", False))) if on]

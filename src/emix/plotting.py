@@ -231,12 +231,46 @@ def _project(model, X, dims=None, projection=None, feature_names=None):
         W = W * np.where(W[np.argmax(np.abs(W), axis=0), [0, 1]] < 0, -1.0, 1.0)  # deterministic signs
         frac = vals[order] / max(vals.sum(), 1e-300)
         labels = [f"principal axis {i + 1} ({100 * f:.0f}% of variance)" for i, f in enumerate(frac)]
+        hint = dominance_hint(X, names)
+        if hint:
+            labels[0] += "\n" + hint  # under the axis: never over the points
         return X @ W, means @ W, np.stack([W.T @ c @ W for c in covs]), labels
     if D == 1:
         raise ValueError("a 2-D plot needs at least 2 features; use plot_1d for one feature.")
     i, j = dims if dims is not None else (0, 1)
     sub = np.ix_([i, j], [i, j])
     return X[:, [i, j]], means[:, [i, j]], np.stack([c[sub] for c in covs]), [names[i], names[j]]
+
+
+#: A feature whose variance is at least this share of the total makes the
+#: principal axes follow it (:func:`dominance_hint`).
+DOMINANT_SHARE = 0.95
+
+
+def dominance_hint(X, feature_names=None, share=DOMINANT_SHARE):
+    """A one-line hint when one feature holds at least ``share`` of the total
+    variance of ``X`` (the trace of its covariance), else None.
+
+    Principal axes maximize variance in the data's own units, so such a
+    feature *is* principal axis 1 whatever the clusters look like, and the
+    projected plot (and k-means starts, spherical covariance models) reflect
+    the units more than the structure: standardizing each feature
+    (``(x - mean) / sd``: ``emix fit --scale``, or a StandardScaler in a
+    Pipeline) gives every feature the same weight.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] < 2 or X.shape[0] < 2:
+        return None
+    var = np.var(X, axis=0)
+    total = float(var.sum())
+    if not (total > 0 and np.isfinite(total)):
+        return None
+    j = int(np.argmax(var))
+    if var[j] / total < share:
+        return None
+    name = feature_names[j] if feature_names is not None else f"x{j}"
+    name = name if len(name) <= 24 else name[:21] + "..."
+    return f"note: '{name}' holds {100 * var[j] / total:.1f}% of the variance; standardize (emix --scale)"
 
 
 def _legend(ax, handles, K):
@@ -361,7 +395,11 @@ def plot_clusters(model, X, ax=None, *, dims=None, projection=None, feature_name
             cs = ax.contour(gx, gy, logf, levels=lv, colors="0.5", linewidths=0.8, linestyles="solid", zorder=3)
             if K <= 6:  # with many components the labels would cover the picture
                 names = {v: f"{100 * p:g}%" for p, v in levels.items()}
-                ax.clabel(cs, fmt=lambda v: names.get(v, ""), fontsize=7, inline=True)
+                texts = ax.clabel(cs, fmt=lambda v: names.get(v, ""), fontsize=7, inline=True, colors="0.2")
+                for t in texts:  # above the points and ellipses, on a light patch that keeps them legible
+                    t.set_zorder(6)
+                    t.set_bbox({"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none",
+                                "alpha": 0.8})
     if ellipses:
         plot_ellipses(means, covs, ax=ax, colors=colors)
     _finish_axes(ax, lo, hi, axis_labels, title if title is not None else
@@ -548,18 +586,36 @@ def plot_criterion(rows, criterion="bic", ax=None, *, best=None, title=None):
     """Criterion curves of a model selection: one line per covariance type
     against the number of components, the chosen model starred.
 
+    Each covariance type has its own colour *and* marker (14 distinct pairs
+    for mclust's 14 models). When poor fits (K = 1, spherical models, ...)
+    would squash the competitive ones, the y axis is zoomed on the latter; a
+    note at the top says how many fits lie above, and the legend marks each
+    covariance type with points above the chart ("↑ n above" or "↑ all above,
+    best v"), so that no curve is in the legend without being accounted for.
+
     Parameters
     ----------
     rows : list of dict
         With keys ``n_components``, ``covariance_type`` and ``criterion``
-        (failed fits have ``None`` or NaN there and are left out).
+        (failed and singular fits are left out). Rows whose
+        ``covariance_type`` is None (families without covariance types) are
+        labelled by their ``family``.
     criterion : {'bic', 'icl', 'aic'}
     best : dict, optional
         ``{"n_components": K, "covariance_type": name}``; default: the lowest.
+    title : str, optional
+        Default: "Model selection by BIC" (with the number of failed fits).
+
+    Returns
+    -------
+    ax
     """
     ax = _ax(ax)
     key = criterion.lower()
     types = list(dict.fromkeys(r["covariance_type"] for r in rows))
+    names = {t: (str(t) if t is not None else str(next((r.get("family") for r in rows
+                                                          if r["covariance_type"] is None and r.get("family")),
+                                                         "model"))) for t in types}
     colors = component_colors(len(types))
     markers = "osD^v<>pPh*Xd8"
     ok = [r for r in rows if r.get(key) is not None and np.isfinite(r[key]) and not r.get("error")
@@ -568,47 +624,70 @@ def plot_criterion(rows, criterion="bic", ax=None, *, best=None, title=None):
         b = min(ok, key=lambda r: r[key])
         best = {"n_components": b["n_components"], "covariance_type": b["covariance_type"]}
     chosen = [r for r in ok if best and r["n_components"] == best["n_components"]
-              and r["covariance_type"] == best["covariance_type"]]
+              and r["covariance_type"] == best.get("covariance_type")]
+    values = np.array([r[key] for r in ok], dtype=np.float64)
+    top = None
+    if values.size > 3:
+        lo, worst = values.min(), values.max()
+        # zoom on the competitive models when poor ones (K=1, spherical...) squash them
+        near = float(np.quantile(values, 0.75))
+        if worst - lo > 3 * (near - lo) > 0:
+            # and keep each covariance type's best fit in view unless it is itself far off
+            bests = [min(r[key] for r in ok if r["covariance_type"] == t) for t in types
+                     if any(r["covariance_type"] == t for r in ok)]
+            near = max([near] + [v for v in bests if v <= lo + 3 * (near - lo)])
+            top = near + 0.05 * (near - lo)
+            ax.set_ylim(lo - 0.05 * (near - lo), top)
+    from matplotlib.lines import Line2D
 
-    def draw(a, labels=True, marker_size=5):
-        for t, (ctype, color) in enumerate(zip(types, colors)):
-            pts = sorted((r["n_components"], r[key]) for r in ok if r["covariance_type"] == ctype)
-            if pts:
-                xs, ys = zip(*pts)
-                a.plot(xs, ys, marker=markers[t % len(markers)], color=color, markersize=marker_size,
-                       linewidth=1.4, linestyle="-" if t < 10 else "--", label=str(ctype) if labels else None)
-        if chosen:
-            x, y = chosen[0]["n_components"], chosen[0][key]
-            a.plot([x], [y], marker="*", markersize=3 * marker_size + 3, color="gold", markeredgecolor="black",
-                   zorder=5, linestyle="none",
-                   label=f"chosen: K={x}, {best['covariance_type']}" if labels else None)
-
-    draw(ax)
+    handles = []
+    n_above, all_above = 0, []
+    for t, (ctype, color) in enumerate(zip(types, colors)):
+        pts = sorted((r["n_components"], r[key]) for r in ok if r["covariance_type"] == ctype)
+        style = {"marker": markers[t % len(markers)], "color": color, "markersize": 5, "linewidth": 1.4,
+                 "linestyle": "-" if t < 10 else "--"}
+        label = names[ctype]
+        if pts:
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, **style, label=names[ctype])
+            above = sum(1 for y in ys if top is not None and y > top)
+            n_above += above
+            if above == len(ys):
+                all_above.append(names[ctype])
+                label += f"  ↑ all above (best {min(ys):.1f})"
+            elif above:
+                label += f"  ↑ {above} above"
+        else:
+            label += "  (no fit)"
+        handles.append(Line2D([], [], **style, label=label))
+    if chosen:
+        x, y = chosen[0]["n_components"], chosen[0][key]
+        what = names[best.get("covariance_type")] if best.get("covariance_type") in names else ""
+        ax.plot([x], [y], marker="*", markersize=18, color="gold", markeredgecolor="black", zorder=5,
+                linestyle="none", label=f"chosen: K={x}, {what}".rstrip(", "))
+        handles.append(Line2D([], [], marker="*", markersize=12, color="gold", markeredgecolor="black",
+                              linestyle="none", label=f"chosen: K={x}, {what}".rstrip(", ")))
+    if top is not None and n_above:
+        note = f"y axis zoomed on the best fits: {n_above} worse fit{'s' if n_above != 1 else ''} lie above"
+        if all_above:
+            note += f" ({', '.join(all_above[:6])}{', ...' if len(all_above) > 6 else ''} entirely)"
+        ax.text(0.01, 0.99, "↑ " + note, transform=ax.transAxes, ha="left", va="top", fontsize=8,
+                color="#a94400", zorder=6,
+                bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.85})
+    failed = sum(1 for r in rows if r.get("error") or r.get(key) is None or not np.isfinite(r[key]))
+    singular = sum(1 for r in rows if r.get("singular") and not r.get("error"))
     from matplotlib.ticker import MaxNLocator
 
-    values = np.array([r[key] for r in ok])
-    zoomed = False
-    if values.size > 3:
-        lo, top = values.min(), values.max()
-        # zoom on the competitive models when poor ones (K=1, spherical...) squash them
-        near = np.quantile(values, 0.75)
-        if top - lo > 3 * (near - lo) > 0:
-            pad = 0.05 * (near - lo)
-            ax.set_ylim(lo - pad, near + pad)
-            zoomed = True
-            n_off = int(np.sum(values > near + pad))
-            ax.text(0.01, 0.99, f"y axis zoomed: {n_off} worse fits lie above", transform=ax.transAxes,
-                    ha="left", va="top", fontsize=7, color="0.35")
-    failed = len(rows) - len(ok)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("number of components K")
     ax.set_ylabel(f"{key.upper()} (lower is better)")
     ax.grid(True, color="0.92", linewidth=0.6)
-    many = len(types) > 6 or zoomed
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0) if many else None,
+    many = len(types) > 6 or top is not None
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0) if many else None,
               frameon=not many, framealpha=0.9, borderaxespad=0.0 if many else 0.5)
     ax.set_title(title if title is not None else
-                 f"Model selection by {key.upper()}" + (f" ({failed} fit(s) failed)" if failed else ""))
+                 f"Model selection by {key.upper()}" + (f" ({failed} fit(s) failed)" if failed else "")
+                 + (f" ({singular} singular, not ranked)" if singular else ""))
     return ax
 
 

@@ -47,6 +47,8 @@ table.grid td.bestcell{background:#fff6cc;font-weight:700;outline:2px solid #d4a
 table.grid td.noconv{font-style:italic;color:#666}
 table.grid td.failed{color:#b00}
 details summary{cursor:pointer;color:#1f4e79;margin:.5em 0}
+.scroll{overflow-x:auto;max-width:100%}
+table.corr td{min-width:3.2em}
 """
 
 
@@ -76,16 +78,21 @@ def _num(v, digits=4):
     return f"{v:,.{digits}g}" if abs(v) >= 1e4 else f"{v:.{digits}g}"
 
 
-def _table(header, rows, left=(0,), row_classes=None):
-    out = ["<table><thead><tr>"]
+def _table(header, rows, left=(0,), row_classes=None, cls=None, cell_styles=None):
+    """An HTML table in a horizontally scrolling box: however many columns,
+    the page itself never grows wider than its 1000-px column."""
+    out = ['<div class="scroll">', f'<table class="{cls}"><thead><tr>' if cls else "<table><thead><tr>"]
     out += [(f'<th class="l">{_e(h)}</th>' if i in left else f"<th>{_e(h)}</th>") for i, h in enumerate(header)]
     out.append("</tr></thead><tbody>")
     for r, row in enumerate(rows):
         cls = row_classes[r] if row_classes else ""
         out.append(f'<tr class="{cls}">' if cls else "<tr>")
-        out += [(f'<td class="l">{_e(c)}</td>' if i in left else f"<td>{_e(c)}</td>") for i, c in enumerate(row)]
+        styles = cell_styles[r] if cell_styles else None
+        out += [(f'<td class="l">{_e(c)}</td>' if i in left else
+                 (f'<td style="{styles[i]}">{_e(c)}</td>' if styles and styles[i] else f"<td>{_e(c)}</td>"))
+                for i, c in enumerate(row)]
         out.append("</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     return "".join(out)
 
 
@@ -139,6 +146,7 @@ def _selection_section(rows, criterion, best):
                 grid.append(f"<td{cls}>{_fixed(r[key])}</td>")
         grid.append("</tr>")
     grid.append("</tbody></table>")
+    grid = ['<div class="scroll">'] + grid + ["</div>"]
     head = ["rank", "K", "covariance", "log-likelihood", "parameters", "BIC", "ICL", "AIC", "iterations",
             "converged", "note"]
     ordered = sorted(ok, key=lambda r: r[key]) + [r for r in rows if r not in ok]
@@ -200,19 +208,78 @@ def _singular_stat(stats, model, X):
         stats.append(["singular fit", f"yes: {reason}"])
 
 
-def _model_section(model, X, names, sample_weight, resp):
+#: Up to this many features, a component's means (and standard deviations)
+#: are one row of a table; beyond, features go down and components across.
+WIDE_FEATURES = 6
+#: Correlations within components: a column per pair of features up to this
+#: many features, a lower-triangular matrix per component up to
+#: ``MAX_CORRELATION_FEATURES``, beyond which the section says why it is omitted.
+PAIR_FEATURES = 4
+MAX_CORRELATION_FEATURES = 40
+
+
+def _corr_style(v):
+    """A background tint for a correlation: blue for positive, red for negative."""
+    if not math.isfinite(v) or abs(v) < 0.05:
+        return ""
+    a = min(abs(v), 1.0) * 0.55
+    return f"background:rgba({'31,78,121' if v > 0 else '192,57,43'},{a:.2f})" + (";color:#fff" if a > 0.35 else "")
+
+
+def _correlation_html(covs, names):
+    """Correlations within each component, for any number of features: pairs
+    as columns for a few features, one matrix per component for more, and an
+    explicit note (never silence) above ``MAX_CORRELATION_FEATURES``."""
+    K, D = covs.shape[0], covs.shape[1]
+    if D < 2:
+        return ""
+    head = "<h3>Correlations within components</h3>"
+    corr = []
+    for k in range(K):
+        s = np.sqrt(np.clip(np.diagonal(covs[k]), 1e-300, None))
+        corr.append(covs[k] / np.outer(s, s))
+    if D <= PAIR_FEATURES:
+        rows = [[k] + [_num(float(corr[k][i, j]), 3) for i in range(D) for j in range(i + 1, D)] for k in range(K)]
+        pair_names = [f"{names[i]} ~ {names[j]}" for i in range(D) for j in range(i + 1, D)]
+        return head + _table(["component"] + pair_names, rows)
+    if D > MAX_CORRELATION_FEATURES:
+        return (head + f"<p class=meta>Not shown: {D} features give {D * (D - 1) // 2:,} pairs per component. "
+                "The covariances are in the model file (<code>emix info MODEL --json</code>, or "
+                "<code>covariances_</code> in Python).</p>")
+    parts = [head, f"<p class=meta>One matrix per component (lower triangle; blue positive, red negative); "
+                   f"{D} features.</p>"]
+    for k in range(K):
+        rows = [[names[i]] + [_num(float(corr[k][i, j]), 2) if j < i else ("1" if j == i else "")
+                              for j in range(D)] for i in range(D)]
+        styles = [[""] + [_corr_style(float(corr[k][i, j])) if j < i else "" for j in range(D)] for i in range(D)]
+        parts.append(f"<details{' open' if k == 0 else ''}><summary>component {k}</summary>"
+                     + _table([""] + [str(n) for n in names], rows, cls="corr", cell_styles=styles)
+                     + "</details>")
+    return "".join(parts)
+
+
+def _model_section(model, X, names, sample_weight, resp, affine=None):
+    """``X`` in the model's units; ``affine``: ``(a, b)`` of a scaled model
+    (z = a x + b), whose likelihood, means and standard deviations are
+    reported in the data's units (log-likelihood + n sum log|a|)."""
     from .plotting import full_covariances
 
     K, D = model.means_.shape
-    ll = float(model.score(X, sample_weight=sample_weight)) * (
-        X.shape[0] if sample_weight is None else float(np.sum(sample_weight)))
+    n_eff = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
+    shift = 0.0 if affine is None else n_eff * float(np.sum(np.log(np.abs(affine[0]))))
+    ll = float(model.score(X, sample_weight=sample_weight)) * n_eff + shift
     stats = [
         ["components K", K], ["covariance type", model.covariance_type],
-        ["log-likelihood", _fixed(ll, 3)], ["BIC", _fixed(model.bic(X, sample_weight), 3)],
-        ["ICL", _fixed(model.icl(X, sample_weight), 3)], ["AIC", _fixed(model.aic(X, sample_weight), 3)],
+        ["log-likelihood", _fixed(ll, 3)], ["BIC", _fixed(model.bic(X, sample_weight) - 2 * shift, 3)],
+        ["ICL", _fixed(model.icl(X, sample_weight) - 2 * shift, 3)],
+        ["AIC", _fixed(model.aic(X, sample_weight) - 2 * shift, 3)],
         ["EM iterations", model.n_iter_], ["converged", _num(bool(model.converged_))],
         ["tol / reg_covar / n_init", f"{model.tol:g} / {model.reg_covar:g} / {model.n_init}"],
     ]
+    if affine is not None:
+        stats.append(["scaling", "fitted to scaled features z = a·x + b (stored in the model file); "
+                                 "likelihood, criteria, means and standard deviations in the data's units, "
+                                 "plots in the scaled units"])
     _singular_stat(stats, model, X)
     noise_weight = getattr(model, "noise_weight_", None)
     if noise_weight is not None:
@@ -228,33 +295,42 @@ def _model_section(model, X, names, sample_weight, resp):
     labels = np.argmax(resp, axis=1)
     counts = np.bincount(labels, minlength=resp.shape[1])
     unc = 1.0 - resp.max(axis=1)
+    covs = full_covariances(model)
+    means = np.asarray(model.means_, dtype=np.float64)
+    sds = np.sqrt(np.clip(np.diagonal(covs, axis1=1, axis2=2), 0.0, None))
+    if affine is not None:
+        a, b = affine
+        means, sds = (means - b) / a, sds / np.abs(a)
 
     def row(k, name, weight):
         return [name, _num(float(weight)), f"{counts[k]:,}",
                 _fixed(float(np.mean(unc[labels == k])), 3) if counts[k] else "–"]
 
-    comp = [row(k, k, model.weights_[k]) + [_num(float(m)) for m in model.means_[k]] for k in range(K)]
+    wide = D <= WIDE_FEATURES
+    comp = [row(k, k, model.weights_[k]) + ([_num(float(m)) for m in means[k]] if wide else []) for k in range(K)]
     if noise_weight is not None and resp.shape[1] > K:
-        comp.append(row(K, "noise (−1)", noise_weight) + ["–"] * D)
-    covs = full_covariances(model)
-    sds = [[k] + [_num(math.sqrt(max(covs[k, j, j], 0.0))) for j in range(D)] for k in range(K)]
+        comp.append(row(K, "noise (−1)", noise_weight) + (["–"] * D if wide else []))
     parts = [
         '<section id="model"><h2>Chosen model</h2>',
         _table(["statistic", "value"], stats, left=(0, 1)),
         "<h3>Components</h3><p class=meta>weight = mixing proportion; rows = points whose most probable "
         "component it is; mean uncertainty = average of 1 − max responsibility over those rows.</p>",
-        _table(["component", "weight", "rows", "mean uncertainty"] + [f"mean {n}" for n in names], comp),
-        "<h3>Standard deviations</h3>",
-        _table(["component"] + [f"sd {n}" for n in names], sds),
+        _table(["component", "weight", "rows", "mean uncertainty"] + ([f"mean {n}" for n in names] if wide else []),
+               comp),
     ]
-    if 2 <= D <= 8:
-        corr_rows = []
-        for k in range(K):
-            s = np.sqrt(np.clip(np.diag(covs[k]), 1e-300, None))
-            C = covs[k] / np.outer(s, s)
-            corr_rows.append([k] + [_num(float(C[i, j]), 3) for i in range(D) for j in range(i + 1, D)])
-        pair_names = [f"{names[i]} ~ {names[j]}" for i in range(D) for j in range(i + 1, D)]
-        parts += ["<h3>Correlations within components</h3>", _table(["component"] + pair_names, corr_rows)]
+    if wide:
+        parts += ["<h3>Standard deviations</h3>",
+                  _table(["component"] + [f"sd {n}" for n in names],
+                         [[k] + [_num(float(v)) for v in sds[k]] for k in range(K)])]
+    else:  # features down, components across: the table grows with K, not with D
+        comps = [f"component {k}" for k in range(K)]
+        parts += ["<h3>Means</h3>",
+                  _table(["feature"] + comps, [[n] + [_num(float(means[k, j])) for k in range(K)]
+                                               for j, n in enumerate(names)]),
+                  "<h3>Standard deviations</h3>",
+                  _table(["feature"] + comps, [[n] + [_num(float(sds[k, j])) for k in range(K)]
+                                               for j, n in enumerate(names)])]
+    parts.append(_correlation_html(covs, names))
     parts.append("</section>")
     return "".join(parts)
 
@@ -299,7 +375,7 @@ def _plots_section(model, X, names, rows, criterion, best, max_points):
 
 
 def build_report(model, X, *, feature_names=None, source="data", selection_rows=None, criterion="bic",
-                 best=None, sample_weight=None, command=None, max_points=20000, title=None):
+                 best=None, sample_weight=None, command=None, max_points=20000, title=None, scaler=None):
     """HTML text of the report.
 
     Parameters
@@ -322,12 +398,42 @@ def build_report(model, X, *, feature_names=None, source="data", selection_rows=
         ``{"n_components", "covariance_type"}`` of the chosen model.
     command : str, optional
         The command line that produced the report.
+    scaler : fitted scaler or list of them, optional
+        For a mixture fitted to scaled features (``emix fit --scale``): the
+        scalers (StandardScaler, MinMaxScaler, RobustScaler, MaxAbsScaler)
+        that map ``X``, given in the data's units, to the model's. ``model``
+        may also be a scikit-learn Pipeline of such scalers ending in a
+        mixture. The data section, log-likelihood, criteria, means and
+        standard deviations are then in the data's units (the change of
+        variables adds ``n sum_j log|a_j|`` to the log-likelihood, for
+        z = a x + b), the plots in the scaled units.
 
     Returns
     -------
     str
     """
     from ._family_views import family_name
+    from .io import _is_pipeline, scaler_affine
+
+    if _is_pipeline(model):
+        if scaler is not None:
+            raise ValueError("give either a Pipeline or scaler=, not both")
+        scaler = [step for _, step in model.steps[:-1] if not (step is None or isinstance(step, str))]
+        model = model.steps[-1][1]
+    scalers = [] if scaler is None else (list(scaler) if isinstance(scaler, (list, tuple)) else [scaler])
+    affine = None
+    if scalers:
+        X_data = np.asarray(X, dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            for sc in scalers:
+                X = np.asarray(sc.transform(X), dtype=np.float64)
+        a, b = np.ones(X.shape[1]), np.zeros(X.shape[1])
+        for sc in scalers:
+            ab = scaler_affine(sc)
+            if ab is not None:
+                a, b = ab[0] * a, ab[0] * b + ab[1]
+        affine = (a, b)
 
     if family_name(model) is not None:  # student_t, poisson, latent classes, mixed data
         return _build_family_report(model, X, feature_names=feature_names, source=source,
@@ -336,15 +442,18 @@ def build_report(model, X, *, feature_names=None, source="data", selection_rows=
     X = np.asarray(X, dtype=np.float64)
     K, D = model.means_.shape
     names = list(feature_names) if feature_names is not None else [f"x{j}" for j in range(D)]
+    word = "standardized" if (len(scalers) == 1 and type(scalers[0]).__name__ == "StandardScaler"
+                              and scalers[0].with_mean and scalers[0].with_std) else "scaled"
+    plot_names = names if affine is None else [f"{n} ({word})" for n in names]
     best = best or {"n_components": K, "covariance_type": model.covariance_type}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
         resp = model.predict_proba(X)
         body = [
-            _data_section(X, names, source, sample_weight),
+            _data_section(X if affine is None else X_data, names, source, sample_weight),
             _selection_section(selection_rows or [], criterion, best),
-            _model_section(model, X, names, sample_weight, resp),
-            _plots_section(model, X, names, selection_rows, criterion, best, max_points),
+            _model_section(model, X, names, sample_weight, resp, affine),
+            _plots_section(model, X, plot_names, selection_rows, criterion, best, max_points),
         ]
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     repro = (f"<pre>{_e(command)}</pre>" if command else
