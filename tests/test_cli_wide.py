@@ -33,7 +33,7 @@ def wide(tmp_path_factory):
 
 
 def test_summary_shows_every_feature_within_the_width(wide, tmp_path, capsys):
-    path, X, names = wide
+    path, _X, names = wide
     assert main(["fit", path, "-k", "3", "--seed", "0", "-o", str(tmp_path / "m.emix")]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
@@ -51,7 +51,7 @@ def test_summary_shows_every_feature_within_the_width(wide, tmp_path, capsys):
 
 
 def test_summary_blocks_many_components(wide, tmp_path, capsys):
-    path, X, names = wide
+    path, _X, _names = wide
     assert main(["fit", path, "-k", "9", "--seed", "0", "--covariance", "diag", "-o", str(tmp_path / "m.emix")]) == 0
     out = capsys.readouterr().out
     assert max(len(ln) for ln in out.splitlines()) <= SUMMARY_WIDTH
@@ -73,7 +73,7 @@ def test_info_on_a_two_feature_model_keeps_one_row_per_component(tmp_path, capsy
 
 
 def _tables(html):
-    return re.findall(r"(<div class=\"scroll\">)?<table[^>]*>(.*?)</table>", html, flags=re.S)
+    return re.findall(r"(<div class=\"scroll\">)?<table[^>]*>(.*?)</table>", html, flags=re.DOTALL)
 
 
 @pytest.mark.parametrize("D", [13, 30, MAX_CORRELATION_FEATURES + 5])
@@ -89,7 +89,7 @@ def test_report_tables_fit_the_page_and_correlations_are_never_silently_dropped(
     model = html.split('id="model"')[1].split('id="plots"')[0]
     # the components' tables grow with K, not with D: features down
     for _, body in _tables(model)[1:3]:
-        first_row = re.search(r"<tr>(.*?)</tr>", body, flags=re.S).group(1)
+        first_row = re.search(r"<tr>(.*?)</tr>", body, flags=re.DOTALL).group(1)
         assert first_row.count("<th") <= gm.n_components + 4
     assert "Correlations within components" in model
     if D <= MAX_CORRELATION_FEATURES:
@@ -98,7 +98,7 @@ def test_report_tables_fit_the_page_and_correlations_are_never_silently_dropped(
         r = c[1, 0] / np.sqrt(c[0, 0] * c[1, 1])
         assert model.count("<summary>component ") == gm.n_components
         matrix = model.split("<summary>component 0</summary>")[1].split("</table>")[0]
-        second_row = re.findall(r"<tr>(.*?)</tr>", matrix, flags=re.S)[2]
+        second_row = re.findall(r"<tr>(.*?)</tr>", matrix, flags=re.DOTALL)[2]
         cells = re.findall(r"<td[^>]*>(.*?)</td>", second_row)
         assert float(cells[1]) == pytest.approx(r, abs=0.006)
     else:

@@ -11,7 +11,12 @@ import pytest
 from scipy import stats
 from sklearn.decomposition import PCA
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
+from sklearn.preprocessing import (
+    MaxAbsScaler,
+    MinMaxScaler,
+    RobustScaler,
+    StandardScaler,
+)
 
 import emix
 from emix.datasets import load_faithful
@@ -21,7 +26,7 @@ from emix.io import scaler_affine
 
 @pytest.fixture(scope="module")
 def faithful():
-    X, names = load_faithful()
+    X, _names = load_faithful()
     return X
 
 
@@ -260,7 +265,8 @@ def test_cli_select_and_report_scale(tmp_path, wine, capsys):
     assert f"{raw:.2f}" in out
     html = str(tmp_path / "r.html")
     assert main(["report", data, "-k", "1..2", "--covariance", "VVV", "--scale", "-o", html, "-q"]) == 0
-    text = open(html).read()
+    with open(html) as fh:
+        text = fh.read()
     assert "scaled features z = a·x + b" in text and "(standardized)" not in text.split('id="plots"')[0]
     assert main(["report", data, "--model", model, "-o", str(tmp_path / "r2.html"), "-q"]) == 0
     # sample is in the data's units: its mean is near the data's

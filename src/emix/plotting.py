@@ -662,7 +662,7 @@ def plot_criterion(rows, criterion="bic", ax=None, *, best=None, title=None):
         handles.append(Line2D([], [], **style, label=label))
     if chosen:
         x, y = chosen[0]["n_components"], chosen[0][key]
-        what = names[best.get("covariance_type")] if best.get("covariance_type") in names else ""
+        what = names.get(best.get("covariance_type"), "")
         ax.plot([x], [y], marker="*", markersize=18, color="gold", markeredgecolor="black", zorder=5,
                 linestyle="none", label=f"chosen: K={x}, {what}".rstrip(", "))
         handles.append(Line2D([], [], marker="*", markersize=12, color="gold", markeredgecolor="black",
