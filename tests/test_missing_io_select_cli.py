@@ -229,3 +229,167 @@ def test_select_labels_must_be_valid():
         emix.select(X, n_components=[2], covariance_types=["VVV"], labels=np.zeros(3, int))
     with pytest.raises(ValueError, match="-1"):
         emix.select(X, n_components=[2], covariance_types=["VVV"], labels=np.full(40, -2))
+
+
+# --------------------------------------------------------------------- CLI
+def _write_csv(path, X, spell=("", "NA")):
+    """X as a CSV with header a, b, c...; NaN written alternately as each
+    spelling in ``spell``."""
+    names = [chr(ord("a") + j) for j in range(X.shape[1])]
+    lines = [",".join(names)]
+    t = 0
+    for x in X:
+        cells = []
+        for v in x:
+            if np.isnan(v):
+                cells.append(spell[t % len(spell)])
+                t += 1
+            else:
+                cells.append(repr(float(v)))
+        lines.append(",".join(cells))
+    path.write_text("\n".join(lines) + "\n")
+    return names
+
+
+def _cli(argv, capsys):
+    from emix.cli import main
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def holes():
+    X, _ = _mixture(n=160, D=3, K=2, sep=8.0, seed=5)
+    return X, _holes(X, 0.15, seed=6)
+
+
+def test_cli_fit_missing_em_matches_library_and_predict_score_impute(holes, tmp_path, capsys):
+    import csv
+
+    X, Xm = holes
+    data = tmp_path / "d.csv"
+    names = _write_csv(data, Xm)
+    model = tmp_path / "m.emix"
+    code, out, err = _cli(["fit", data, "-k", 2, "--seed", 0, "--missing", "em", "-o", model, "-q"], capsys)
+    assert code == 0, err
+    lib = _quiet(GaussianMixture(2, missing="em", random_state=0).fit, Xm)
+    gm = emix.load(model)
+    assert gm.missing == "em" and list(gm.feature_names_in_) == names
+    np.testing.assert_allclose(gm.means_, lib.means_, rtol=1e-10)
+
+    # predict: rows with holes get their marginal responsibilities
+    pred = tmp_path / "p.csv"
+    code, _, err = _cli(["predict", model, data, "-o", pred, "--log-likelihood", "-q"], capsys)
+    assert code == 0, err
+    with open(pred, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    np.testing.assert_array_equal([int(r["label"]) for r in rows], lib.predict(Xm))
+    np.testing.assert_allclose([float(r["log_density"]) for r in rows], _scipy_marginal(Xm, lib), rtol=1e-9)
+    # a missing input cell stays missing in the output (written as a spelling the reader takes as NaN)
+    assert all(r["a"].lower() in ("", "na", "nan") for v, r in zip(Xm[:, 0], rows) if np.isnan(v))
+
+    # score: the observed-data log-likelihood
+    code, out, err = _cli(["score", model, data, "--json"], capsys)
+    assert code == 0, err
+    np.testing.assert_allclose(json.loads(out)["log_likelihood"], _scipy_marginal(Xm, lib).sum(), rtol=1e-9)
+
+    # impute: conditional expectations in the holes, observed entries as read
+    filled = tmp_path / "f.csv"
+    code, _, err = _cli(["impute", model, data, "-o", filled, "-q"], capsys)
+    assert code == 0, err
+    got = np.loadtxt(filled, delimiter=",", skiprows=1)
+    np.testing.assert_allclose(got, lib.impute(Xm), rtol=1e-12)
+    assert not np.isnan(got).any()
+
+
+def test_cli_without_missing_option_says_how_to_opt_in(holes, tmp_path, capsys):
+    _, Xm = holes
+    data = tmp_path / "d.csv"
+    _write_csv(data, Xm)
+    for cmd in (["fit", data, "-k", 2, "-o", tmp_path / "m"], ["select", data, "-k", "1..2"]):
+        code, _, err = _cli(cmd, capsys)
+        assert code == 1 and "--missing em" in err and "missing (empty or NaN)" in err, err
+
+
+def test_cli_predict_nan_with_a_model_without_missing_is_an_error(holes, tmp_path, capsys):
+    X, Xm = holes
+    full, data = tmp_path / "full.csv", tmp_path / "d.csv"
+    _write_csv(full, X)
+    _write_csv(data, Xm)
+    assert _cli(["fit", full, "-k", 2, "--seed", 0, "-o", tmp_path / "m.emix", "-q"], capsys)[0] == 0
+    code, _, err = _cli(["predict", tmp_path / "m.emix", data], capsys)
+    assert code == 1 and "missing" in err
+    code, _, err = _cli(["impute", tmp_path / "m.emix", data], capsys)
+    assert code == 1 and "--missing em" in err
+
+
+def test_cli_select_and_report_with_missing_em(holes, tmp_path, capsys):
+    _, Xm = holes
+    data = tmp_path / "d.csv"
+    _write_csv(data, Xm)
+    code, out, err = _cli(["select", data, "-k", "1..3", "--covariance", "VVV,EII", "--seed", 0, "--missing", "em",
+                           "-o", tmp_path / "s.emix"], capsys)
+    assert code == 0, err
+    res = emix.select(Xm, n_components=[1, 2, 3], covariance_types=["VVV", "EII"], missing="em", random_state=0)
+    gm = emix.load(tmp_path / "s.emix")
+    assert gm.missing == "em"
+    assert (gm.n_components, gm.covariance_type) == (res.best_params_["n_components"],
+                                                     res.best_params_["covariance_type"])
+    np.testing.assert_allclose(gm.means_, res.best_.means_, rtol=1e-10)
+    code, _, err = _cli(["report", data, "-k", "1..2", "--covariance", "VVV", "--seed", 0, "--missing", "em",
+                         "-o", tmp_path / "r.html", "-q"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "r.html").stat().st_size > 1000
+
+
+def test_cli_missing_em_usage_errors(holes, tmp_path, capsys):
+    _, Xm = holes
+    data = tmp_path / "d.csv"
+    _write_csv(data, Xm)
+    code, _, err = _cli(["fit", data, "-k", 2, "--missing", "em", "--family", "poisson", "-o", tmp_path / "m"],
+                        capsys)
+    assert code == 2 and "--missing em" in err, err
+    code, _, err = _cli(["fit", data, "-k", 2, "--missing", "em", "--chunk-rows", 50, "-o", tmp_path / "m"],
+                        capsys)
+    assert code == 2 and "--missing em" in err, err
+
+
+# ------------------------------------------------------ far rows with holes
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical", "VEV"])
+def test_far_rows_with_missing_values_are_marginal_densities(ct):
+    rng = np.random.default_rng(2)
+    X = np.r_[rng.normal(size=(150, 3)) @ np.array([[1, .5, 0], [0, 1, .3], [0, 0, 1]]),
+              rng.normal(size=(150, 3)) * 2.5 + 6]
+    gm = _quiet(GaussianMixture(2, covariance_type=ct, missing="em", random_state=0).fit, X)
+    far = np.array([[1e5, np.nan, 3.0], [np.nan, -3e4, np.nan], [2e4, 1e4, np.nan], [1e5, 2.0, -1.0],
+                    [np.nan, np.nan, 4e6], [np.nan, np.nan, np.nan]])
+    # scipy on the observed coordinates (exact at these distances in float64)
+    covs = _full_covs(gm)
+    terms = np.array([[np.log(w) + (mvn(mu[~np.isnan(x)], C[np.ix_(~np.isnan(x), ~np.isnan(x))]).logpdf(
+        x[~np.isnan(x)]) if (~np.isnan(x)).any() else 0.0) for w, mu, C in zip(gm.weights_, gm.means_, covs)]
+        for x in far])
+    ref = logsumexp(terms, axis=1)
+    assert (ref[:-1] < -1e6).all()  # far rows: the far-row path, not the ordinary one
+    np.testing.assert_allclose(gm.score_samples(far), ref, rtol=1e-9, atol=1e-12)
+    resp = gm.predict_proba(far)
+    np.testing.assert_allclose(resp, np.exp(terms - ref[:, None]), rtol=1e-9, atol=1e-300)
+    np.testing.assert_array_equal(gm.predict(far), np.argmax(terms, axis=1))
+
+
+def test_rows_beyond_the_float_range_with_missing_values_stay_defined():
+    rng = np.random.default_rng(3)
+    X = np.r_[rng.normal(size=(100, 2)), rng.normal(size=(100, 2)) * 3 + 8]
+    gm = _quiet(GaussianMixture(2, covariance_type="diag", missing="em", random_state=0).fit, X)
+    far = np.array([[1e200, np.nan], [np.nan, -1e250]])
+    resp = gm.predict_proba(far)
+    assert np.isfinite(resp).all()
+    np.testing.assert_allclose(resp.sum(axis=1), 1.0)
+    # in the limit the component with the larger variance along the observed coordinate takes the row
+    var = gm.covariances_
+    np.testing.assert_array_equal(gm.predict(far), [np.argmax(var[:, 0]), np.argmax(var[:, 1])])
+    np.testing.assert_array_equal(resp[[0, 1], gm.predict(far)], 1.0)
+    assert np.all(gm.score_samples(far) == -np.inf)  # the density underflows: -inf, never NaN

@@ -116,6 +116,7 @@ def check_args(args, parser):
         ("--equal-proportions", getattr(args, "equal_proportions", False)),
         ("--init hierarchical", getattr(args, "init", None) == "hierarchical"),
         ("--scale", getattr(args, "scale", False)),
+        ("--missing em", getattr(args, "missing", None) == "em"),
         ("--chunk-rows", getattr(args, "chunk_rows", None) is not None),
         ("--scheduler", getattr(args, "scheduler", None) is not None)) if on]
     if gaussian_only:

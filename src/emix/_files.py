@@ -569,7 +569,7 @@ def _resolve(table, name):
     )
 
 
-def select_features(table, columns=None, exclude=(), weights=None, expected=None):
+def select_features(table, columns=None, exclude=(), weights=None, expected=None, missing=False):
     """The numeric matrix a model is fitted on (or applied to).
 
     Parameters
@@ -584,6 +584,11 @@ def select_features(table, columns=None, exclude=(), weights=None, expected=None
     expected : list of str or int, optional
         For applying a fitted model: its feature names (picked by name when the
         table has them all) or its number of features (checked).
+
+    missing : bool, default=False
+        Missing entries of the feature columns (empty fields, ``NA``...)
+        are kept as NaN (``--missing em``: handled inside EM) instead of
+        being an error; infinite values and missing weights stay errors.
 
     Returns
     -------
@@ -622,7 +627,7 @@ def select_features(table, columns=None, exclude=(), weights=None, expected=None
             f"{len(names)} ({', '.join(names)}). Pick them with --columns."
         )
     for n in names + ([wname] if wname else []):
-        _check_numeric(table, n, hint=n != wname)
+        _check_numeric(table, n, hint=n != wname, missing=missing and n != wname)
     X = np.column_stack([table.columns[n] for n in names]).astype(np.float64, copy=False)
     w = None
     if wname is not None:
@@ -694,7 +699,7 @@ def raw_frame(table, columns=None, exclude=(), weights=None, expected=None):
     return frame, names, w
 
 
-def _check_numeric(table, name, hint=True):
+def _check_numeric(table, name, hint=True, missing=False):
     col = table.columns[name]
     if not table.is_numeric(name):
         bad = next((i for i, v in enumerate(col) if not _is_number(str(v))), 0)
@@ -709,14 +714,16 @@ def _check_numeric(table, name, hint=True):
             f"column {name!r} of {table.source} is not numeric (data row {bad + 1}: "
             f"{str(col[bad])!r}){extra}."
         )
-    finite = np.isfinite(col)
+    finite = np.isfinite(col) | (np.isnan(col) if missing else False)
     if not finite.all():
         n_bad = int((~finite).sum())
         i = int(np.argmin(finite))
         what = "missing (empty or NaN)" if np.isnan(col[i]) else "infinite"
         raise DataError(
             f"column {name!r} of {table.source} has {n_bad} missing or infinite value(s); "
-            f"the first is {what}, at data row {i + 1}. Remove or impute those rows."
+            f"the first is {what}, at data row {i + 1}. Remove or impute those rows"
+            + (", or fit with --missing em (Gaussian mixtures: missing values handled inside EM)."
+               if hint and what != "infinite" else ".")
         )
 
 

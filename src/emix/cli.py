@@ -286,16 +286,19 @@ def _quiet_predict(fn, *a, **kw):
 
 
 # ============================================================== data & model
-def _read(args, expected=None, weights=True):
+def _read(args, expected=None, weights=True, missing=None):
+    """``missing``: keep missing entries as NaN (default: ``--missing em``)."""
     from ._files import read_table, select_features
 
+    if missing is None:
+        missing = getattr(args, "missing", None) == "em"
     with _Status(args, f"reading {args.data if args.data != '-' else 'standard input'}"):
         table = read_table(args.data, delimiter=args.delimiter, header=args.header,
                            decimal=getattr(args, "decimal", None))
     for note in table.notes:
         _note(args, f"{PROG}: note: {note}")
     X, names, w = select_features(table, _split_names(args.columns), _split_names(args.exclude) or (),
-                                  args.weights if weights else None, expected=expected)
+                                  args.weights if weights else None, expected=expected, missing=missing)
     return table, X, names, w
 
 
@@ -476,7 +479,8 @@ def _read_for(args, model, weights=True, units="model"):
     own types for the families that take text and categories), in the
     model's units (its --scale applied) or, ``units="data"``, as read."""
     if _model_family(model) is None:
-        table, X, names, w = _read(args, expected=_expected(model), weights=weights)
+        table, X, names, w = _read(args, expected=_expected(model), weights=weights,
+                                   missing=getattr(model, "missing", "error") == "em")
     else:
         from ._cli_families import read_for_model
 
@@ -525,6 +529,8 @@ def _gm_kwargs(args):
     if args.n_init is not None:
         kw["n_init"] = args.n_init
     kw.update(_mclust_kwargs(args))
+    if getattr(args, "missing", None) == "em":
+        kw["missing"] = "em"
     return kw
 
 
@@ -862,6 +868,32 @@ def cmd_predict(args):
     return 0
 
 
+def cmd_impute(args):
+    """``emix impute MODEL DATA``: DATA with each missing entry of the
+    model's features replaced by its conditional expectation under the model
+    (:meth:`emix.GaussianMixture.impute`); observed entries are written as
+    read."""
+    from ._files import check_writable, write_table
+
+    check_writable(args.output, args.force)
+    model = _load_model(args.model)
+    if _model_family(model) is not None or getattr(model, "missing", "error") != "em":
+        raise _Err(f"{args.model} was not fitted with --missing em: impute needs a Gaussian mixture that "
+                   "handles missing values (emix fit --missing em ...)")
+    table, X, names, _ = _read_for(args, model, weights=False, units="data")
+    filled = _to_data_units(model, _quiet_predict(model.impute, _to_model_units(model, X)))
+    miss = np.isnan(X)
+    out = np.where(miss, filled, X)
+    cols = dict(table.columns)
+    for j, n in enumerate(names):
+        cols[n] = out[:, j]
+    write_table(args.output, cols, force=args.force)
+    if args.output != "-":
+        _note(args, f"wrote {args.output}: {int(miss.sum()):,} missing entries filled in "
+                    f"{int(miss.any(axis=1).sum()):,} rows")
+    return 0
+
+
 def cmd_select(args):
     from ._files import check_writable, write_table
 
@@ -1014,6 +1046,7 @@ def cmd_plot(args):
     X = names = None
     if args.data is not None:
         _, X, names, _ = _read_for(args, model, weights=False)
+        X, _ = _complete_rows(args, X, None, "plot")
         names = _scaled_names(model, names)
     D = model.n_features_in_
     dims = tuple(args.dims) if args.dims else None
@@ -1054,6 +1087,22 @@ def _write_report(path, model, X, names, source, rows, criterion, best, w, comma
         fh.write(text)
 
 
+def _complete_rows(args, X, w, what):
+    """``(X, w)`` restricted to the rows with every feature observed, for
+    plots and reports, which draw points (a fit with --missing em used every
+    row; the note says how many are not drawn)."""
+    if X is None or not np.issubdtype(np.asarray(X).dtype, np.floating):
+        return X, w
+    keep = ~np.isnan(X).any(axis=1)
+    if keep.all():
+        return X, w
+    if not keep.any():
+        raise _Err(f"no row of {args.data} has every feature observed: nothing to draw in the {what}")
+    _note(args, f"{PROG}: note: the {what} shows the {int(keep.sum()):,} rows with every feature observed "
+                f"({int((~keep).sum()):,} rows with missing values are left out of it)")
+    return X[keep], (None if w is None else w[keep])
+
+
 def cmd_report(args):
     from ._files import check_writable
 
@@ -1078,6 +1127,7 @@ def cmd_report(args):
                                     _gm_kwargs(args), args, n_jobs=args.jobs)
         _set_names(model, table, names, scaler)
         rows = _shift_rows(rows, model, w, X.shape[0])
+    X, w = _complete_rows(args, X, w, "report")
     command = " ".join(shlex.quote(a) for a in [PROG] + list(args.argv))
     _write_report(args.output, model, X, names, args.data if args.data != "-" else "<stdin>", rows,
                   args.criterion, best, w, command, args.force)
@@ -1194,6 +1244,10 @@ def build_parser():
                    choices=["kmeans", "k-means++", "random", "random_from_data", "hierarchical"],
                    help="initialization (default kmeans; select/report: hierarchical, as mclust)")
     e.add_argument("--seed", type=int, default=None, help="random seed for reproducible fits")
+    e.add_argument("--missing", choices=["error", "em"], default=None,
+                   help="em: empty cells, NA, NaN... are missing values handled inside EM (Gaussian "
+                        "mixtures; the model file keeps it, so predict/score/impute take such rows); "
+                        "error: they are an error (the default)")
     e.add_argument("--scale", action="store_true",
                    help="standardize each feature, (x - mean) / sd (weighted by --weights), before fitting; "
                         "the standardization is saved in the model file (a scaler + mixture pipeline) and "
@@ -1276,6 +1330,16 @@ def build_parser():
     _family_options(c)
     c.set_defaults(func=cmd_select, _parser=c)
 
+    c = sub.add_parser("impute", parents=[common, force, data], help="fill the missing values of a data file",
+                       description="Write DATA with each missing entry (empty, NA, NaN...) of the model's "
+                                   "features replaced by its conditional expectation under the model (a "
+                                   "Gaussian mixture fitted with --missing em); observed entries stay as read.")
+    c.add_argument("model", metavar="MODEL")
+    c.add_argument("data", metavar="DATA")
+    c.add_argument("-o", "--output", default="-", metavar="OUT",
+                   help="output file (.csv/.tsv/.parquet/.npy/.npz; - for stdout, the default)")
+    c.set_defaults(func=cmd_impute)
+
     c = sub.add_parser("sample", parents=[common, force], help="draw rows from a model")
     c.add_argument("model", metavar="MODEL")
     c.add_argument("-n", "--n-samples", type=_positive_int, required=True, metavar="N")
@@ -1345,6 +1409,12 @@ def _check_combinations(args):
         check_args(args, args._parser)
         if _family_of(args) != "gaussian":
             return
+    if getattr(args, "missing", None) == "em":
+        if getattr(args, "chunk_rows", None) or getattr(args, "scheduler", None):
+            args._parser.error("--missing em cannot be combined with --chunk-rows or --scheduler yet")
+        if getattr(args, "command", None) == "report" and getattr(args, "model", None):
+            args._parser.error("--missing em cannot be combined with --model (the model file says whether it "
+                               "takes missing values)")
     if getattr(args, "scale", False):
         big = [o for o, on in (("--chunk-rows", getattr(args, "chunk_rows", None)),
                                ("--scheduler", getattr(args, "scheduler", None))) if on]
