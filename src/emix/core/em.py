@@ -235,6 +235,9 @@ def far_log_prob(X, params: GaussianParams, structure):
         ``lp_k - lp_ref``, float64, at most 0 (0 at ``r``); ``-inf`` for a
         term negligible against the largest or of zero weight.
     """
+    own = getattr(structure, "far_log_prob", None)
+    if own is not None:  # rows with missing values (emix.core.missing.IncompleteStructure)
+        return own(X, params)
     X = np.asarray(_xp.to_numpy(X), dtype=np.float64)
     means = np.asarray(_xp.to_numpy(params.means), dtype=np.float64)
     K, D = means.shape

@@ -624,6 +624,11 @@ class IncompleteStructure:
             X = X[:, :-1]
         return e_step(X, sample_weight, params, self.base, labels)
 
+    def far_log_prob(self, X, params):
+        """Far rows (see :func:`emix.core.em.far_log_prob`) over their
+        observed coordinates: :func:`far_log_prob`."""
+        return far_log_prob(X, params, self.base)
+
     def log_prob(self, X, means, prec_chol):
         if not has_missing(X):
             return self.base.log_prob(X, means, prec_chol)
@@ -631,6 +636,52 @@ class IncompleteStructure:
         params = GaussianParams(weights=np.ones(K), means=means, covariances=None, precisions_cholesky=prec_chol)
         P, logdetP = precision_matrices(params, self.base)
         return marginal_log_prob(X, means, P, logdetP).astype(X.dtype, copy=False)
+
+
+def far_log_prob(X, params: GaussianParams, structure):
+    """:func:`emix.core.em.far_log_prob` for rows that may hold NaN: each row
+    over its observed coordinates ``O``, under the marginal components
+    ``N(mu_kO, Sigma_kOO)``, whose precision is the Schur complement
+    ``Lambda_k = P_OO - P_OM P_MM^-1 P_MO`` of the missing block in ``P_k``
+    (Little & Rubin 2002, section 11.2). Rows sharing a pattern go through the
+    complete-data routine together, on their observed columns with the
+    ``'full'`` structure of ``Lambda``; a row with nothing observed gets
+    ``log pi_k`` (its density is 1). Returns ``(lp_ref, rel)`` as that
+    routine does."""
+    from ..families.gaussian import get_structure
+
+    X = np.asarray(X, dtype=np.float64)
+    n, D = X.shape
+    K = params.means.shape[0]
+    miss = np.isnan(X)
+    if not miss.any():
+        return em.far_log_prob(X, params, structure)
+    if params.noise_weight is not None:
+        raise NotImplementedError("Missing values are not supported with a noise component.")
+    P, _ = precision_matrices(params, structure)
+    means = np.asarray(params.means, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        logw = np.log(np.asarray(params.weights, dtype=np.float64))
+    full = get_structure("full")
+    ref, rel = np.empty(n), np.empty((n, K))
+    pats, inv = np.unique(miss, axis=0, return_inverse=True)
+    for u, pat in enumerate(pats):
+        rows = np.flatnonzero(inv.reshape(-1) == u)
+        o, m = ~pat, pat
+        if not o.any():
+            top = logw.max()
+            ref[rows], rel[rows] = top, logw - top
+            continue
+        if not m.any():
+            ref[rows], rel[rows] = em.far_log_prob(X[rows], params, structure)
+            continue
+        POO, POM, PMM = P[:, o][:, :, o], P[:, o][:, :, m], P[:, m][:, :, m]
+        Lam = POO - POM @ np.linalg.solve(PMM, np.swapaxes(POM, 1, 2))
+        Lam = 0.5 * (Lam + np.swapaxes(Lam, 1, 2))
+        sub = GaussianParams(weights=params.weights, means=means[:, o], covariances=None,
+                             precisions_cholesky=np.linalg.cholesky(Lam))
+        ref[rows], rel[rows] = em.far_log_prob(X[np.ix_(rows, np.flatnonzero(o))], sub, full)
+    return ref, rel
 
 
 def _weighted_lp(X, params, structure):
