@@ -75,7 +75,7 @@ def test_missing_and_fixed_round_trip_through_model_files(tmp_path, fixed):
     X, _ = _mixture()
     Xm = _holes(X, 0.15)
     ref = _quiet(GaussianMixture(2, random_state=0).fit, X)
-    inits = dict(weights_init=ref.weights_, means_init=ref.means_ + 0.3, precisions_init=ref.precisions_)
+    inits = {"weights_init": ref.weights_, "means_init": ref.means_ + 0.3, "precisions_init": ref.precisions_}
     gm = _quiet(GaussianMixture(2, missing="em", fixed=fixed, random_state=0, **inits).fit, Xm)
     path = tmp_path / "m.emix"
     emix.save(gm, path)
@@ -151,7 +151,7 @@ def _scipy_objective(Xm, gm, labels=None):
 
 @pytest.mark.parametrize("init_params", [None, "mclust", "kmeans"])
 def test_select_with_missing_values(init_params):
-    X, z = _mixture(n=200, D=3, K=2, sep=8.0)
+    X, _ = _mixture(n=200, D=3, K=2, sep=8.0)
     Xm = _holes(X, 0.15)
     kw = {} if init_params is None else {"init_params": init_params}
     res = emix.select(Xm, n_components=[1, 2, 3], covariance_types=["VVV", "EII"], missing="em",
@@ -270,7 +270,7 @@ def holes():
 def test_cli_fit_missing_em_matches_library_and_predict_score_impute(holes, tmp_path, capsys):
     import csv
 
-    X, Xm = holes
+    _, Xm = holes
     data = tmp_path / "d.csv"
     names = _write_csv(data, Xm)
     model = tmp_path / "m.emix"
@@ -331,7 +331,7 @@ def test_cli_select_and_report_with_missing_em(holes, tmp_path, capsys):
     _, Xm = holes
     data = tmp_path / "d.csv"
     _write_csv(data, Xm)
-    code, out, err = _cli(["select", data, "-k", "1..3", "--covariance", "VVV,EII", "--seed", 0, "--missing", "em",
+    code, _, err = _cli(["select", data, "-k", "1..3", "--covariance", "VVV,EII", "--seed", 0, "--missing", "em",
                            "-o", tmp_path / "s.emix"], capsys)
     assert code == 0, err
     res = emix.select(Xm, n_components=[1, 2, 3], covariance_types=["VVV", "EII"], missing="em", random_state=0)
