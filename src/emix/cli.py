@@ -739,6 +739,8 @@ def cmd_fit(args):
     from ._files import check_writable
 
     check_writable(args.output, args.force)
+    if getattr(args, "bayesian", False):
+        return _bayesian().fit(args)
     if _family_of(args) != "gaussian":
         from ._cli_families import fit
 
@@ -964,6 +966,8 @@ def cmd_sample(args):
 
 def cmd_score(args):
     model = _load_model(args.model)
+    if _bayesian().is_bayesian(model):
+        return _bayesian().score(args, model)
     _, X, names, w = _read_for(args, model)
     stats = _fit_stats(model, X, w)
     if args.json:
@@ -980,6 +984,8 @@ def cmd_score(args):
 
 def cmd_info(args):
     model = _load_model(args.model)
+    if _bayesian().is_bayesian(model):
+        return _bayesian().info(args, model)
     if _model_family(model) is not None:
         from . import _cli_families as F
 
@@ -1041,6 +1047,8 @@ def cmd_plot(args):
         raise _Err(f"--kind {args.kind} is for other families than gaussian; a Gaussian mixture's plots are "
                    f"{', '.join(_PLOT_KINDS)}")
     args.kind = args.kind or "clusters"
+    if args.kind == "convergence" and _bayesian().is_bayesian(model):
+        return _bayesian().plot_convergence(args, model)
     if args.kind != "convergence" and args.data is None:
         raise _Err(f"--kind {args.kind} needs the DATA file")
     X = names = None
@@ -1294,6 +1302,7 @@ def build_parser():
                    help="covariance structure: {structures} (default full)")
     c.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write")
     _family_options(c)
+    _bayesian().add_options(c)
     c.add_argument("-j", "--jobs", type=_jobs, default=None,
                    help="run the --n-init restarts in this many worker processes (-1: all cores; "
                         "default 1); the fit is the same whatever the number")
@@ -1400,9 +1409,18 @@ def _family_options(parser):
     add_options(parser)
 
 
+def _bayesian():
+    """:mod:`emix._cli_bayesian`: ``fit --bayesian`` and Bayesian model files."""
+    from . import _cli_bayesian
+
+    return _cli_bayesian
+
+
 # ===================================================================== main
 def _check_combinations(args):
     """Option combinations argparse cannot check: a usage error (exit 2)."""
+    if hasattr(args, "bayesian"):
+        _bayesian().check_args(args, args._parser)
     if hasattr(args, "family"):
         from ._cli_families import check_args
 

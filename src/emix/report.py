@@ -439,6 +439,14 @@ def build_report(model, X, *, feature_names=None, source="data", selection_rows=
         return _build_family_report(model, X, feature_names=feature_names, source=source,
                                     selection_rows=selection_rows, criterion=criterion, best=best,
                                     sample_weight=sample_weight, command=command, max_points=max_points, title=title)
+    from ._report_bayesian import is_bayesian
+
+    if is_bayesian(model):  # variational Bayes: effective components and the ELBO (no BIC)
+        from ._report_bayesian import build_report as _bayesian_report
+
+        return _bayesian_report(model, X, names=feature_names, source=source, sample_weight=sample_weight,
+                                command=command, max_points=max_points, title=title,
+                                X_data=X_data if affine is not None else X, affine=affine)
     X = np.asarray(X, dtype=np.float64)
     K, D = model.means_.shape
     names = list(feature_names) if feature_names is not None else [f"x{j}" for j in range(D)]
