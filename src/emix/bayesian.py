@@ -11,6 +11,7 @@ bound are in :mod:`emix.core.vb`.
 from __future__ import annotations
 
 import numbers
+from dataclasses import replace
 
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
@@ -105,6 +106,29 @@ default='dirichlet_process'
     n_jobs : int or None, default=None
         Restarts run at the same time in joblib workers; the fit does not
         depend on it. (emix.)
+    online_mode : {'stepwise', 'exact'}, default='stepwise'
+        :meth:`partial_fit`: stochastic variational inference (Hoffman et
+        al. 2013), or one variational iteration per pass of
+        ``batches_per_pass`` batches. (emix, as GaussianMixture.)
+    learning_decay : float in (0.5, 1], default=0.7
+        Stochastic variational inference's step sizes are
+        ``rho_t = (t + learning_offset) ** -learning_decay`` (``t`` =
+        batches absorbed before this one, the first at ``t = 1``; capped at
+        1), Robbins-Monro steps for ``learning_decay`` in (0.5, 1]. (emix.)
+    learning_offset : float >= 0, default=2.0
+        Larger values down-weight the early batches. (emix.)
+    batches_per_pass : int or None, default=None
+        Batches in one pass over the data (required by
+        ``online_mode='exact'``). (emix.)
+    total_samples : float > 0 or None, default=None
+        ``N``, the size (total weight) of the data the stream comes from:
+        stochastic variational inference weighs each batch of weight ``|B|``
+        by ``N / |B|``, as if it were the whole data set repeated, which
+        sets how strongly the data outweigh the prior. None means the total
+        weight of the batches seen so far (the right value on a single pass
+        over a stream; on repeated passes over a finite data set pass its
+        size). (emix; scikit-learn's LatentDirichletAllocation names the
+        same hint ``total_samples``.)
 
     Attributes
     ----------
@@ -175,6 +199,11 @@ default='dirichlet_process'
         callback=None,
         n_threads=None,
         n_jobs=None,
+        online_mode="stepwise",
+        learning_decay=0.7,
+        learning_offset=2.0,
+        batches_per_pass=None,
+        total_samples=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -197,6 +226,11 @@ default='dirichlet_process'
         self.callback = callback
         self.n_threads = n_threads
         self.n_jobs = n_jobs
+        self.online_mode = online_mode
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
+        self.batches_per_pass = batches_per_pass
+        self.total_samples = total_samples
 
     # helpers shared with GaussianMixture (plain functions of these attributes)
     _n_threads = GaussianMixture._n_threads
@@ -483,6 +517,154 @@ default='dirichlet_process'
         best = self._em_restarts(reducer, params0, structure, prior=prior)
         self._set_fitted(best, structure)
         self.n_passes_ = getattr(reducer, "n_calls", None)
+        return self
+
+    # ------------------------------------------------------------ online
+    def _current_prior(self):
+        return vb.VBPrior(self.weight_concentration_prior_type, self.weight_concentration_prior_,
+                          self.mean_precision_prior_, self.mean_prior_, self.degrees_of_freedom_prior_,
+                          self.covariance_prior_)
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Update the variational posterior with one batch of rows.
+
+        ``online_mode='stepwise'`` (default): stochastic variational
+        inference (Hoffman, Blei, Wang & Paisley 2013, algorithm 1). The
+        batch's variational E-step gives its statistics ``s(B)``; scaled by
+        ``N / |B|`` (``N`` = ``total_samples``, ``|B|`` the batch's weight)
+        they are the statistics of the whole data set if it were the batch
+        repeated. The running statistics move by
+        ``S <- (1 - rho_t) S + rho_t (N / |B|) s(B)`` with
+        ``rho_t = (t + learning_offset) ** -learning_decay``, and the
+        variational M-step turns ``S`` into the posterior. Because the
+        conjugate posterior's natural parameters (``beta_k``,
+        ``beta_k m_k``, ``W_k^-1 + beta_k m_k m_k^T``, ``nu_k`` and the
+        weights' concentrations) are the prior's plus these statistics, this
+        is Hoffman et al.'s natural-gradient step
+        ``lambda <- (1 - rho_t) lambda + rho_t lambda_hat`` exactly (for
+        'tied', whose shared scale is scikit-learn's and not a conjugate
+        update, the same step on the statistics). The first batch
+        initializes (``init_params``, its statistics scaled the same way)
+        and then takes a full step; the priors left as None come from that
+        batch's moments.
+
+        ``online_mode='exact'``: the statistics of ``batches_per_pass``
+        batches are summed under fixed parameters and one variational
+        M-step follows: each pass is one iteration of :meth:`fit`.
+
+        After :meth:`fit` or :func:`emix.load`, the first call starts from
+        the fitted posterior (its E-step) with a full step.
+
+        ``lower_bound_`` after a stepwise call is the batch's estimate of the
+        bound, ``(N / |B|)`` times its responsibilities' entropy plus the
+        parameter terms (:func:`emix.core.vb.bound_terms`); ``lower_bounds_``
+        keeps one per call (exact: one per pass, the bound of that pass).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : BayesianGaussianMixture
+
+        References
+        ----------
+        Hoffman, M. D., Blei, D. M., Wang, C. and Paisley, J. (2013).
+        Stochastic variational inference. JMLR 14, 1303-1347.
+        """
+        import math
+
+        from . import online
+        from .core.types import FitResult
+
+        self._check_params()
+        online.check_online_params(self)
+        if self.total_samples is not None and not (
+                _is_real(self.total_samples) and np.isfinite(self.total_samples) and self.total_samples > 0):
+            raise ValueError(f"total_samples must be a finite number > 0 or None. Got {self.total_samples!r}.")
+        structure = self._structure()
+        first = not hasattr(self, "means_")
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=first)
+        if not first:
+            X = X.astype(self.means_.dtype, copy=False)
+        w = V.check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        bw = float(X.shape[0]) if w is None else float(np.sum(w, dtype=np.float64))
+        if not bw > 0:
+            raise ValueError(f"the batch's total sample weight must be > 0. Got {bw!r}.")
+        reducer = self._reducer(X, w)
+        state = getattr(self, "_online", None)
+        if state is not None and (state.mode != self.online_mode or first
+                                  or state.params.means is not self.means_):
+            state = None  # fit, load, set_params or a mode change since: start over
+        if state is None:
+            seen = 0.0
+            if first:
+                n_eff = X.shape[0] if w is None else int(np.count_nonzero(w))
+                V.check_enough_samples(n_eff, self.n_components, w is not None)
+                mean, cov = self._moments(X, w)
+                prior = self._resolve_prior(X.shape[1], mean, cov, X.dtype)
+                self._set_prior(prior)
+                scale = 1.0 if self.online_mode == "exact" else (self.total_samples or bw) / bw
+                resp = initial_resp(X, w, self.n_components, self.init_params, check_random_state(self.random_state))
+                shift = self._component_means(X, w, resp, reducer, np)
+                st = None
+                start = 0
+                for Xb, wb in reducer.blocks():
+                    stop = start + Xb.shape[0]
+                    part = em.stats_from_resp(Xb, wb, resp[start:stop], shift, structure)
+                    st = part if st is None else st + part
+                    start = stop
+                params = vb.m_step(st.scaled(scale), structure, prior, self.reg_covar, X.dtype)
+            else:
+                params = self._params()
+            state = online.OnlineState(mode=self.online_mode, params=params)
+            state.seen = seen
+        prior = self._current_prior()
+        kind = self.weight_concentration_prior_type
+        state.seen += bw
+        eff = vb.effective_params(state.params, kind)
+        batch = reducer(lambda Xb, wb: em.e_step(Xb, wb, eff, structure, np))
+        batch = replace(batch, loglik=vb.responsibility_entropy(batch, eff, structure))
+        if self.online_mode == "stepwise":
+            scale = (self.total_samples or state.seen) / bw
+            s = batch.scaled(scale)
+            if state.stats is None:
+                S = s
+            else:
+                rho = online.step_size(state.t, self.learning_decay, self.learning_offset)
+                S = online.recenter(state.stats, s.shift, structure).scaled(1.0 - rho) + s.scaled(rho)
+            params = vb.m_step(S, structure, prior, self.reg_covar, X.dtype)
+            state.stats, state.t = S, state.t + 1
+            lower_bound = s.loglik + vb.bound_terms(params, kind, structure)
+            state.history.append(lower_bound)
+            n_iter, converged = state.t, False
+        else:
+            state.stats = batch if state.stats is None else state.stats + batch
+            state.t += 1
+            params = state.params
+            lower_bound = getattr(self, "lower_bound_", -math.inf) if not first else -math.inf
+            converged = False
+            if state.t >= self.batches_per_pass:
+                acc = state.stats
+                params = vb.m_step(acc, structure, prior, self.reg_covar, X.dtype)
+                previous = state.history[-1] if state.history else -math.inf
+                lower_bound = acc.loglik + vb.bound_terms(params, kind, structure)
+                state.history.append(lower_bound)
+                converged = abs(lower_bound - previous) < self.tol
+                state.stats, state.t, state.passes = None, 0, state.passes + 1
+            n_iter = state.passes
+        state.params = params
+        verbose, self.verbose = self.verbose, 0
+        try:
+            self._set_fitted(FitResult(params, n_iter, converged, lower_bound, ()), structure)
+        finally:
+            self.verbose = verbose
+        self.lower_bounds_ = state.history
+        self._online = state
+        state.params = self._params()  # the same arrays as the fitted attributes
         return self
 
     # ------------------------------------------------------------- inference
