@@ -201,7 +201,8 @@ def test_parquet_nan_error_exits_1_every_time(tmp_path):
     for _, err in results:
         assert err.strip().splitlines() == [
             "emix: error: column 'bill_length_mm' of " + str(p) + " has 2 missing or infinite value(s); "
-            "the first is missing (empty or NaN), at data row 4. Remove or impute those rows."]
+            "the first is missing (empty or NaN), at data row 4. Remove or impute those rows, or fit with "
+            "--missing em (Gaussian mixtures: missing values handled inside EM)."]
     assert not (tmp_path / "f7.emix").exists()
 
 

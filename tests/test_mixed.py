@@ -383,13 +383,15 @@ def test_init_features_standardize_numeric_columns_and_keep_raw_members_views():
     fam = get_family("mixed", columns="auto", integers="poisson")
     X, _ = fam.encode(df)
     F = fam.init_features(X)
-    # gaussian (size), categorical one-hot (3 + 2 codes), poisson (count): groups in first-appearance order
-    assert F.shape == (200, 1 + 5 + 1)
-    for j, col in ((0, "size"), (6, "count")):
+    # gaussian (size), categorical one-hot (3 + 2 codes, and the categorical family's tie-breaking start
+    # column), poisson (count): groups in first-appearance order
+    cat = get_family("categorical").init_features(X[:, [1, 3]])
+    assert F.shape == (200, 1 + cat.shape[1] + 1)
+    for j, col in ((0, "size"), (F.shape[1] - 1, "count")):
         z = (df[col] - df[col].mean()) / df[col].std(ddof=0)
         np.testing.assert_allclose(F[:, j], z, rtol=1e-12, atol=1e-12)
     # the categorical member's own view (its one-hot codes) is kept as it is
-    np.testing.assert_array_equal(F[:, 1:6], get_family("categorical").init_features(X[:, [1, 3]]))
+    np.testing.assert_array_equal(F[:, 1:1 + cat.shape[1]], cat)
 
 
 _AUTO_EXPECTED = {
