@@ -486,12 +486,10 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
     >>> res.best_params_
     {'n_components': 3, 'covariance_type': 'EEE'}
     """
-    from joblib import Parallel, delayed, effective_n_jobs
     from sklearn.utils import check_array
     from sklearn.utils.validation import _get_feature_names
 
     from . import _validation as V
-    from .backends.reduce import available_cores
     from .families.gaussian import get_structure
 
     if not (isinstance(family, str) and family == "gaussian"):
@@ -570,12 +568,15 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
         raise TypeError(f"cell_callback must be callable or None. Got {cell_callback!r}.")
     cells = [(K, m) for K in Ks for m in models]
     # cells running side by side share the cores' threads over blocks of rows
-    workers = min(len(cells), effective_n_jobs(n_jobs))
-    block_threads = max(1, available_cores() // workers) if workers > 1 else None
-    jobs = (delayed(_fit_cell_at)(i, X, w, K, m, cell_seed(entropy, K, m), n_init, gm_kwargs, partitions.get(K),
-                                  block_threads, others.get(K), labels)
-            for i, (K, m) in enumerate(cells))
-    results = _run_cells(Parallel, n_jobs, jobs, len(cells), cell_callback)
+    from ._parallel import cell_cost
+
+    fits = n_init * (2 if others else 1)
+    costs = [cell_cost(X.shape[0], X.shape[1], K, m, fits) for K, m in cells]
+    results = _run_cells(
+        lambda i, block_threads: (_fit_cell_at, i, X, w, cells[i][0], cells[i][1],
+                                  cell_seed(entropy, *cells[i]), n_init, gm_kwargs, partitions.get(cells[i][0]),
+                                  block_threads, others.get(cells[i][0]), labels),
+        costs, n_jobs, cell_callback)
     rows, best_i = _choose(results, criterion)
     best_row = rows[best_i]
     if names is not None:  # so that best_.predict(DataFrame) checks names as after best_.fit(DataFrame)
@@ -606,16 +607,48 @@ def _mclust_starts(X, Ks, entropy, gm_kwargs, filled=False):
     return parts if rows.size == X.shape[0] else {}
 
 
-def _run_cells(Parallel, n_jobs, jobs, n_cells, cell_callback):
-    """``[(row, model or None)]`` of the grid's cells in grid order, run by
-    joblib; ``cell_callback`` called as each finishes."""
-    if cell_callback is None:
-        return [res for _, res in Parallel(n_jobs=n_jobs)(jobs)]
-    results = [None] * n_cells
-    for done, (i, res) in enumerate(_as_completed(Parallel, n_jobs, jobs), start=1):
-        results[i] = res
-        cell_callback({"done": done, "total": n_cells, "row": dict(res[0])})
-    return results
+def _run_cells(make_task, costs, n_jobs, cell_callback):
+    """``[(row, model or None)]`` of the grid's cells in grid order;
+    ``cell_callback`` called as each finishes.
+
+    ``make_task(i, block_threads)`` gives cell ``i``'s ``(function, *args)``
+    (the function returns ``(i, (row, model))``), ``costs`` each cell's
+    estimated seconds (:func:`emix._parallel.cell_cost`). Under joblib's
+    default process backend, :func:`emix._parallel.run_cells` runs them:
+    serially when the estimated work is below the cost of starting workers
+    (:func:`emix._parallel.plan_workers`), else in this process and
+    ``n_jobs - 1`` workers, each cell's fit then using ``cores // n_jobs``
+    threads over blocks of rows; under another joblib backend
+    (``joblib.parallel_config``), by ``joblib.Parallel``."""
+    from joblib import Parallel, delayed, effective_n_jobs
+
+    from . import _parallel
+    from .backends.reduce import available_cores
+
+    n_cells = len(costs)
+    n_jobs = min(n_cells, effective_n_jobs(n_jobs))
+    done = [0]
+
+    def report(res):
+        done[0] += 1
+        if cell_callback is not None:
+            cell_callback({"done": done[0], "total": n_cells, "row": dict(res[0])})
+
+    if n_jobs > 1 and not _parallel.loky_is_active():  # a backend the user chose
+        block_threads = max(1, available_cores() // n_jobs)
+        tasks = [make_task(i, block_threads) for i in range(n_cells)]
+        jobs = (delayed(task[0])(*task[1:]) for task in tasks)
+        results = [None] * n_cells
+        for i, res in _as_completed(Parallel, n_jobs, jobs):
+            results[i] = res
+            report(res)
+        return results
+    workers = _parallel.plan_workers(costs, n_jobs, _parallel.start_cost(max(1, n_jobs - 1)))
+    block_threads = max(1, available_cores() // (workers + 1)) if workers else None
+    tasks = [make_task(i, block_threads) for i in range(n_cells)]
+    out = _parallel.run_cells(_parallel.call, tasks, costs, n_jobs,
+                              on_done=lambda i, tagged: report(tagged[1]), n_workers=workers)
+    return [res for _, res in out]
 
 
 def _choose(results, criterion):
@@ -659,10 +692,7 @@ def _takes_covariance_type(family):
 def _select_family(X, family, n_components, covariance_types, criterion, n_init, sample_weight, n_jobs,
                    random_state, cell_callback, kwargs):
     """:func:`select` for a non-Gaussian ``family``: MixtureModel cells."""
-    from joblib import Parallel, delayed, effective_n_jobs
-
     from . import _validation as V
-    from .backends.reduce import available_cores
     from .families.gaussian import get_structure
     from .mixture import MixtureModel, _n_columns
 
@@ -702,12 +732,14 @@ def _select_family(X, family, n_components, covariance_types, criterion, n_init,
     entropy = _entropy(random_state)
     name = family if isinstance(family, str) else fam.name
     cells = [(K, m) for K in Ks for m in models]
-    workers = min(len(cells), effective_n_jobs(n_jobs))
-    block_threads = max(1, available_cores() // workers) if workers > 1 else None
-    jobs = (delayed(_fit_family_cell_at)(i, X, w, K, m, cell_seed(entropy, K, f"{fam.name}:{m}"), n_init, family,
-                                         name, kwargs, block_threads)
-            for i, (K, m) in enumerate(cells))
-    results = _run_cells(Parallel, n_jobs, jobs, len(cells), cell_callback)
+    from ._parallel import cell_cost
+
+    costs = [cell_cost(n_samples, _n_columns(X), K, m, n_init) for K, m in cells]
+    results = _run_cells(
+        lambda i, block_threads: (_fit_family_cell_at, i, X, w, cells[i][0], cells[i][1],
+                                  cell_seed(entropy, cells[i][0], f"{fam.name}:{cells[i][1]}"), n_init, family,
+                                  name, kwargs, block_threads),
+        costs, n_jobs, cell_callback)
     rows, best_i = _choose(results, criterion)
     best_row = rows[best_i]
     best_params = {"n_components": best_row["n_components"]}
