@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as ss
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import emix
 from emix.backends.reduce import BlockReducer
 from emix.families import Mixture, MixtureParams, get_family
 from emix.families.base import fit_mixture
+from emix.testing import estimator_checks_params
 
 
 def _frame(rng, n=300):
@@ -402,14 +402,10 @@ _AUTO_EXPECTED = {
 }
 
 
-# check_array_api_input is left out: the non-Gaussian families run on numpy only (as in tests/test_mixture_model.py)
-_all = parametrize_with_checks([emix.MixtureModel(2, family="auto", max_iter=20, random_state=0)],
-                               expected_failed_checks=lambda est: _AUTO_EXPECTED)
-_names, _params = _all.mark.args
-_params = [p for p in _params
-           if getattr(c := (p.values if hasattr(p, "values") else p)[1], "func", c).__name__ != "check_array_api_input"]
+_names, _params, _kwargs = estimator_checks_params(
+    [emix.MixtureModel(2, family="auto", max_iter=20, random_state=0)], lambda est: _AUTO_EXPECTED)
 
 
-@pytest.mark.parametrize(_names, _params, **_all.mark.kwargs)
+@pytest.mark.parametrize(_names, _params, **_kwargs)
 def test_sklearn_estimator_checks_auto(estimator, check):
     check(estimator)

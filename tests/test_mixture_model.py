@@ -6,9 +6,9 @@ import warnings
 import numpy as np
 import pytest
 from scipy import stats as ss
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import emix
+from emix.testing import estimator_checks_params
 
 RANDOM_INIT_REASON = (
     "The default k-means initialization draws its seeds with random_state from the rows it is given; "
@@ -31,19 +31,10 @@ def _expected(est):
     return {}
 
 
-def _check_name(check):
-    return getattr(check, "func", check).__name__
+_names, _params, _kwargs = estimator_checks_params(CHECKED, _expected)
 
 
-# check_array_api_input needs SCIPY_ARRAY_API=1 before scipy is imported: the non-Gaussian families
-# run on numpy only, and GaussianMixture's array-API path is checked in a subprocess with that
-# variable by tests/test_estimator_checks.py; so it is left out here rather than skipped.
-_all = parametrize_with_checks(CHECKED, expected_failed_checks=_expected)
-_names, _params = _all.mark.args
-_params = [p for p in _params if _check_name((p.values if hasattr(p, "values") else p)[1]) != "check_array_api_input"]
-
-
-@pytest.mark.parametrize(_names, _params, **_all.mark.kwargs)
+@pytest.mark.parametrize(_names, _params, **_kwargs)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 

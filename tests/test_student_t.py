@@ -15,11 +15,11 @@ import pytest
 from scipy import stats as ss
 from scipy.optimize import minimize_scalar
 from scipy.special import digamma, gammaln
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import emix
 from emix.families import Mixture, MixtureParams, get_family
 from emix.families.student_t import StudentT, dof_equation_root
+from emix.testing import estimator_checks_params
 
 SKLEARN_TYPES = ("full", "tied", "diag", "spherical")
 MCLUST_TYPES = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV")
@@ -396,18 +396,10 @@ def _expected(est):
     return {"check_sample_weight_equivalence_on_dense_data": RANDOM_INIT_REASON} if est.n_components > 1 else {}
 
 
-def _check_name(check):
-    return getattr(check, "func", check).__name__
+_names, _params, _kwargs = estimator_checks_params(CHECKED, _expected)
 
 
-# check_array_api_input runs only with SCIPY_ARRAY_API=1 set before scipy is imported; this family is
-# numpy-only, so the check is left out rather than reported as skipped.
-_all = parametrize_with_checks(CHECKED, expected_failed_checks=_expected)
-_names, _params = _all.mark.args
-_params = [p for p in _params if _check_name((p.values if hasattr(p, "values") else p)[1]) != "check_array_api_input"]
-
-
-@pytest.mark.parametrize(_names, _params, **_all.mark.kwargs)
+@pytest.mark.parametrize(_names, _params, **_kwargs)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 

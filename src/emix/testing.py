@@ -160,3 +160,36 @@ __all__ = [
     "oracle_score_samples",
     "random_params",
 ]
+
+
+def estimator_checks_params(estimators, expected_failed_checks=None):
+    """scikit-learn's estimator checks for ``estimators``, less ``check_array_api_input``.
+
+    ``check_array_api_input`` runs only when ``SCIPY_ARRAY_API=1`` is set before scipy is
+    imported, and reports itself skipped otherwise. The non-Gaussian families and
+    ``BayesianGaussianMixture`` run on numpy only, and ``GaussianMixture``'s array-API path is
+    checked in a subprocess with that variable by ``tests/test_estimator_checks.py``; so the
+    check is left out here rather than listed as skipped.
+
+    Parameters
+    ----------
+    estimators : list of estimator
+        Passed to :func:`sklearn.utils.estimator_checks.parametrize_with_checks`.
+    expected_failed_checks : callable, optional
+        Passed on as is: estimator -> ``{check name: reason}``.
+
+    Returns
+    -------
+    argnames, params, kwargs
+        For ``pytest.mark.parametrize(argnames, params, **kwargs)``.
+    """
+    from sklearn.utils.estimator_checks import parametrize_with_checks
+
+    mark = parametrize_with_checks(estimators, expected_failed_checks=expected_failed_checks).mark
+    argnames, params = mark.args
+
+    def check_name(param):
+        check = (param.values if hasattr(param, "values") else param)[1]
+        return getattr(check, "func", check).__name__
+
+    return argnames, [p for p in params if check_name(p) != "check_array_api_input"], mark.kwargs
