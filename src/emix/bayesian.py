@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import _estimator_common as _common
 from . import _parallel
 from . import _validation as V
 from ._restarts import RestartsMixin
@@ -454,46 +455,14 @@ default='dirichlet_process'
         """``fit`` on a Dask collection or a block source: one pass finds the
         shape, the weighted mean and covariance (the default priors) and a
         uniform initialization sample; each iteration is one more pass."""
-        from .backends import chunked
-        from .backends import dask as dk
-        from .backends.reduce import block_rows_for
-
         self._check_params()
         structure = self._structure()
-        rng = check_random_state(self.random_state)
-        seed, advanced = chunked.sample_seed(rng)
         K = self.n_components
-        names = None
-        if self._out_of_core_kind(X) == "dask":
-            Xd = dk.as_dask_array(X)
-            wd = dk.as_dask_weights(sample_weight, Xd.chunks[0], Xd.dtype)
-            names = dk.feature_names(X)
-            client = dk.get_client()
-            rows = block_rows_for(structure, K, Xd.shape[1], Xd.dtype.itemsize, self.working_memory)
-            if client is not None:
-                reducer = dk.DaskReducer(Xd, wd, client, block_rows=rows)
-                info = dk.scan(*reducer._persisted, chunked.DEFAULT_INIT_SAMPLE, seed, moments=True)
-            else:
-                info = dk.scan(Xd, wd, chunked.DEFAULT_INIT_SAMPLE, seed, moments=True)
-                reducer = chunked.ChunkedReducer(dk.local_source(Xd, wd), Xd.shape[1], Xd.dtype, rows)
-        else:
-            if sample_weight is not None:
-                raise ValueError(
-                    "sample_weight cannot be passed with a block source; yield (X_block, w_block) pairs instead."
-                )
-            info = chunked.scan_source(X, chunked.DEFAULT_INIT_SAMPLE, seed, moments=True)
-            rows = block_rows_for(structure, K, info["n_features"], info["dtype"].itemsize, self.working_memory)
-            reducer = chunked.ChunkedReducer(X, info["n_features"], info["dtype"], rows)
-        if info["sampled"]:
-            rng = advanced
-        if info["n_samples"] < 2:
-            raise ValueError(f"Found {info['n_samples']} sample(s); at least 2 are required.")
-        V.check_enough_samples(info["n_eff"], K, info["weighted"])
+        reducer, info, names, rng = _common.open_out_of_core(
+            X, sample_weight, is_dask=self._out_of_core_kind(X) == "dask", structure=structure, n_components=K,
+            working_memory=self.working_memory, rng=check_random_state(self.random_state), moments=True)
         self.n_features_in_ = int(info["n_features"])
-        if names is not None:
-            self.feature_names_in_ = names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
+        _common.set_feature_names(self, names)
         summary = info["summary"]
         sw = float(summary["sw"])
 
@@ -734,11 +703,7 @@ default='dirichlet_process'
         check_is_fitted(self)
         if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
             raise ValueError(f"n_samples must be an integer >= 1. Got {n_samples!r}.")
-        rng = check_random_state(self.random_state)
-        counts = rng.multinomial(n_samples, self.weights_.astype(np.float64))
-        X = self._structure().draw(rng, self.means_, self.covariances_, counts)
-        y = np.concatenate([np.full(c, k, dtype=int) for k, c in enumerate(counts)])
-        return X, y
+        return _common.draw_sample(self, n_samples)
 
     def effective_components(self, threshold=EFFECTIVE_WEIGHT_THRESHOLD):
         """Indices of the components whose expected weight exceeds ``threshold``."""

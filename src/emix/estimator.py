@@ -12,6 +12,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import _estimator_common as _common
 from . import _parallel
 from . import _validation as V
 from ._restarts import RestartsMixin
@@ -672,48 +673,18 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         need, so these resolve exactly as in memory.
         """
         from .backends import chunked
-        from .backends import dask as dk
 
         V.check_estimator_params(self)
         self._check_warm_noise()
         structure = self._structure()
-        rng = check_random_state(self.random_state)
-        seed, advanced = chunked.sample_seed(rng)
         default_prior = isinstance(self.prior, str) and self.prior == "default"
         K = self.n_components
-        names = None
-        if self._out_of_core_kind(X) == "dask":
-            Xd = dk.as_dask_array(X)
-            wd = dk.as_dask_weights(sample_weight, Xd.chunks[0], Xd.dtype)
-            names = dk.feature_names(X)
-            client = dk.get_client()
-            rows = block_rows_for(structure, K, Xd.shape[1], Xd.dtype.itemsize, self.working_memory)
-            if client is not None:
-                reducer = dk.DaskReducer(Xd, wd, client, block_rows=rows)
-                info = dk.scan(*reducer._persisted, chunked.DEFAULT_INIT_SAMPLE, seed, moments=default_prior)
-            else:
-                info = dk.scan(Xd, wd, chunked.DEFAULT_INIT_SAMPLE, seed, moments=default_prior)
-                reducer = chunked.ChunkedReducer(dk.local_source(Xd, wd), Xd.shape[1], Xd.dtype, rows)
-        else:
-            if sample_weight is not None:
-                raise ValueError(
-                    "sample_weight cannot be passed with a block source; yield (X_block, w_block) pairs instead."
-                )
-            info = chunked.scan_source(X, chunked.DEFAULT_INIT_SAMPLE, seed, moments=default_prior)
-            rows = block_rows_for(structure, K, info["n_features"], info["dtype"].itemsize,
-                                          self.working_memory)
-            reducer = chunked.ChunkedReducer(X, info["n_features"], info["dtype"], rows)
-        if info["sampled"]:
-            rng = advanced
-        if info["n_samples"] < 2:
-            raise ValueError(f"Found {info['n_samples']} sample(s); at least 2 are required.")
-        V.check_enough_samples(info["n_eff"], K, info["weighted"])
+        reducer, info, names, rng = _common.open_out_of_core(
+            X, sample_weight, is_dask=self._out_of_core_kind(X) == "dask", structure=structure, n_components=K,
+            working_memory=self.working_memory, rng=check_random_state(self.random_state), moments=default_prior)
         self._n_fit = int(info["n_samples"])
         self.n_features_in_ = int(info["n_features"])
-        if names is not None:
-            self.feature_names_in_ = names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
+        _common.set_feature_names(self, names)
         Xs, ws = info["sample"], info["sample_weight"]
         summary = info["summary"]
         if default_prior:
@@ -1030,11 +1001,7 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
                              f"least one sample. n_samples must be an integer >= 1. Got {n_samples!r}.")
         if _aa.uses_array_api(self):
             return _aa.sample(self, n_samples)
-        rng = check_random_state(self.random_state)
-        counts = rng.multinomial(n_samples, self.weights_.astype(np.float64))
-        X = self._structure().draw(rng, self.means_, self.covariances_, counts)
-        y = np.concatenate([np.full(c, k, dtype=int) for k, c in enumerate(counts)])
-        return X, y
+        return _common.draw_sample(self, n_samples)
 
     def uncertainty(self, X):
         """Classification uncertainty ``1 - max_k r_nk`` of each row (mclust's
