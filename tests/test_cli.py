@@ -4,7 +4,6 @@ atomic writes and exit codes."""
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -21,21 +20,10 @@ from emix import _files
 pytestmark = pytest.mark.filterwarnings("ignore:X does not have valid feature names")
 from emix.cli import main
 from emix.datasets import faithful_path, load_faithful
+from emix.testing import read_csv_rows as read_csv
+from emix.testing import run_cli as run
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def run(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def read_csv(path_or_text, text=False):
-    fh = io.StringIO(path_or_text) if text else open(path_or_text, newline="")
-    with fh:
-        rows = list(csv.reader(fh))
-    return rows[0], rows[1:]
 
 
 @pytest.fixture(scope="module")

@@ -18,16 +18,11 @@ from scipy.special import logsumexp
 import emix
 from emix.bayesian import EFFECTIVE_WEIGHT_THRESHOLD
 from emix.cli import main
+from emix.testing import run_cli as run
 
 pytestmark = pytest.mark.filterwarnings("ignore:X does not have valid feature names")
 
 CENTERS = np.array([[0.0, 0.0], [6.0, 6.0], [0.0, 9.0]])
-
-
-def run(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

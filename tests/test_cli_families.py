@@ -6,7 +6,6 @@ family plots against independent computations."""
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 
@@ -18,23 +17,12 @@ from scipy import stats
 import emix
 from emix import plotting as P
 from emix._files import raw_frame, read_table
-from emix.cli import main
+from emix.testing import read_csv_rows as read_csv
+from emix.testing import run_cli as run
 
 pytestmark = pytest.mark.filterwarnings("ignore:X does not have valid feature names")
 
 N = 240
-
-
-def run(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def read_csv(path):
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
-    return rows[0], rows[1:]
 
 
 @pytest.fixture(scope="module")

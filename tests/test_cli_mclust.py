@@ -4,7 +4,6 @@ emix.cli.main(argv) and checked against the library."""
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 
@@ -14,20 +13,10 @@ import pytest
 import emix
 from emix.cli import main
 from emix.datasets import load_faithful
+from emix.testing import read_csv_rows as read_csv
+from emix.testing import run_cli as run
 
 pytestmark = pytest.mark.filterwarnings("ignore:X does not have valid feature names")
-
-
-def run(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def read_csv(path):
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
-    return rows[0], rows[1:]
 
 
 @pytest.fixture(scope="module")

@@ -159,6 +159,9 @@ __all__ = [
     "oracle_log_prob",
     "oracle_score_samples",
     "random_params",
+    "estimator_checks_params",
+    "run_cli",
+    "read_csv_rows",
 ]
 
 
@@ -193,3 +196,26 @@ def estimator_checks_params(estimators, expected_failed_checks=None):
         return getattr(check, "func", check).__name__
 
     return argnames, [p for p in params if check_name(p) != "check_array_api_input"], mark.kwargs
+
+
+def run_cli(argv, capsys):
+    """Run ``emix`` with ``argv`` (items turned to str) and return ``(exit code, stdout, stderr)``;
+    ``capsys`` is pytest's fixture."""
+    from .cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read_csv_rows(path_or_text, text=False):
+    """The header and the rows of a CSV file (or of CSV text with ``text=True``), as strings."""
+    import csv
+    import io
+
+    if text:
+        rows = list(csv.reader(io.StringIO(path_or_text)))
+    else:
+        with open(path_or_text, newline="") as fh:
+            rows = list(csv.reader(fh))
+    return rows[0], rows[1:]
