@@ -40,13 +40,12 @@ Zero probabilities and empty components follow
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..core.numerics import eps_nk
 from .base import ComponentFamily, empty_component_check
 from .categorical import (
+    check_pseudo_count,
     decode_codes,
     design_for,
     encode_table,
@@ -97,12 +96,7 @@ class Bernoulli(ComponentFamily):
     raw_input = True
 
     def __init__(self, pseudo_count=0.0):
-        try:
-            self.pseudo_count = float(pseudo_count)
-        except (TypeError, ValueError):
-            raise TypeError(f"pseudo_count must be a number >= 0. Got {pseudo_count!r}.") from None
-        if not (self.pseudo_count >= 0 and math.isfinite(self.pseudo_count)):
-            raise ValueError(f"pseudo_count must be a finite number >= 0. Got {pseudo_count!r}.")
+        self.pseudo_count = check_pseudo_count(pseudo_count)
 
     def config(self):
         return {"name": self.name, "options": {"pseudo_count": self.pseudo_count}}

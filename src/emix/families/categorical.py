@@ -398,6 +398,18 @@ def init_view(F):
     return np.hstack([F, INIT_JITTER * u])
 
 
+def check_pseudo_count(pseudo_count):
+    """``pseudo_count`` as a float, checked finite and >= 0 (TypeError when not a
+    number, ValueError when negative, infinite or NaN)."""
+    try:
+        value = float(pseudo_count)
+    except (TypeError, ValueError):
+        raise TypeError(f"pseudo_count must be a number >= 0. Got {pseudo_count!r}.") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"pseudo_count must be a finite number >= 0. Got {pseudo_count!r}.")
+    return value
+
+
 class Categorical(ComponentFamily):
     """Independent categorical columns (latent class analysis; see the
     module docstring for the model, the coding and the parameters).
@@ -435,12 +447,7 @@ class Categorical(ComponentFamily):
     raw_input = True
 
     def __init__(self, pseudo_count=0.0, categories=None):
-        try:
-            self.pseudo_count = float(pseudo_count)
-        except (TypeError, ValueError):
-            raise TypeError(f"pseudo_count must be a number >= 0. Got {pseudo_count!r}.") from None
-        if not (self.pseudo_count >= 0 and math.isfinite(self.pseudo_count)):
-            raise ValueError(f"pseudo_count must be a finite number >= 0. Got {pseudo_count!r}.")
+        self.pseudo_count = check_pseudo_count(pseudo_count)
         if categories is not None:
             if not isinstance(categories, (list, tuple)) or not all(
                     isinstance(c, (list, tuple)) and len(c) > 0 for c in categories):
