@@ -147,8 +147,10 @@ def test_fixed_parameters_are_held_and_likelihood_is_monotone(ct, fixed):
 
 def test_fixed_means_give_the_scatter_around_them():
     X, z = _planted(n=300, D=2, seed=12)
-    mu = np.array([[0.0, 0.0], [1.0, 1.0], [-1.0, 2.0]])
-    gm = _quiet(GaussianMixture(3, fixed=("means",), means_init=mu, tol=1e-12, max_iter=2000, reg_covar=0.0), X)
+    # held near (not at) the planted groups' means, so that no component empties out with reg_covar=0
+    mu = np.stack([X[z == k].mean(axis=0) for k in range(3)]) + np.array([[0.3, -0.2], [0.1, 0.2], [-0.2, 0.1]])
+    gm = _quiet(GaussianMixture(3, fixed=("means",), means_init=mu, tol=1e-12, max_iter=2000, reg_covar=0.0,
+                                random_state=0), X)
     r = gm.predict_proba(X)  # at convergence the covariance is the responsibility-weighted scatter around mu
     for k in range(3):
         d = X - mu[k]
