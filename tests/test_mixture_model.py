@@ -177,3 +177,15 @@ def test_sample_bad_n_samples():
     m = emix.MixtureModel(1, family="poisson").fit([[1.0], [2.0], [2.0]])
     with pytest.raises(ValueError, match="Invalid value for 'n_samples'"):
         m.sample(0)
+
+
+def test_submodules_are_attributes_of_the_lazy_package():
+    """``import emix`` is lazy (fast --help/--version); ``emix.io.save`` and friends still work
+    without importing the submodule first, as when it was eager (run in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = ("import emix; assert callable(emix.io.save) and callable(emix.datasets.load_faithful); "
+            "assert callable(emix.families.get_family); print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr

@@ -39,11 +39,21 @@ _LAZY = {
 }
 
 
+#: Submodules reachable as attributes (``emix.io.save``, ``emix.datasets``...), as when they
+#: were imported eagerly.
+_SUBMODULES = ("io", "datasets", "selection", "estimator", "mixture", "bayesian", "families", "core",
+               "backends", "plotting", "report", "testing", "online", "exceptions", "cli", "latent_class",
+               "student_t_estimator")
+
+
 def __getattr__(name):
+    from importlib import import_module
+
     module = _LAZY.get(name)
     if module is None:
+        if name in _SUBMODULES:
+            return import_module(f".{name}", __name__)  # sets the attribute itself
         raise AttributeError(f"module 'emix' has no attribute {name!r}")
-    from importlib import import_module
 
     value = getattr(import_module(f".{module}", __name__), name)
     globals()[name] = value  # later look-ups skip __getattr__
