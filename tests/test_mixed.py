@@ -409,3 +409,21 @@ _names, _params, _kwargs = estimator_checks_params(
 @pytest.mark.parametrize(_names, _params, **_kwargs)
 def test_sklearn_estimator_checks_auto(estimator, check):
     check(estimator)
+
+
+def test_far_rows_give_no_nan():
+    """Issue 14 for mixed models: rows far from every component (distances that overflow) get
+    defined responsibilities and a finite or -inf score, never NaN (pytest turns the overflow
+    RuntimeWarnings into errors, so the stable path is taken)."""
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.poisson(1.0, (200, 3)), rng.poisson(8.0, (200, 3))]).astype(float)
+    mm = emix.MixtureModel(2, family={0: "gaussian", 1: "poisson", 2: "gaussian"}, random_state=0).fit(X)
+    far = np.array([[1e300, 0, 0], [1e150, 1e150, 0], [1e20, 3, 1], [-1e300, 5, 1e300]])
+    proba = mm.predict_proba(far)
+    assert np.all(np.isfinite(proba))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    ll = mm.score_samples(far)
+    assert not np.any(np.isnan(ll)) and np.all(ll < 0)
+    # where the densities are still finite, they are the members' oracles: a Gaussian column at 1e20
+    g = mm.family_.log_prob(mm.family_.encode(far[2:3], mm.encoding_)[0], mm._params().components)
+    assert np.all(np.isfinite(g))

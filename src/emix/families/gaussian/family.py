@@ -48,7 +48,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...core import em
-from ...core.types import SuffStats
+from ...core.types import GaussianParams, SuffStats
 from ..base import ComponentFamily
 from . import get_structure
 from ._common import NotPositiveDefinite
@@ -97,7 +97,20 @@ class GaussianFamily(ComponentFamily):
         return X if X.dtype == np.float64 else X.astype(np.float64)
 
     def log_prob(self, X, comp):
-        return self.structure.log_prob(self._f64(X), comp["means"], comp["precisions_cholesky"])
+        """Per-component log densities. Rows far from every component
+        (distances that overflow) go through :func:`emix.core.em.weighted_log_prob`'s
+        stable form (unit weights), so they are finite or -inf, never NaN."""
+        X = self._f64(X)
+        with np.errstate(over="ignore", invalid="ignore"):
+            lp = self.structure.log_prob(X, comp["means"], comp["precisions_cholesky"])
+        bad = ~np.all(np.isfinite(lp), axis=1)
+        if bad.any():
+            K = comp["means"].shape[0]
+            params = GaussianParams(weights=np.ones(K), means=comp["means"], covariances=comp["covariances"],
+                                    precisions_cholesky=comp["precisions_cholesky"])
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                lp[bad] = em.weighted_log_prob(X[bad], params, self.structure)
+        return lp
 
     def suff_stats(self, X, rw, comp):
         X = self._f64(X)
