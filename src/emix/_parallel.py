@@ -235,6 +235,21 @@ def start_cost(n_workers):
     return _COLD_START_S if _measured_start_s is None else _measured_start_s
 
 
+def prestart(n_workers):
+    """Ask for ``n_workers`` workers now, without waiting, so that their
+    start-up overlaps the caller's serial work (``select``'s shared trees);
+    a later :func:`run_cells` reuses them. Returns whether it asked."""
+    if n_workers <= 0:
+        return False
+    made = _loky_executor(n_workers)
+    if made is None:
+        return False
+    with contextlib.suppress(Exception):
+        for _ in range(n_workers):
+            made[0].submit(_worker_ready, _WORKER_IMPORTS)
+    return True
+
+
 def loky_is_active():
     """Whether joblib's active backend is its default process pool (loky):
     only then does :func:`run_cells` use its own scheduling; under another

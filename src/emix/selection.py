@@ -405,10 +405,19 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
         Restarts per cell.
     sample_weight : array-like of shape (n_samples,), default=None
     n_jobs : int or None, default=None
-        Worker processes (joblib); None means 1, -1 all cores. Each cell's fit
-        then uses ``cores // n_jobs`` threads over blocks of rows (at least 1)
-        and one BLAS thread, so the workers do not oversubscribe the cores;
-        the fits do not depend on it.
+        Cells fitted at once (joblib's convention); None means 1, -1 all
+        cores. This process fits cells itself from the start, cheapest
+        first, and ``n_jobs - 1`` worker processes (joblib's reusable loky
+        pool) take the costliest as soon as each has started; when the
+        grid's estimated work is below the cost of starting workers (about
+        2 s cold, measured once started; ~0 when an earlier call's workers
+        still run) no worker is started, so ``n_jobs > 1`` is not slower
+        than serial (:func:`emix._parallel.plan_workers`). Each cell's fit
+        then uses ``cores // n_jobs`` threads over blocks of rows (at least
+        1) and one BLAS thread, so the processes do not oversubscribe the
+        cores. Under another joblib backend (``joblib.parallel_config``)
+        the cells go to ``joblib.Parallel``. The fits do not depend on any
+        of this: rows equal the serial ones.
     random_state : int, RandomState, Generator or None, default=None
         Seeds every cell reproducibly (see the module notes).
     cell_callback : callable or None, default=None
@@ -489,6 +498,7 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
     from sklearn.utils import check_array
     from sklearn.utils.validation import _get_feature_names
 
+    from . import _parallel
     from . import _validation as V
     from .families.gaussian import get_structure
 
@@ -554,6 +564,13 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
         gm_kwargs.get(k) is not None for k in ("weights_init", "means_init", "precisions_init"))
     # One hierarchical tree serves every cell (as in mclust): cut once per K
     # here instead of rebuilding it in each of the len(models) cells per K.
+    if cell_callback is not None and not callable(cell_callback):
+        raise TypeError(f"cell_callback must be callable or None. Got {cell_callback!r}.")
+    # the cells' work split is decided here, and the workers (if any) start
+    # now, while this process builds the shared trees
+    cells = [(K, m) for K in Ks for m in models]
+    costs = [_parallel.cell_cost(X.shape[0], X.shape[1], K, m, n_init * (2 if both else 1)) for K, m in cells]
+    workers = _plan_cells(costs, n_jobs)
     partitions, others = {}, {}
     if gm_kwargs.get("init_params") == "hierarchical" and starts_given:
         from .core.hierarchical import hierarchical_partitions
@@ -564,19 +581,11 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
             others = _mclust_starts(X_start, Ks, entropy, gm_kwargs, X_start is not X)
     elif gm_kwargs.get("init_params") == "mclust" and starts_given:
         partitions = _mclust_starts(X_start, Ks, entropy, gm_kwargs, X_start is not X)
-    if cell_callback is not None and not callable(cell_callback):
-        raise TypeError(f"cell_callback must be callable or None. Got {cell_callback!r}.")
-    cells = [(K, m) for K in Ks for m in models]
-    # cells running side by side share the cores' threads over blocks of rows
-    from ._parallel import cell_cost
-
-    fits = n_init * (2 if others else 1)
-    costs = [cell_cost(X.shape[0], X.shape[1], K, m, fits) for K, m in cells]
     results = _run_cells(
         lambda i, block_threads: (_fit_cell_at, i, X, w, cells[i][0], cells[i][1],
                                   cell_seed(entropy, *cells[i]), n_init, gm_kwargs, partitions.get(cells[i][0]),
                                   block_threads, others.get(cells[i][0]), labels),
-        costs, n_jobs, cell_callback)
+        costs, n_jobs, cell_callback, workers)
     rows, best_i = _choose(results, criterion)
     best_row = rows[best_i]
     if names is not None:  # so that best_.predict(DataFrame) checks names as after best_.fit(DataFrame)
@@ -607,9 +616,27 @@ def _mclust_starts(X, Ks, entropy, gm_kwargs, filled=False):
     return parts if rows.size == X.shape[0] else {}
 
 
-def _run_cells(make_task, costs, n_jobs, cell_callback):
+def _plan_cells(costs, n_jobs):
+    """Worker processes for cells of estimated ``costs``
+    (:func:`emix._parallel.plan_workers`), asked for now
+    (:func:`emix._parallel.prestart`); None under a joblib backend other
+    than the default process pool (then ``joblib.Parallel`` runs the cells)."""
+    from joblib import effective_n_jobs
+
+    from . import _parallel
+
+    n_jobs = min(len(costs), effective_n_jobs(n_jobs))
+    if n_jobs > 1 and not _parallel.loky_is_active():
+        return None
+    workers = _parallel.plan_workers(costs, n_jobs, _parallel.start_cost(max(1, n_jobs - 1)))
+    _parallel.prestart(workers)
+    return workers
+
+
+def _run_cells(make_task, costs, n_jobs, cell_callback, workers=None):
     """``[(row, model or None)]`` of the grid's cells in grid order;
-    ``cell_callback`` called as each finishes.
+    ``cell_callback`` called as each finishes; ``workers``: as planned by
+    :func:`_plan_cells` (None: planned here).
 
     ``make_task(i, block_threads)`` gives cell ``i``'s ``(function, *args)``
     (the function returns ``(i, (row, model))``), ``costs`` each cell's
@@ -634,7 +661,9 @@ def _run_cells(make_task, costs, n_jobs, cell_callback):
         if cell_callback is not None:
             cell_callback({"done": done[0], "total": n_cells, "row": dict(res[0])})
 
-    if n_jobs > 1 and not _parallel.loky_is_active():  # a backend the user chose
+    if workers is None:
+        workers = _plan_cells(costs, n_jobs)
+    if n_jobs > 1 and workers is None:  # a backend the user chose
         block_threads = max(1, available_cores() // n_jobs)
         tasks = [make_task(i, block_threads) for i in range(n_cells)]
         jobs = (delayed(task[0])(*task[1:]) for task in tasks)
@@ -643,7 +672,6 @@ def _run_cells(make_task, costs, n_jobs, cell_callback):
             results[i] = res
             report(res)
         return results
-    workers = _parallel.plan_workers(costs, n_jobs, _parallel.start_cost(max(1, n_jobs - 1)))
     block_threads = max(1, available_cores() // (workers + 1)) if workers else None
     tasks = [make_task(i, block_threads) for i in range(n_cells)]
     out = _parallel.run_cells(_parallel.call, tasks, costs, n_jobs,
