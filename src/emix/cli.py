@@ -679,7 +679,7 @@ def _select(X, w, ks, types, criterion, seed, gm_kwargs, args, n_jobs=None):
     serial = n_jobs in (None, 1)
     n_types = len(types) if types else (2 if X.shape[1] == 1 else 14)
     start = (f"select: initializing ({getattr(args, 'init', None) or 'hierarchical'})" if serial
-             else f"select: {len(ks) * n_types} fits in worker processes")
+             else f"select: {len(ks) * n_types} fits in parallel (-j {n_jobs}; small grids stay in this process)")
     progress = _Progress(args, desc="select", total_fits=len(ks) * n_types, start=start)
     # a tqdm bar cannot travel to worker processes: with -j N it counts
     # finished grid cells in this process instead of EM iterations
