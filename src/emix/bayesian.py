@@ -22,6 +22,7 @@ from . import _estimator_common as _common
 from . import _parallel
 from . import _validation as V
 from ._restarts import RestartsMixin
+from .backends import _xp
 from .core import em, vb
 from .core.init import initial_resp
 from .estimator import GaussianMixture
@@ -30,6 +31,14 @@ from .families.gaussian import get_structure
 #: A component counts in ``n_effective_components_`` when its expected
 #: weight (``weights_``) exceeds this fraction.
 EFFECTIVE_WEIGHT_THRESHOLD = 1e-2
+
+
+def _host(a):
+    return _xp.to_numpy(a) if _xp.is_array_api_input(a) else a
+
+
+def _exp(a):
+    return np.exp(a) if isinstance(a, np.ndarray) else _xp.namespace(a).exp(a)
 
 
 def _is_real(x):
@@ -377,14 +386,165 @@ default='dirichlet_process'
         return vb.m_step(stats, structure, prior, self.reg_covar, X.dtype)
 
     def _runner(self, prior):
+        device = getattr(self, "_device_fit", None)  # (xp, like) during _fit_predict_xp
+        if device is not None:
+            return vb.fit, {"prior": prior, "xp": device[0], "like": device[1]}
         return vb.fit, {"prior": prior}
 
     def _params(self):
+        """The fitted posterior as numpy :class:`~emix.core.vb.VBParams` (host
+        copies when the model was fitted on PyTorch/CuPy arrays)."""
+        host = _host if _xp.is_array_api_input(self.means_) else (lambda a: a)
+        wc = self.weight_concentration_
         return vb.VBParams(
-            weight_concentration=self.weight_concentration_, mean_precision=self.mean_precision_,
-            means=self.means_, degrees_of_freedom=self.degrees_of_freedom_,
-            covariances=self.covariances_, precisions_cholesky=self.precisions_cholesky_,
+            weight_concentration=tuple(host(a) for a in wc) if isinstance(wc, tuple) else host(wc),
+            mean_precision=host(self.mean_precision_), means=host(self.means_),
+            degrees_of_freedom=host(self.degrees_of_freedom_), covariances=host(self.covariances_),
+            precisions_cholesky=host(self.precisions_cholesky_),
         )
+
+    # ------------------------------------------------------- array API path
+    def _moments_xp(self, X, w, xp, block_rows=65536):
+        """:meth:`_moments` on a PyTorch/CuPy array: float64 sums over blocks on
+        X's device; the (D,) mean and (D, D) covariance come back as numpy."""
+        n, D = X.shape
+        f64 = _xp.accumulation_dtype(xp, X)
+        wf = None if w is None else xp.astype(w, f64)
+        sw = float(n) if wf is None else float(xp.sum(wf))
+        total = xp.zeros((D,), dtype=f64, device=_xp.device(X))
+        for i in range(0, n, block_rows):
+            Xb = xp.astype(X[i:i + block_rows], f64)
+            total = total + (xp.sum(Xb, axis=0) if wf is None else wf[i:i + block_rows] @ Xb)
+        mean = total / sw
+
+        def cov():
+            if not sw > 1.0:
+                raise ValueError(
+                    "The default covariance_prior is the weighted covariance of X, which needs "
+                    f"sum(sample_weight) > 1 (it divides by sum(w) - 1). Got sum {sw!r}. Pass "
+                    "covariance_prior, or weights that count rows."
+                )
+            C = xp.zeros((D, D), dtype=f64, device=_xp.device(X))
+            for i in range(0, n, block_rows):
+                Zb = xp.astype(X[i:i + block_rows], f64) - mean
+                C = C + (Zb.T if wf is None else Zb.T * wf[i:i + block_rows]) @ Zb
+            return _xp.to_numpy(C) / (sw - 1.0)
+
+        return _xp.to_numpy(mean), cov
+
+    def _fit_predict_xp(self, X, sample_weight):
+        """``fit_predict`` on a PyTorch/CuPy array (see :mod:`emix.backends.array_api`
+        for the conventions, which are GaussianMixture's). The E-step runs on
+        X's device through the Gaussian kernels with the effective parameters
+        of :func:`emix.core.vb.effective_params`; its statistics (K x D x D
+        numbers) come to the host each iteration, where the variational
+        M-step and the bound run with the numpy code, so the fit equals the
+        numpy fit from the same start to rounding. Fitted arrays are put on
+        X's device: means, covariances, precisions and weights in X's dtype,
+        the K-sized posterior parameters in float64 (as the numpy fit)."""
+        from .backends import array_api as _aa
+        from .backends.reduce import BlockReducer
+
+        self._check_params()
+        if self.warm_start and hasattr(self, "converged_") and not _xp.is_array_api_input(self.means_):
+            raise NotImplementedError(
+                "warm_start from a model fitted on numpy arrays is not supported on PyTorch/CuPy "
+                "input: fit on arrays of one kind (or set warm_start=False)."
+            )
+        structure = self._structure()
+        xp = _xp.namespace(X)
+        with _xp.no_grad(xp):
+            X = _aa._check_array(X, xp)
+            n, D = X.shape
+            if n < 2:
+                raise ValueError(
+                    f"Found array with {n} sample(s) (shape={tuple(X.shape)}) while a minimum of 2 is required."
+                )
+            host_dtype = np.float64 if X.dtype == xp.float64 else np.float32
+            w = None
+            if sample_weight is not None:  # not rescaled: the prior's strength is against sum(w)
+                w = V.check_sample_weight(_xp.to_numpy(sample_weight), n, host_dtype)
+            n_eff = n if w is None else int(np.count_nonzero(w))
+            V.check_enough_samples(n_eff, self.n_components, w is not None)
+            w = _aa._to_device(xp, w, X)
+            mean, cov = self._moments_xp(X, w, xp)
+            prior = self._resolve_prior(D, mean.astype(host_dtype), cov, host_dtype)
+            self._set_prior(prior)
+            self.n_features_in_ = D
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+            reducer = BlockReducer(X, w, _aa._block_rows(self, X, structure))
+            rng = check_random_state(self.random_state)
+
+            def params0():
+                resp = initial_resp(X, w, self.n_components, self.init_params, rng, xp=xp)
+                shift = self._component_means(X, w, resp, reducer, xp)
+                stats = None
+                start = 0
+                for Xb, wb in reducer.blocks():
+                    stop = start + Xb.shape[0]
+                    s = em.stats_from_resp(Xb, wb, resp[start:stop], shift, structure, xp=xp)
+                    stats = s if stats is None else stats + s
+                    start = stop
+                return vb.m_step(vb.host_stats(stats), structure, prior, self.reg_covar, host_dtype)
+
+            self._device_fit = (xp, X)
+            try:
+                best = self._em_restarts(reducer, params0, structure, prior=prior)
+            finally:
+                del self._device_fit
+            self._set_fitted(best, structure)
+            self._put_on_device(xp, X)
+            return self.predict(X)
+
+    def _put_on_device(self, xp, like):
+        """The fitted arrays (numpy after :meth:`_set_fitted`) on ``like``'s
+        namespace and device."""
+        dev = _xp.device(like)
+        f64 = _xp.accumulation_dtype(xp, like)
+
+        def put(a, dtype):
+            if not isinstance(a, np.ndarray):
+                return a  # 'tied' degrees of freedom, a float
+            return xp.asarray(np.ascontiguousarray(a), dtype=dtype, device=dev)
+
+        for name in ("means_", "covariances_", "precisions_cholesky_", "precisions_", "weights_"):
+            setattr(self, name, put(getattr(self, name), like.dtype))
+        for name in ("mean_precision_", "degrees_of_freedom_"):
+            setattr(self, name, put(getattr(self, name), f64))
+        wc = self.weight_concentration_
+        self.weight_concentration_ = tuple(put(np.asarray(a), f64) for a in wc) if isinstance(wc, tuple) \
+            else put(wc, f64)
+
+    def _infer_xp(self, X, fn):
+        """``fn(X_block, effective params, structure)`` over blocks of ``X`` on a
+        device: X moved to the fitted parameters' device (a model fitted on
+        numpy applied to PyTorch/CuPy input: the parameters go to X's)."""
+        from .backends import array_api as _aa
+        from .backends.reduce import BlockReducer
+
+        structure = self._structure()
+        if _xp.is_array_api_input(self.means_):
+            xp = _xp.namespace(self.means_)
+            dev = _xp.device(self.means_)
+            if not _xp.is_array_api_input(X):
+                X = xp.asarray(np.asarray(X), device=dev)
+            elif _xp.device(X) != dev:
+                X = xp.asarray(X, device=dev)
+            dtype = self.means_.dtype
+        else:
+            xp = _xp.namespace(X)
+            dtype = xp.float64 if self.means_.dtype == np.float64 else xp.float32
+        with _xp.no_grad(xp):
+            X = _aa._check_array(X, xp)
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                    f"{self.n_features_in_} features as input."
+                )
+            X = xp.astype(X, dtype)
+            eff = vb.device_params(self._effective(), xp, X)
+            return BlockReducer(X, None, _aa._block_rows(self, X, structure)).map(lambda Xb: fn(Xb, eff, structure))
 
     def _set_fitted(self, result, structure):
         p = result.params
@@ -430,6 +590,8 @@ default='dirichlet_process'
         """Fit, then return the most probable component of each row of ``X``."""
         if self._out_of_core_kind(X) is not None:
             return self._fit_out_of_core(X, sample_weight).predict(X)
+        if _xp.is_array_api_input(X):  # PyTorch / CuPy
+            return self._fit_predict_xp(X, sample_weight)
         self._check_params()
         structure = self._structure()
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
@@ -549,6 +711,11 @@ default='dirichlet_process'
         from . import online
         from .core.types import FitResult
 
+        if _xp.is_array_api_input(X) or _xp.is_array_api_input(getattr(self, "means_", None)):
+            raise NotImplementedError(
+                "BayesianGaussianMixture.partial_fit supports numpy arrays only, not PyTorch/CuPy "
+                "arrays (fit supports them). Pass numpy batches (e.g. tensor.cpu().numpy())."
+            )
         self._check_params()
         online.check_online_params(self)
         if self.total_samples is not None and not (
@@ -652,6 +819,8 @@ default='dirichlet_process'
         ``X``: numpy arrays, block sources (concatenated) or Dask collections
         (lazily, ``kind`` in 'predict', 'predict_proba', 'score_samples')."""
         check_is_fitted(self)
+        if _xp.is_array_api_input(X) or _xp.is_array_api_input(self.means_):
+            return self._infer_xp(X, fn)
         where = self._out_of_core_kind(X)
         eff, structure = self._effective(), self._structure()
         if where == "dask":
@@ -678,6 +847,11 @@ default='dirichlet_process'
     def score(self, X, y=None, sample_weight=None):
         """Mean (weighted) :meth:`score_samples`."""
         ll = self.score_samples(X)
+        if _xp.is_array_api_input(ll):
+            from .backends.array_api import _weighted_sum
+
+            s, n_eff = _weighted_sum(_xp.namespace(ll), ll, sample_weight, ll.shape[0])
+            return s / n_eff
         if hasattr(ll, "compute"):
             ll = ll.compute()
         w = None if sample_weight is None else V.check_sample_weight(sample_weight, ll.shape[0], np.float64)
@@ -689,7 +863,7 @@ default='dirichlet_process'
 
     def predict_proba(self, X):
         """Variational responsibilities ``r_nk``, shape (n_samples, n_components)."""
-        return self._infer(X, "predict_proba", lambda Xb, p, s: np.exp(em.log_resp(Xb, p, s)[1]))
+        return self._infer(X, "predict_proba", lambda Xb, p, s: _exp(em.log_resp(Xb, p, s)[1]))
 
     def sample(self, n_samples=1):
         """Draw ``n_samples`` rows from the mixture with the expected weights,
@@ -703,6 +877,11 @@ default='dirichlet_process'
         check_is_fitted(self)
         if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
             raise ValueError(f"n_samples must be an integer >= 1. Got {n_samples!r}.")
+        if _xp.is_array_api_input(self.means_):
+            raise NotImplementedError(
+                "sample() of a BayesianGaussianMixture fitted on PyTorch/CuPy arrays is not "
+                "supported yet: emix.load(emix.save(...)) gives a numpy model that samples."
+            )
         return _common.draw_sample(self, n_samples)
 
     def effective_components(self, threshold=EFFECTIVE_WEIGHT_THRESHOLD):

@@ -317,23 +317,65 @@ def bound_terms(params: VBParams, prior_type, structure):
 
 
 # -------------------------------------------------------------------- loop
+def host_stats(stats):
+    """``stats`` with its arrays as float64 numpy arrays (statistics summed on
+    a PyTorch/CuPy device come to the host: K x D x D numbers)."""
+    from ..backends import _xp
+
+    def h(a):
+        return np.asarray(_xp.to_numpy(a), dtype=np.float64)
+
+    return replace(stats, nk=h(stats.nk), s1=h(stats.s1), s2=h(stats.s2), shift=h(stats.shift))
+
+
+def device_params(eff: GaussianParams, xp, like) -> GaussianParams:
+    """Effective parameters (numpy, from :func:`effective_params`) on the
+    namespace ``xp`` and device of the array ``like``: means and factors in
+    ``like``'s dtype, the weights ``a_k`` in the accumulation dtype (float64)."""
+    from ..backends import _xp
+
+    dev = _xp.device(like)
+    f64 = _xp.accumulation_dtype(xp, like)
+
+    def put(a, dtype):
+        return xp.asarray(np.ascontiguousarray(a), dtype=dtype, device=dev)
+
+    return GaussianParams(weights=put(np.asarray(eff.weights, np.float64), f64),
+                          means=put(eff.means, like.dtype),
+                          covariances=put(np.asarray(eff.covariances), like.dtype),
+                          precisions_cholesky=put(np.asarray(eff.precisions_cholesky), like.dtype))
+
+
 def fit(reduce, params0: VBParams, structure, *, tol, max_iter, reg_covar, prior: VBPrior,
-        lower_bound0=-math.inf, callback=None) -> FitResult:
+        lower_bound0=-math.inf, callback=None, xp=None, like=None) -> FitResult:
     """Coordinate ascent on the variational posterior from ``params0`` until
     the bound changes by less than ``tol`` or ``max_iter`` iterations: the
     one EM loop (:func:`emix.core.loop.run_em`) with the variational E-step,
     M-step and bound. ``reduce(step)`` sums ``step(X_block, w_block)`` over
     the data (any emix reducer). The bound recorded at iteration ``i`` is
     that of the E-step's responsibilities and the parameters after its
-    M-step, scikit-learn's ``lower_bound_``."""
+    M-step, scikit-learn's ``lower_bound_``.
+
+    ``xp`` and ``like`` (an array of the data's namespace, device and dtype):
+    data on a PyTorch/CuPy device. The E-step runs there (the Gaussian kernels
+    with ``xp``, given the effective parameters of :func:`device_params`);
+    its statistics (K x D x D numbers) come to the host, where the M-step and
+    the bound run in float64 with the numpy code above, so the parameters
+    are those of the numpy fit to rounding. ``params0`` stays numpy."""
     from . import em
 
     dtype = params0.means.dtype
     kind = prior.prior_type
 
+    on_device = xp is not None and xp is not np
+
     def e(current):
         eff = effective_params(current, kind)
-        stats = reduce(lambda Xb, wb: em.e_step(Xb, wb, eff, structure, np))
+        if on_device:
+            eff_dev = device_params(eff, xp, like)
+            stats = host_stats(reduce(lambda Xb, wb: em.e_step(Xb, wb, eff_dev, structure, xp)))
+        else:
+            stats = reduce(lambda Xb, wb: em.e_step(Xb, wb, eff, structure, np))
         # the entropy needs the parameters of this E-step: carried in ``loglik``
         return replace(stats, loglik=responsibility_entropy(stats, eff, structure))
 
