@@ -13,6 +13,8 @@ fitted parameters' moments.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -243,6 +245,13 @@ def _stack_mle(case, X, labels, K, w=None):
             for key in parts[0]}
 
 
+def _encode(fam, data):
+    """``(X_float, family)``: ``data`` encoded, and the family configured
+    with what encode learned (families are immutable: a new instance)."""
+    X, meta = fam.encode(data)
+    return X, fam.with_meta(meta)
+
+
 def _allclose(a, b, rtol, msg=""):
     if isinstance(a, dict):
         assert a.keys() == b.keys(), msg
@@ -258,16 +267,27 @@ def _allclose(a, b, rtol, msg=""):
 def test_log_prob_matches_oracle(case):
     rng = np.random.default_rng(0)
     fam = case.family()
-    X = fam.encode(case.data(rng))[0]
+    X, fam = _encode(fam, case.data(rng))
     comp = case.random_comp(rng, 3, X.shape[1])
     _allclose(fam.log_prob(X, comp), case.oracle(X, comp), 1e-10)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_encode_leaves_the_family_unchanged(case):
+    # families are immutable: encode returns what it learns, with_meta gives a new configured instance
+    fam = case.family()
+    before = json.dumps(fam.config(), sort_keys=True, default=repr)
+    X, meta = fam.encode(case.data(np.random.default_rng(0)))
+    fitted = fam.with_meta(meta)
+    assert json.dumps(fam.config(), sort_keys=True, default=repr) == before
+    assert fitted.encode(case.data(np.random.default_rng(0)), meta)[0].shape == X.shape
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_halves_add_to_the_whole(case):
     rng = np.random.default_rng(1)
     fam = case.family()
-    X = fam.encode(case.data(rng))[0]
+    X, fam = _encode(fam, case.data(rng))
     mix = Mixture(fam)
     comp = case.random_comp(rng, 3, X.shape[1])
     params = MixtureParams(np.array([0.2, 0.3, 0.5]), comp)
@@ -318,7 +338,7 @@ def test_row_permutation_changes_nothing(case):
     rng = np.random.default_rng(3)
     X = case.data(rng)
     fam = case.family()
-    Xf = fam.encode(X)[0]
+    Xf, fam = _encode(fam, X)
     mix = Mixture(fam)
     params = MixtureParams(np.array([0.5, 0.5]), case.random_comp(rng, 2, Xf.shape[1]))
     perm = rng.permutation(Xf.shape[0])
@@ -349,7 +369,7 @@ def test_em_never_decreases_the_loglik(case, seed):
 def test_one_hot_m_step_is_the_per_cluster_mle(case):
     rng = np.random.default_rng(4)
     fam = case.family()
-    X = fam.encode(case.data(rng))[0]
+    X, fam = _encode(fam, case.data(rng))
     K = 3
     labels = np.arange(X.shape[0]) % K
     resp = np.eye(K)[labels]
@@ -366,7 +386,7 @@ def test_one_hot_m_step_is_the_per_cluster_mle(case):
 def test_property_any_split_adds_up(case, cut, seed):
     rng = np.random.default_rng(seed)
     fam = case.family()
-    X = fam.encode(case.data(rng, 60))[0]
+    X, fam = _encode(fam, case.data(rng, 60))
     mix = Mixture(fam)
     params = MixtureParams(np.array([0.4, 0.6]), case.random_comp(rng, 2, X.shape[1]))
     a = mix.e_step(X[:cut], None, params) + mix.e_step(X[cut:], None, params)

@@ -47,7 +47,8 @@ def test_log_prob_is_the_sum_of_member_oracles():
     rng = np.random.default_rng(0)
     df, _ = _frame(rng)
     fam = get_family("mixed", columns={"height": "gaussian", "visits": "poisson", "score": "gaussian"})
-    X, _ = fam.encode(df)
+    X, meta = fam.encode(df)
+    fam = fam.with_meta(meta)  # a new instance resolved on the table (families are immutable)
     assert fam.groups == (("gaussian", (0, 2)), ("poisson", (1,)))
     np.testing.assert_array_equal(X, df.to_numpy(dtype=float))  # one code per column, original order
     K = 3
@@ -73,7 +74,8 @@ def test_gaussian_columns_only_equal_a_diag_gaussian_mixture():
                               precisions_init=1 / p0.components["covariances"], tol=1e-10, max_iter=200).fit(X)
     # through the driver
     fam = get_family("mixed", columns="auto")
-    Xf, _ = fam.encode(df[["height", "score"]])
+    Xf, meta = fam.encode(df[["height", "score"]])
+    fam = fam.with_meta(meta)
     start = MixtureParams(p0.weights, {"gaussian_" + k: v for k, v in p0.components.items()})
     res = fit_mixture(BlockReducer(Xf, None, 64), start, Mixture(fam), tol=1e-10, max_iter=200)
     assert res.n_iter == gm.n_iter_
@@ -115,7 +117,7 @@ def test_auto_picks_the_documented_families():
         "nullable": pd.array([1, 2, None, 4, 5, 6], dtype="Int64"),
     })
     fam = get_family("mixed", columns="auto")
-    fam.encode(df[["f", "i", "neg"]])
+    fam = fam.with_meta(fam.encode(df[["f", "i", "neg"]])[1])
     assert fam.config()["options"]["columns"] == {"f": "gaussian", "i": "gaussian", "neg": "gaussian"}
     fam = get_family("mixed", columns="auto", integers="poisson")
     _, meta = fam.encode(df[["f", "i", "neg"]])
@@ -146,7 +148,7 @@ def test_auto_picks_categorical_for_category_object_string_bool():
     assert [c["family"] for c in meta["columns"]] == ["categorical"] * 4
     assert np.isnan(X[3, 1])  # a missing answer stays missing (categorical marginalizes it)
     json.dumps(meta)
-    json.dumps(fam.config())
+    json.dumps(fam.with_meta(meta).config())
 
 
 def test_auto_rejects_types_it_does_not_model():
@@ -233,6 +235,7 @@ def test_config_and_meta_rebuild_the_resolved_family():
     fam = get_family(cfg["name"], **cfg["options"])
     Xf, meta2 = fam.encode(df, meta)
     assert meta2 == meta
+    fam = fam.with_meta(meta)
     params = m._params()
     np.testing.assert_allclose(fam.log_prob(Xf, params.components),
                                m.family_.log_prob(m.family_.encode(df, m.encoding_)[0], params.components), rtol=0)
@@ -301,6 +304,7 @@ def test_log_prob_with_categorical_columns_is_the_sum_of_oracles():
     df, _ = _typed_frame(rng, 200)
     fam = get_family("mixed", columns="auto", integers="poisson")
     X, meta = fam.encode(df)
+    fam = fam.with_meta(meta)
     assert [c["family"] for c in meta["columns"]] == ["gaussian", "categorical", "poisson", "categorical"]
     assert fam.groups == (("gaussian", (0,)), ("categorical", (1, 3)), ("poisson", (2,)))
     labels = dict(zip(["color", "label"], next(g["meta"] for g in meta["groups"] if g["family"] == "categorical")))
@@ -381,8 +385,8 @@ def test_init_features_standardize_numeric_columns_and_keep_raw_members_views():
     df, _ = _typed_frame(rng, 200)
     df["size"] *= 1000.0  # units must not decide the k-means start
     fam = get_family("mixed", columns="auto", integers="poisson")
-    X, _ = fam.encode(df)
-    F = fam.init_features(X)
+    X, meta = fam.encode(df)
+    F = fam.with_meta(meta).init_features(X)
     # gaussian (size), categorical one-hot (3 + 2 codes, and the categorical family's tie-breaking start
     # column), poisson (count): groups in first-appearance order
     cat = get_family("categorical").init_features(X[:, [1, 3]])

@@ -344,7 +344,6 @@ def fit(est, X, sample_weight=None):
     est._check_params()
     warm = est.warm_start and hasattr(est, "converged_") and hasattr(est, "family_")
     family = est.family_ if warm else est._resolve()
-    mixture = Mixture(family)
     rng = check_random_state(est.random_state)
     seed, advanced = chunked.sample_seed(rng)
     names = None
@@ -362,6 +361,8 @@ def fit(est, X, sample_weight=None):
                                                  for p in _dask_parts(X)]))
         else:
             meta = None
+        if not warm:  # the family configured with what it learned (a new instance; families are immutable)
+            family = family.with_meta(meta)
         Xe = dask_encoded(X, family, meta)
         wd = dk.as_dask_weights(sample_weight, Xe.chunks[0], np.float64)
         names = dk.feature_names(X)
@@ -384,6 +385,8 @@ def fit(est, X, sample_weight=None):
             meta = _merge(family, [_block_meta(family, Xb) for Xb, _ in raw_blocks(X)])
         else:
             meta = None
+        if not warm:
+            family = family.with_meta(meta)
         source = EncodedSource(X, family, meta, n_expected)
         info = scan_source(source, chunked.DEFAULT_INIT_SAMPLE, seed)
         n_cols = source.n_columns
@@ -394,6 +397,7 @@ def fit(est, X, sample_weight=None):
     if info["n_samples"] < 2:
         raise ValueError(f"Found {info['n_samples']} sample(s); at least 2 are required.")
     V.check_enough_samples(info["n_eff"], est.n_components, info["weighted"])
+    mixture = Mixture(family)
     est._n_fit = int(info["n_samples"])  # rows, for the singular-fit rule (emix._singular)
     Xs, ws = info["sample"], info["sample_weight"]
     if info["weighted"]:  # to a mean weight of 1 over all rows, as in memory

@@ -967,11 +967,12 @@ def _load_mixture(zf, path, header, version, cls):
         _fail(path, "header.json lacks the 'encoding' entry.")
     # The family checks the encoding itself, as at predict time: it encodes a
     # table of zero rows with the fitted columns under the stored encoding,
-    # which also binds a family whose layout comes from the data (mixed) and
-    # gives the width D of its float view.
+    # which gives the width D of its float view; with_meta then gives the
+    # family configured with the encoding (e.g. a mixed family's layout).
     try:
         encoding = _from_json(header["encoding"])
         _, D = _encode_empty(model, family, encoding)
+        family = family.with_meta(encoding)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
         _fail(path, f"invalid encoding_ for the {family.name} family ({type(exc).__name__}: {str(exc):.300}).")
     try:

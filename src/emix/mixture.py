@@ -188,7 +188,8 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------ data edge
     def _encode(self, X, reset):
-        """The family's float view of ``X`` (and, at fit, what it learned)."""
+        """``(family, X_float, meta)``: the family's float view of ``X`` and,
+        at fit, what it learned and the family configured with it."""
         family = self._resolve() if reset else self.family_
         if getattr(family, "raw_input", False):
             ndim = len(getattr(X, "shape", None) or np.shape(np.asarray(X, dtype=object)))
@@ -207,6 +208,8 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
             Xa = validate_data(self, X, dtype=[np.float64, np.float32], reset=reset,
                                ensure_all_finite=not family.allows_missing)
             Xf, meta = family.encode(Xa.astype(np.float64, copy=False), None if reset else self.encoding_)
+        if reset:  # the family configured with what it learned (a new instance; families are immutable)
+            family = family.with_meta(meta)
         return family, Xf, meta
 
     def _reducer(self, X, w=None):

@@ -25,7 +25,16 @@ of a component, and nothing about the mixture:
 ``merge_meta(metas)`` (optional)       what ``encode`` would learn from all blocks
                                        together, from what it learned per block (for
                                        block sources and Dask; see emix._family_blocks)
+``with_meta(meta)``                    the family configured with what ``encode``
+                                       learned: a NEW instance where the family keeps
+                                       some of it (categories, column layout), else
+                                       ``self`` (default); the estimators fit, predict
+                                       and save with this instance
 =====================================  ==========================================
+
+Families are immutable: ``encode`` and ``merge_meta`` only *return* what they
+learn; the estimator stores it (``encoding_``) and fits with
+``family.with_meta(meta)``.
 
 ``encode``'s ``meta`` (the fitted ``encoding_``) must be JSON-able (dicts,
 lists, strings, numbers, None) so that model files store it without pickle.
@@ -149,6 +158,13 @@ class ComponentFamily:
         if not self.allows_missing and not np.all(np.isfinite(X)):
             raise ValueError(f"The {self.name} family needs finite values; the data hold NaN or infinity.")
         return X, meta
+
+    def with_meta(self, meta):
+        """This family configured with ``meta``, what :meth:`encode` learned
+        (the estimator's ``encoding_``). Families that keep nothing of it
+        return ``self``; the others return a new instance (this one is left
+        as it is), whose :meth:`config` then rebuilds the fitted family."""
+        return self
 
     def init_features(self, X):
         """A numeric matrix for k-means style initialization (default ``X``

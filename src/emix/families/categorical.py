@@ -72,6 +72,7 @@ Houghton Mifflin.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import threading
@@ -422,8 +423,9 @@ class Categorical(ComponentFamily):
         0 is maximum likelihood (poLCA's estimates).
     categories : list of lists, or None, default=None
         The categories (labels) of each column, in code order. None: learned
-        from the data at fit time (and then recorded on this instance, so that
-        :meth:`config` rebuilds it).
+        from the data at fit time (:meth:`encode` returns them; the estimator
+        fits with :meth:`with_meta`, a new instance that records them, so that
+        its :meth:`config` rebuilds it).
 
     Examples
     --------
@@ -477,21 +479,25 @@ class Categorical(ComponentFamily):
     def encode(self, X, meta=None):
         """``(codes, labels)``; see the module docstring. At fit time
         (``meta`` None) the labels are learned (or taken from
-        ``categories``) and recorded on this instance."""
-        codes, labels = encode_table(X, meta, self.name, self.categories if self._given else None)
-        if not self._given:
-            self.categories = labels
-        return codes, labels
+        ``categories``); this instance is not changed (see :meth:`with_meta`)."""
+        return encode_table(X, meta, self.name, self.categories if self._given else None)
+
+    def with_meta(self, meta):
+        """A new instance with ``categories`` set to the labels ``meta`` that
+        :meth:`encode` (or :meth:`merge_meta`) learned; ``self`` when ``meta``
+        is None."""
+        if meta is None:
+            return self
+        new = copy.copy(self)
+        new.categories = [list(c) for c in meta]
+        return new
 
     def merge_meta(self, metas):
         """The labels that :meth:`encode` learns from blocks concatenated
         (out of core, :mod:`emix._family_blocks`): per column, the blocks'
         common list if they all agree (e.g. a pandas ``Categorical``'s
         declared categories), else the sorted union."""
-        merged = merge_labels(metas, self.name)
-        if not self._given:
-            self.categories = merged
-        return merged
+        return merge_labels(metas, self.name)
 
     def decode_sample(self, X, meta):
         labels = meta if meta is not None else self.categories

@@ -56,7 +56,9 @@ is named ``f_p`` (``gaussian_means``, ``gaussian_covariances``,
 column of its group, in the order of :attr:`Mixed.groups`.
 
 The family is resolved against the training table by :meth:`Mixed.encode`
-(column names to positions, 'auto' to families). Its float view of the table
+(column names to positions, 'auto' to families), which returns what it
+learned as ``meta`` and leaves the family as it is; :meth:`Mixed.with_meta`
+gives the resolved family (a new instance), which the estimators use. Its float view of the table
 has, for members that keep one encoded column per column (Gaussian, Poisson,
 a categorical family coding one column by one code), the columns in the
 original order; a member whose encoding is wider puts its block where its
@@ -72,6 +74,7 @@ column.
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 
@@ -216,7 +219,7 @@ class Mixed(ComponentFamily):
     Attributes
     ----------
     groups : tuple of (str, tuple of int)
-        Once resolved (after :meth:`encode`): each member family's name and
+        Once resolved (an instance from :meth:`with_meta`): each member family's name and
         the positions of its columns in the user's table, in parameter
         order.
     param_names : tuple of str
@@ -461,10 +464,34 @@ class Mixed(ComponentFamily):
             }
         else:
             new_meta = meta
-        if meta is None or self._state is None:
-            self._state = [(f, tuple(c), np.asarray(pos, dtype=np.intp)) for (f, c), pos in zip(groups, positions)]
-            self._names = [c["name"] for c in new_meta["columns"]]
         return Xf, new_meta
+
+    def with_meta(self, meta):
+        """A new instance resolved on ``meta`` (what :meth:`encode` or
+        :meth:`merge_meta` learned): the columns' families and layout, and
+        each member configured with its group's meta (e.g. learned
+        categories). This instance is not changed.
+
+        Raises
+        ------
+        ValueError
+            If ``meta`` is not a mixed family's encoding.
+        """
+        if meta is None:
+            return self
+        try:
+            state = [(g["family"], tuple(int(j) for j in g["columns"]), np.asarray(g["positions"], dtype=np.intp))
+                     for g in meta["groups"]]
+            names = [c["name"] for c in meta["columns"]]
+            group_metas = [g["meta"] for g in meta["groups"]]
+        except (KeyError, TypeError):
+            raise ValueError("The encoding is not one of a mixed family (it has no 'columns'/'groups').") from None
+        new = copy.copy(self)
+        new._members = dict(self._members)
+        for (f, _, _), mg in zip(state, group_metas):
+            new._members[f] = new._member(f).with_meta(mg)
+        new._state, new._names = state, names
+        return new
 
     def _from_meta(self, meta, table):
         try:
@@ -485,8 +512,8 @@ class Mixed(ComponentFamily):
     # ------------------------------------------------------- resolved layout
     def _layout_or_raise(self):
         if self._state is None:
-            raise ValueError("The mixed family is not resolved yet: call encode(X) on the training table "
-                             "first (MixtureModel.fit does).")
+            raise ValueError("The mixed family is not resolved yet: use family.with_meta(meta), with meta from "
+                             "encode(X) on the training table (MixtureModel.fit does).")
         return self._state
 
     @property
