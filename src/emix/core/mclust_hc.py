@@ -291,10 +291,21 @@ def mclust_partitions(X, Ks, random_state=None, subset=MCLUST_SUBSET):
     return out, rows
 
 
-def _rcond_ok(cov, eps):
+def _rcond_ok(cov, eps, diagonal=False):
     """mclust's singularity test: reciprocal condition of every covariance
-    (ratio of extreme eigenvalues) above ``eps``."""
+    (ratio of extreme eigenvalues) above ``eps``.
+
+    ``diagonal=True`` says every matrix of the (K, d, d) stack ``cov`` is
+    diagonal (the diagonal models' storage): its eigenvalues are then its
+    diagonal entries, read directly (the eigen-solver returns exactly them
+    for a diagonal matrix, so the decision is the same, without the
+    per-iteration ``eigvalsh``).
+    """
     cov = np.asarray(cov, dtype=np.float64)
+    if diagonal and cov.ndim == 3:
+        ev = np.diagonal(cov, axis1=1, axis2=2)
+        lo, hi = ev.min(axis=-1), ev.max(axis=-1)
+        return bool(np.all(lo > eps * hi) and np.all(hi > 0))
     if cov.ndim == 1:
         cov = cov[None]
     if cov.ndim == 2 and cov.shape[0] == cov.shape[1] and cov.shape[0] > 1 or cov.ndim == 3:
@@ -354,6 +365,9 @@ def mclust_em(X, labels, structure, rows=None, tol=MCLUST_TOL, max_iter=1_000_00
     resp = np.zeros((Xs.shape[0], K))
     resp[np.arange(Xs.shape[0]), labels] = 1.0
     shift = np.broadcast_to(Xs.mean(axis=0), (K, X.shape[1])).copy()
+    from ..families.gaussian.mclust._eigen import MclustDiagonal
+
+    diagonal = isinstance(structure, type) and issubclass(structure, MclustDiagonal)
 
     def mstep(stats, previous=None):
         if np.any(np.asarray(stats.nk) <= 0):
@@ -363,7 +377,7 @@ def mclust_em(X, labels, structure, rows=None, tol=MCLUST_TOL, max_iter=1_000_00
                 params = em.m_step(stats, structure, 0.0, np.float64, previous=previous)
         except (DegenerateComponentError, np.linalg.LinAlgError, FloatingPointError) as exc:
             raise MclustFailure(f"singular covariance ({exc})") from None
-        if not (np.all(np.isfinite(params.means)) and _rcond_ok(params.covariances, eps)):
+        if not (np.all(np.isfinite(params.means)) and _rcond_ok(params.covariances, eps, diagonal)):
             raise MclustFailure("singular covariance")
         return params
 

@@ -29,15 +29,16 @@ class VEE(MclustFull):
     @staticmethod
     def solve(W, nk):
         d = W.shape[1]
-        lam = np.trace(W, axis1=1, axis2=2) / (nk * d)
+        nkd = nk * d
+        lam = np.trace(W, axis1=1, axis2=2) / nkd
         obj = np.inf
         for _ in range(INNER_MAX_ITER):
             M = (W / lam[:, None, None]).sum(axis=0)
             sign, logdet = np.linalg.slogdet(M)
             C = M / np.exp(logdet / d)
             Cinv = np.linalg.inv(C)
-            lam = np.einsum("kij,ji->k", W, Cinv) / (nk * d)
-            new = d * float(np.sum(nk * np.log(lam)))
+            lam = np.einsum("kij,ji->k", W, Cinv) / nkd
+            new = d * float((nk * np.log(lam)).sum())
             if relative_change(obj, new) < INNER_TOL:
                 break
             obj = new

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._eigen import INNER_MAX_ITER, INNER_TOL, MclustDiagonal, relative_change, unit_det
+from ._eigen import INNER_MAX_ITER, INNER_TOL, MclustDiagonal, relative_change
 
 
 class VEI(MclustDiagonal):
@@ -28,13 +28,18 @@ class VEI(MclustDiagonal):
     @staticmethod
     def solve(w, nk):
         d = w.shape[1]
-        lam = w.sum(axis=1) / (nk * d)
+        nkd = nk * d
+        lam = w.sum(axis=1) / nkd
         obj = np.inf
-        for _ in range(INNER_MAX_ITER):
-            A = unit_det((w / lam[:, None]).sum(axis=0))
-            lam = (w / A).sum(axis=1) / (nk * d)
-            new = d * float(np.sum(nk * np.log(lam)))
-            if relative_change(obj, new) < INNER_TOL:
-                break
-            obj = new
+        # the loop's arithmetic is unit_det's, inlined under one errstate
+        # (entered once per M-step, not once per inner iteration)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for _ in range(INNER_MAX_ITER):
+                a = (w / lam[:, None]).sum(axis=0)
+                A = a / np.exp(np.log(a).mean(axis=-1))
+                lam = (w / A).sum(axis=1) / nkd
+                new = d * float((nk * np.log(lam)).sum())
+                if relative_change(obj, new) < INNER_TOL:
+                    break
+                obj = new
         return lam[:, None] * A[None, :]

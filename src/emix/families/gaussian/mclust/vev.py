@@ -24,7 +24,6 @@ from ._eigen import (
     compose,
     eigh_desc,
     relative_change,
-    unit_det,
 )
 
 
@@ -39,13 +38,17 @@ class VEV(MclustFull):
     def solve(W, nk):
         d = W.shape[1]
         omega, L = eigh_desc(W)
-        lam = omega.sum(axis=1) / (nk * d)
+        nkd = nk * d
+        lam = omega.sum(axis=1) / nkd
         obj = np.inf
-        for _ in range(INNER_MAX_ITER):
-            A = unit_det((omega / lam[:, None]).sum(axis=0))
-            lam = (omega / A).sum(axis=1) / (nk * d)
-            new = d * float(np.sum(nk * np.log(lam)))
-            if relative_change(obj, new) < INNER_TOL:
-                break
-            obj = new
+        # unit_det's arithmetic inlined under one errstate (see VEI.solve)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for _ in range(INNER_MAX_ITER):
+                a = (omega / lam[:, None]).sum(axis=0)
+                A = a / np.exp(np.log(a).mean(axis=-1))
+                lam = (omega / A).sum(axis=1) / nkd
+                new = d * float((nk * np.log(lam)).sum())
+                if relative_change(obj, new) < INNER_TOL:
+                    break
+                obj = new
         return compose(L, lam[:, None] * A[None, :])
