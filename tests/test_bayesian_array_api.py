@@ -134,6 +134,12 @@ def test_warm_start_on_tensor_continues_like_numpy():
     got.fit(torch.asarray(X))
     _close(got.means_, ref.means_, np.float64)
     assert_allclose(got.lower_bound_, ref.lower_bound_, rtol=1e-10)
+    # a numpy model continued on tensors: the same continuation, now on the device
+    mixed = BayesianGaussianMixture(**kw).fit(X)
+    mixed.fit(torch.asarray(X))
+    assert torch.is_tensor(mixed.means_)
+    _close(mixed.means_, ref.means_, np.float64)
+    assert_allclose(mixed.lower_bounds_, ref.lower_bounds_, rtol=1e-10)
 
 
 def test_requires_grad_input_and_bad_input():

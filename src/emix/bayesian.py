@@ -64,7 +64,9 @@ class BayesianGaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
     out of core, runs restarts in parallel (``n_jobs``) and blocks of rows
     on a thread pool (``n_threads``), keeps float32 data in float32 with
     statistics centered and accumulated in float64, and reports the
-    effective number of components.
+    effective number of components. PyTorch and CuPy arrays are fitted on
+    their device (the E-step there, the K x D x D M-step on the host; see
+    docs/gpu.md), with fitted arrays and outputs on that device.
 
     Parameters
     ----------
@@ -446,11 +448,6 @@ default='dirichlet_process'
         from .backends.reduce import BlockReducer
 
         self._check_params()
-        if self.warm_start and hasattr(self, "converged_") and not _xp.is_array_api_input(self.means_):
-            raise NotImplementedError(
-                "warm_start from a model fitted on numpy arrays is not supported on PyTorch/CuPy "
-                "input: fit on arrays of one kind (or set warm_start=False)."
-            )
         structure = self._structure()
         xp = _xp.namespace(X)
         with _xp.no_grad(xp):
