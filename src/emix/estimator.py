@@ -859,33 +859,10 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
                 state.stats = online.stats_of_params(params, structure, self.reg_covar)
                 state.t = 1
         batch = self._reducer(X, w)(lambda Xb, wb: em.e_step(Xb, wb, state.params, structure))
-        if self.online_mode == "stepwise":
-            s = batch.scaled(1.0 / batch.sum_w)
-            if state.stats is None:
-                S = s
-            else:
-                rho = online.step_size(state.t, self.learning_decay, self.learning_offset)
-                S = online.recenter(state.stats, s.shift, structure).scaled(1.0 - rho) + s.scaled(rho)
-            params = em.m_step(S, structure, self.reg_covar, X.dtype)
-            state.stats, state.t = S, state.t + 1
-            state.history.append(s.loglik)
-            lower_bound, n_iter, converged = S.loglik / S.sum_w, state.t, False
-        else:
-            state.stats = batch if state.stats is None else state.stats + batch
-            state.t += 1
-            params = state.params
-            lower_bound = getattr(self, "lower_bound_", -math.inf) if not first else -math.inf
-            converged = False
-            if state.t >= self.batches_per_pass:
-                acc = state.stats
-                params = em.m_step(acc, structure, self.reg_covar, X.dtype)
-                previous = state.history[-1] if state.history else -math.inf
-                lower_bound = acc.loglik / acc.sum_w
-                state.history.append(lower_bound)
-                converged = abs(lower_bound - previous) < self.tol
-                state.stats, state.t, state.passes = None, 0, state.passes + 1
-            n_iter = state.passes
-        state.params = params
+        params, n_iter, converged, lower_bound = online.absorb_batch(
+            state, batch, self, m_step=lambda S: em.m_step(S, structure, self.reg_covar, X.dtype),
+            bound=online.mean_loglik, first=first,
+            recenter=lambda S, shift: online.recenter(S, shift, structure))
         self._set_fitted(FitResult(params, n_iter, converged, lower_bound, ()), structure)
         self.lower_bounds_ = state.history
         self._online = state

@@ -10,8 +10,6 @@ sample weights, ``warm_start``, callbacks, criteria and ``partial_fit``.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
@@ -367,33 +365,9 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
                 params = self._params()
             state = online.OnlineState(mode=self.online_mode, params=params)
         batch = self._reducer(Xf, w)(lambda Xb, wb: mixture.e_step(Xb, wb, state.params))
-        if self.online_mode == "stepwise":
-            s = batch.scaled(1.0 / batch.sum_w)
-            if state.stats is None:
-                S = s
-            else:
-                rho = online.step_size(state.t, self.learning_decay, self.learning_offset)
-                S = state.stats.scaled(1.0 - rho) + s.scaled(rho)
-            params = mixture.m_step(S, state.params)
-            state.stats, state.t = S, state.t + 1
-            state.history.append(s.loglik)
-            lower_bound, n_iter, converged = S.loglik / S.sum_w, state.t, False
-        else:
-            state.stats = batch if state.stats is None else state.stats + batch
-            state.t += 1
-            params = state.params
-            lower_bound = -math.inf if first else getattr(self, "lower_bound_", -math.inf)
-            converged = False
-            if state.t >= self.batches_per_pass:
-                acc = state.stats
-                params = mixture.m_step(acc, state.params)
-                previous = state.history[-1] if state.history else -math.inf
-                lower_bound = acc.loglik / acc.sum_w
-                state.history.append(lower_bound)
-                converged = abs(lower_bound - previous) < self.tol
-                state.stats, state.t, state.passes = None, 0, state.passes + 1
-            n_iter = state.passes
-        state.params = params
+        params, n_iter, converged, lower_bound = online.absorb_batch(
+            state, batch, self, m_step=lambda S: mixture.m_step(S, state.params),
+            bound=online.mean_loglik, first=first)
         self._set_fitted(FitResult(params, n_iter, converged, lower_bound, ()), family)
         self.lower_bounds_ = state.history
         state.params = self._params()

@@ -30,6 +30,7 @@ pseudo-points.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -123,6 +124,81 @@ class OnlineState:
     t: int = 0  # batches absorbed (stepwise) / batches in the current pass (exact)
     passes: int = 0
     history: list = field(default_factory=list)
+
+
+def absorb_batch(state, batch, est, *, m_step, bound, first, scale=None, recenter=None, stepwise_bound=None):
+    """One ``partial_fit`` batch of online EM (either mode; module docstring),
+    shared by the estimators: ``state`` (an :class:`OnlineState`) is updated
+    in place, and ``(params, n_iter, converged, lower_bound)`` returned.
+
+    Parameters
+    ----------
+    state : OnlineState
+        Its ``params`` gave the batch's E-step.
+    batch : statistics
+        The batch's additive statistics (``scaled``, ``+``, ``loglik``, ``sum_w``).
+    est : estimator
+        Gives ``online_mode``, ``learning_decay``, ``learning_offset``,
+        ``batches_per_pass``, ``tol`` and the previous ``lower_bound_``.
+    m_step : callable ``stats -> params``
+        The estimator's M-step (EM, or the variational update).
+    bound : callable ``(stats, params) -> float``
+        The bound of statistics under new parameters (EM: the mean
+        log-likelihood ``loglik / sum_w``).
+    first : bool
+        Whether this batch started the model (exact mode then reports
+        ``-inf`` until its first pass ends).
+    scale : float, optional
+        Stepwise factor of the batch statistics (default ``1 / sum_w``: per
+        row statistics, ``S <- (1 - rho) S + rho s(batch) / |batch|``).
+    recenter : callable ``(S, shift) -> S``, optional
+        Moves the running statistics to the batch's shift before averaging
+        (Gaussian statistics, :func:`recenter`); None: none needed.
+    stepwise_bound : callable ``(S, s, params) -> (lower_bound, history entry)``, optional
+        Stepwise mode's report, from the running ``S`` and the scaled batch
+        ``s``. Default: ``(bound(S, params), s.loglik)``, the running bound
+        and the batch's per-row log-likelihood (``s`` holds per-row
+        statistics with the default ``scale``).
+    """
+    if est.online_mode == "stepwise":
+        s = batch.scaled(1.0 / batch.sum_w if scale is None else scale)
+        if state.stats is None:
+            S = s
+        else:
+            rho = step_size(state.t, est.learning_decay, est.learning_offset)
+            prev = state.stats if recenter is None else recenter(state.stats, s.shift)
+            S = prev.scaled(1.0 - rho) + s.scaled(rho)
+        params = m_step(S)
+        state.stats, state.t = S, state.t + 1
+        if stepwise_bound is None:
+            lower_bound, entry = bound(S, params), s.loglik
+        else:
+            lower_bound, entry = stepwise_bound(S, s, params)
+        state.history.append(entry)
+        n_iter, converged = state.t, False
+    else:
+        state.stats = batch if state.stats is None else state.stats + batch
+        state.t += 1
+        params = state.params
+        lower_bound = -math.inf if first else getattr(est, "lower_bound_", -math.inf)
+        converged = False
+        if state.t >= est.batches_per_pass:
+            acc = state.stats
+            params = m_step(acc)
+            previous = state.history[-1] if state.history else -math.inf
+            lower_bound = bound(acc, params)
+            state.history.append(lower_bound)
+            converged = abs(lower_bound - previous) < est.tol
+            state.stats, state.t, state.passes = None, 0, state.passes + 1
+        n_iter = state.passes
+    state.params = params
+    return params, n_iter, converged, lower_bound
+
+
+def mean_loglik(stats, params=None):
+    """EM's bound for :func:`absorb_batch`: the mean log-likelihood per unit
+    of weight, ``loglik / sum_w``, of batch or running statistics."""
+    return stats.loglik / stats.sum_w
 
 
 #: Model-file arrays of the running statistics (see :func:`state_for_file`).
