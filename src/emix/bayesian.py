@@ -703,8 +703,6 @@ default='dirichlet_process'
         Hoffman, M. D., Blei, D. M., Wang, C. and Paisley, J. (2013).
         Stochastic variational inference. JMLR 14, 1303-1347.
         """
-        import math
-
         from . import online
         from .core.types import FitResult
 
@@ -761,35 +759,17 @@ default='dirichlet_process'
         eff = vb.effective_params(state.params, kind)
         batch = reducer(lambda Xb, wb: em.e_step(Xb, wb, eff, structure, np))
         batch = replace(batch, loglik=vb.responsibility_entropy(batch, eff, structure))
-        if self.online_mode == "stepwise":
-            scale = (self.total_samples or state.seen) / bw
-            s = batch.scaled(scale)
-            if state.stats is None:
-                S = s
-            else:
-                rho = online.step_size(state.t, self.learning_decay, self.learning_offset)
-                S = online.recenter(state.stats, s.shift, structure).scaled(1.0 - rho) + s.scaled(rho)
-            params = vb.m_step(S, structure, prior, self.reg_covar, X.dtype)
-            state.stats, state.t = S, state.t + 1
-            lower_bound = s.loglik + vb.bound_terms(params, kind, structure)
-            state.history.append(lower_bound)
-            n_iter, converged = state.t, False
-        else:
-            state.stats = batch if state.stats is None else state.stats + batch
-            state.t += 1
-            params = state.params
-            lower_bound = getattr(self, "lower_bound_", -math.inf) if not first else -math.inf
-            converged = False
-            if state.t >= self.batches_per_pass:
-                acc = state.stats
-                params = vb.m_step(acc, structure, prior, self.reg_covar, X.dtype)
-                previous = state.history[-1] if state.history else -math.inf
-                lower_bound = acc.loglik + vb.bound_terms(params, kind, structure)
-                state.history.append(lower_bound)
-                converged = abs(lower_bound - previous) < self.tol
-                state.stats, state.t, state.passes = None, 0, state.passes + 1
-            n_iter = state.passes
-        state.params = params
+        def bound(S, params):  # the ELBO: the statistics' part plus the parameters' terms
+            return S.loglik + vb.bound_terms(params, kind, structure)
+
+        def stepwise_bound(S, s, params):  # stepwise reports the bound of the scaled batch
+            value = bound(s, params)
+            return value, value
+
+        params, n_iter, converged, lower_bound = online.absorb_batch(
+            state, batch, self, m_step=lambda S: vb.m_step(S, structure, prior, self.reg_covar, X.dtype),
+            bound=bound, first=first, scale=(self.total_samples or state.seen) / bw,
+            recenter=lambda S, shift: online.recenter(S, shift, structure), stepwise_bound=stepwise_bound)
         verbose, self.verbose = self.verbose, 0
         try:
             self._set_fitted(FitResult(params, n_iter, converged, lower_bound, ()), structure)
