@@ -369,12 +369,15 @@ def mclust_em(X, labels, structure, rows=None, tol=MCLUST_TOL, max_iter=1_000_00
 
     diagonal = isinstance(structure, type) and issubclass(structure, MclustDiagonal)
 
-    def mstep(stats, previous=None):
-        if np.any(np.asarray(stats.nk) <= 0):
+    def mstep(stats, previous=None, quiet=False):
+        if (np.asarray(stats.nk) <= 0).any():
             raise MclustFailure("mixing proportion fell below threshold")
         try:
-            with np.errstate(all="ignore"):
+            if quiet:  # the caller holds numpy's warnings off already
                 params = em.m_step(stats, structure, 0.0, np.float64, previous=previous)
+            else:
+                with np.errstate(all="ignore"):
+                    params = em.m_step(stats, structure, 0.0, np.float64, previous=previous)
         except (DegenerateComponentError, np.linalg.LinAlgError, FloatingPointError) as exc:
             raise MclustFailure(f"singular covariance ({exc})") from None
         if not (np.all(np.isfinite(params.means)) and _rcond_ok(params.covariances, eps, diagonal)):
@@ -387,19 +390,21 @@ def mclust_em(X, labels, structure, rows=None, tol=MCLUST_TOL, max_iter=1_000_00
         params = mstep(stats, params)
     hold, history, converged = _FLMAX / 2, [], False
     it = 0
-    for it in range(1, max_iter + 1):
-        with np.errstate(all="ignore"):
+    # one errstate for the whole loop (entered once per fit, not twice per
+    # iteration): its E- and M-steps ran each under errstate(all='ignore')
+    with np.errstate(all="ignore"):
+        for it in range(1, max_iter + 1):
             stats = em.e_step(X, w, params, structure)
-        hood = float(stats.loglik)
-        if not np.isfinite(hood):
-            raise MclustFailure(f"log-likelihood is {hood}")
-        history.append(hood)
-        err = abs(hold - hood) / (1.0 + abs(hood))
-        hold = hood
-        if not err > tol:
-            converged = True
-            break
-        params = mstep(stats, params)
+            hood = float(stats.loglik)
+            if not math.isfinite(hood):
+                raise MclustFailure(f"log-likelihood is {hood}")
+            history.append(hood)
+            err = abs(hold - hood) / (1.0 + abs(hood))
+            hold = hood
+            if not err > tol:
+                converged = True
+                break
+            params = mstep(stats, params, quiet=True)
     n_eff = X.shape[0] if w is None else float(w.sum())
     return FitResult(params=params, n_iter=it, converged=converged, lower_bound=hold / n_eff,
                      history=tuple(np.asarray(history) / n_eff))

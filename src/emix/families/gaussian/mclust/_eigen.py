@@ -315,7 +315,7 @@ class MclustFull:
             else:
                 cov = cls.solve(W, nk)
         cov = 0.5 * (cov + cov.transpose(0, 2, 1))
-        return cov.astype(dtype)
+        return cov.astype(dtype, copy=False)  # a new array already
 
     @staticmethod
     def solve(W, nk):  # pragma: no cover - abstract
@@ -375,7 +375,7 @@ class MclustDiagonal(MclustFull):
         w = within_diag(np.asarray(s2, dtype=np.float64), nk, delta, reg_covar)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             var = cls.solve(w, nk)
-        return diag_stack(var).astype(dtype)
+        return diag_stack(var).astype(dtype, copy=False)  # a new array already
 
 
 def volume_parameters(letter, K):
