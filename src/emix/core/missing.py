@@ -503,21 +503,29 @@ def _run_stats(X, w, labels, G, starts, stops, idx, params, P, logdetP, acc):
     quad = np.take(Lam.reshape(n_run, K, D * D), i * D + j, axis=2)
     quad *= np.where(i == j, -0.5, -1.0)
     coef = np.concatenate([quad, Lm, const[:, :, None]], axis=2)
+    # the log densities of all runs side by side, then one pass for the
+    # responsibilities of the whole chunk (not one per run)
+    lens = stops - starts
+    offs = np.concatenate([[0], np.cumsum(lens)]).astype(np.intp)
+    LP = np.empty((K, int(offs[-1])))
+    for q in range(n_run):
+        np.matmul(coef[q], G[:, starts[q]:stops[q]], out=LP[:, offs[q]:offs[q + 1]])
+    np.minimum(LP, np.repeat(top.T, lens, axis=1), out=LP)  # the quadratic form is >= 0
+    rows_of = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)]) if n_run > 1 else \
+        np.arange(starts[0], stops[0])
+    wq = None if w is None else w[rows_of]
+    lq = None if labels is None else labels[rows_of]
+    if lq is None or not np.any(lq >= 0):
+        RT, ll, sw = resp_from_logp_T(LP, wq)
+    else:
+        resp, ll = _fixed_resp(LP.T, lq, wq)
+        sw = float(len(rows_of)) if wq is None else float(wq.sum())
+        RT = resp.T if wq is None else resp.T * wq
+    tot[0] += ll
+    tot[1] += sw
     H = np.empty((n_run, K, G.shape[0]))
     for q in range(n_run):
-        a, b = starts[q], stops[q]
-        lp = coef[q] @ G[:, a:b]
-        np.minimum(lp, top[q][:, None], out=lp)  # the quadratic form is >= 0
-        wq = None if w is None else w[a:b]
-        if labels is None or not np.any(labels[a:b] >= 0):
-            RT, ll, sw = resp_from_logp_T(lp, wq)
-        else:
-            resp, ll = _fixed_resp(lp.T, labels[a:b], wq)
-            sw = float(b - a) if wq is None else float(wq.sum())
-            RT = resp.T if wq is None else resp.T * wq
-        tot[0] += ll
-        tot[1] += sw
-        np.matmul(RT, G[:, a:b].T, out=H[q])
+        np.matmul(RT[:, offs[q]:offs[q + 1]], G[:, starts[q]:stops[q]].T, out=H[q])
     nkp = H[:, :, -1]
     bsum = H[:, :, nq:nq + D]
     tri = np.empty((D, D), dtype=np.intp)  # position of (i, j) and (j, i) among the products
