@@ -181,6 +181,8 @@ def _better(a, b):
 
 
 def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels, row, known=None):
+    from . import _validation as _V
+    from .backends import array_api as _aa
     from .core import missing as _missing
     from .estimator import GaussianMixture
     from .families.gaussian import get_structure
@@ -211,6 +213,17 @@ def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels,
             n_eff = float(X.shape[0]) if sample_weight is None else float(np.sum(sample_weight, dtype=np.float64))
             if known is not None:  # the semi-supervised objective and fixed responsibilities of labelled rows
                 ll, log_max = _missing.labelled_loglik(gm, X, known, sample_weight)
+            elif type(X) is np.ndarray and not _aa.uses_array_api(gm, X) and not _missing.has_missing(X):
+                # what score() and predict_proba() compute, from one validation
+                # and one pass: log_resp's per-row log p(x) is score_samples'
+                # (the same logsumexp and far-row rule), so the figures are
+                # the same, at half the cost of the two public calls (complete
+                # rows only: with NaN the two differ in the last bits)
+                Xv = gm._check_X(X)
+                norm, log_r = gm._log_resp(Xv)
+                wv = _V.check_sample_weight(sample_weight, Xv.shape[0], np.float64)
+                ll = float(np.average(norm.astype(np.float64), weights=wv)) * n_eff
+                log_max = np.log(np.max(np.exp(log_r), axis=1).astype(np.float64))
             else:  # public methods only: log L = n_eff * mean log-likelihood
                 ll = gm.score(X, sample_weight=sample_weight) * n_eff
                 log_max = np.log(np.max(gm.predict_proba(X), axis=1).astype(np.float64))
