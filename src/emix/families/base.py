@@ -267,12 +267,7 @@ class Mixture:
                 wf = w.astype(np.float64)
                 RT *= wf / s
                 loglik, sum_w = float(norm @ wf), float(wf.sum())
-            rw = RT.T
-            if cache is None:
-                sums = self.family.suff_stats(X, rw, params.components)
-            else:
-                sums = self.family.suff_stats(X, rw, params.components, cache=cache)
-            return Stats(RT.sum(axis=1), sums, loglik, sum_w)
+            return self._stats(X, RT.T, RT.sum(axis=1), loglik, sum_w, params.components, cache)
         lp = np.asarray(lp, dtype=np.float64) + logw
         norm, lr = self._log_resp(lp)
         bad = ~np.isfinite(norm)
@@ -294,18 +289,18 @@ class Mixture:
         else:
             rw = resp
             loglik, sum_w = float(norm.sum()), float(X.shape[0])
-        nk = rw.sum(axis=0)
-        if cache is None:
-            sums = self.family.suff_stats(X, rw, params.components)
-        else:
-            sums = self.family.suff_stats(X, rw, params.components, cache=cache)
-        return Stats(nk, sums, loglik, sum_w)
+        return self._stats(X, rw, rw.sum(axis=0), loglik, sum_w, params.components, cache)
+
+    def _stats(self, X, rw, nk, loglik, sum_w, comp, cache=None):
+        """The family's sums of weighted responsibilities ``rw``, as :class:`Stats`
+        (``cache``: what ``log_prob_cached`` returned, passed on when there is one)."""
+        kw = {} if cache is None else {"cache": cache}
+        return Stats(nk, self.family.suff_stats(X, rw, comp, **kw), loglik, sum_w)
 
     def stats_from_resp(self, X, w, resp, params_or_none):
         rw = resp if w is None else resp * w.astype(np.float64)[:, None]
         comp = None if params_or_none is None else params_or_none.components
-        sums = self.family.suff_stats(X, rw, comp)
-        return Stats(rw.sum(axis=0), sums, 0.0, float(X.shape[0]) if w is None else float(w.sum()))
+        return self._stats(X, rw, rw.sum(axis=0), 0.0, float(X.shape[0]) if w is None else float(w.sum()), comp)
 
     def m_step(self, stats: Stats, params_prev) -> MixtureParams:
         nk = np.asarray(stats.nk, dtype=np.float64) + eps_nk(self.dtype)
