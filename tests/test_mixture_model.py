@@ -189,3 +189,11 @@ def test_submodules_are_attributes_of_the_lazy_package():
             "assert callable(emix.families.get_family); print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_refit_with_another_family_leaves_no_stale_attributes():
+    X, _ = _poisson_data(200)
+    m = emix.MixtureModel(2, family="poisson", random_state=0).fit(X)
+    assert hasattr(m, "rates_")
+    m.set_params(family="student_t", family_options={"dof": 5.0}).fit(X + 0.5)
+    assert not hasattr(m, "rates_") and hasattr(m, "means_") and hasattr(m, "dof_")

@@ -290,10 +290,7 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
             return _family_blocks.infer(_family_blocks.fit(self, X, sample_weight), "predict", X)
         self._check_params()
         warm = self.warm_start and hasattr(self, "converged_") and hasattr(self, "family_")
-        if warm:
-            family, Xf, meta = self._encode(X, reset=False)
-        else:
-            family, Xf, meta = self._encode(X, reset=True)
+        family, Xf, meta = self._encode(X, reset=not warm)
         if Xf.shape[0] < 2:
             raise ValueError(f"Found {Xf.shape[0]} sample(s) (shape={Xf.shape}) while a minimum of 2 is required.")
         w = V.check_sample_weight(sample_weight, Xf.shape[0], np.float64, normalize=True)
@@ -312,9 +309,12 @@ class MixtureModel(RestartsMixin, DensityMixin, BaseEstimator):
 
     def _set_fitted(self, result, family):
         p = result.params
-        for name in getattr(self, "family_", family).param_names:
-            if hasattr(self, name + "_") and name not in family.param_names:
+        # a refit with another family leaves none of the previous family's attributes behind
+        # (family_ is already the new family here, so the previous names are kept on the side)
+        for name in getattr(self, "_param_attrs", ()):
+            if name not in family.param_names and hasattr(self, name + "_"):
                 delattr(self, name + "_")
+        self._param_attrs = tuple(family.param_names)
         self.weights_ = p.weights
         for name in family.param_names:
             setattr(self, name + "_", p.components[name])
