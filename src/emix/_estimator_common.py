@@ -8,7 +8,8 @@ import numpy as np
 from . import _validation as V
 
 
-def open_out_of_core(X, sample_weight, *, is_dask, structure, n_components, working_memory, rng, moments):
+def open_out_of_core(X, sample_weight, *, is_dask, structure, n_components, working_memory, rng, moments,
+                     allow_nan=False):
     """Scan a Dask array/DataFrame or a block source once and build its reducer.
 
     The pass draws a uniform sample of ``emix.backends.chunked.DEFAULT_INIT_SAMPLE``
@@ -28,6 +29,10 @@ def open_out_of_core(X, sample_weight, *, is_dask, structure, n_components, work
         The estimator's generator; the sample's seed is drawn from it.
     moments : bool
         Whether the pass also sums the moments of the rows.
+    allow_nan : bool, default=False
+        NaN entries are missing values (``missing='em'``): the scan counts the
+        rows in which each column is observed (``info['n_observed']``)
+        instead of refusing them.
 
     Returns
     -------
@@ -57,16 +62,17 @@ def open_out_of_core(X, sample_weight, *, is_dask, structure, n_components, work
         rows = block_rows_for(structure, n_components, Xd.shape[1], Xd.dtype.itemsize, working_memory)
         if client is not None:
             reducer = dk.DaskReducer(Xd, wd, client, block_rows=rows)
-            info = dk.scan(*reducer._persisted, chunked.DEFAULT_INIT_SAMPLE, seed, moments=moments)
+            info = dk.scan(*reducer._persisted, chunked.DEFAULT_INIT_SAMPLE, seed, moments=moments,
+                           allow_nan=allow_nan)
         else:
-            info = dk.scan(Xd, wd, chunked.DEFAULT_INIT_SAMPLE, seed, moments=moments)
+            info = dk.scan(Xd, wd, chunked.DEFAULT_INIT_SAMPLE, seed, moments=moments, allow_nan=allow_nan)
             reducer = chunked.ChunkedReducer(dk.local_source(Xd, wd), Xd.shape[1], Xd.dtype, rows)
     else:
         if sample_weight is not None:
             raise ValueError(
                 "sample_weight cannot be passed with a block source; yield (X_block, w_block) pairs instead."
             )
-        info = chunked.scan_source(X, chunked.DEFAULT_INIT_SAMPLE, seed, moments=moments)
+        info = chunked.scan_source(X, chunked.DEFAULT_INIT_SAMPLE, seed, moments=moments, allow_nan=allow_nan)
         rows = block_rows_for(structure, n_components, info["n_features"], info["dtype"].itemsize, working_memory)
         reducer = chunked.ChunkedReducer(X, info["n_features"], info["dtype"], rows)
     if info["sampled"]:

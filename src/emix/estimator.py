@@ -681,12 +681,18 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         K = self.n_components
         reducer, info, names, rng = _common.open_out_of_core(
             X, sample_weight, is_dask=self._out_of_core_kind(X) == "dask", structure=structure, n_components=K,
-            working_memory=self.working_memory, rng=check_random_state(self.random_state), moments=default_prior)
+            working_memory=self.working_memory, rng=check_random_state(self.random_state), moments=default_prior,
+            allow_nan=self.missing == "em")
         self._n_fit = int(info["n_samples"])
         self.n_features_in_ = int(info["n_features"])
         _common.set_feature_names(self, names)
         Xs, ws = info["sample"], info["sample_weight"]
         summary = info["summary"]
+        nan = info["n_observed"] is not None and bool(np.any(info["n_observed"] < info["n_samples"]))
+        if nan:  # missing values: checked as in memory, the sample filled as in memory
+            self._check_incomplete_options(info["n_observed"], names)
+            self._n_fit = int(info["n_samples"] - info["n_empty"])  # rows with nothing observed add nothing
+            Xs = _missing.column_fill(Xs, ws)
         if default_prior:
             prior = prior_from_moments(*chunked.summary_mean_cov(summary), K)
         else:
@@ -703,10 +709,22 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
             return self._initial_params(Xs, ws, structure, rng, sample_reducer, inits, prior=prior,
                                         log_volume=log_volume)
 
-        best = self._em_restarts(reducer, params0, structure, prior=prior)
+        em_structure = _missing.IncompleteStructure(structure) if nan else structure
+        best = self._em_restarts(reducer, params0, em_structure, prior=prior)
         self._set_fitted(best, structure)
         self.n_passes_ = getattr(reducer, "n_calls", None)
         return self
+
+    def _check_incomplete_options(self, n_observed, names=None):
+        """Out of core with missing values: a column observed in no row is
+        the in-memory error (naming it), and ``noise``/``prior`` are refused
+        as in memory. ``n_observed``: rows in which each column is observed."""
+        never = np.where(np.asarray(n_observed) > 0, 0.0, np.nan)[None, :]  # one row: NaN where never seen
+        _missing.check_observed_columns(never, names)
+        for option in ("noise", "prior"):
+            if getattr(self, option) is not None:
+                raise NotImplementedError(f"{option}={getattr(self, option)!r} cannot be combined with "
+                                          "missing values yet (missing='em' with NaN in X).")
 
     def _runner(self, prior):
         """The EM loop a restart runs and its extra options: plain EM or
@@ -774,20 +792,34 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         last, as in memory."""
         check_is_fitted(self)
         params, structure = self._params(), self._structure()
+        allow = getattr(self, "missing", "error") == "em"
+        if allow:  # rows with NaN: marginal densities over their observed coordinates, as in memory
+            structure = _missing.IncompleteStructure(structure)
         if self._out_of_core_kind(X) == "dask":
             from .backends.dask import lazy_inference
 
-            return lazy_inference(kind, X, params, structure, self.n_features_in_)
+            return lazy_inference(kind, X, params, structure, self.n_features_in_, refuse_nan=not allow)
         from .backends.chunked import ChunkedReducer
+        from .backends.dask import _refuse_nan
 
         D = self.n_features_in_
-        rows = block_rows_for(structure, self.n_components, D, self.means_.dtype.itemsize, self.working_memory)
+        rows = block_rows_for(self._structure(), self.n_components, D, self.means_.dtype.itemsize,
+                              self.working_memory)
         reducer = ChunkedReducer(X, D, self.means_.dtype, rows)
         if kind == "predict":
-            return reducer.map(lambda Xb: self._column_labels(em.argmax_column(Xb, params, structure)))
-        if kind == "predict_proba":
-            return reducer.map(lambda Xb: np.exp(em.log_resp(Xb, params, structure)[1]))
-        return reducer.map(lambda Xb: em.log_density(Xb, params, structure))
+            fn = lambda Xb: self._column_labels(em.argmax_column(Xb, params, structure))  # noqa: E731
+        elif kind == "predict_proba":
+            fn = lambda Xb: np.exp(em.log_resp(Xb, params, structure)[1])  # noqa: E731
+        else:
+            fn = lambda Xb: em.log_density(Xb, params, structure)  # noqa: E731
+        if allow:
+            return reducer.map(fn)
+
+        def guarded(Xb):  # missing='error': a block with NaN is the in-memory error, not NaN or arbitrary labels
+            _refuse_nan(Xb)
+            return fn(Xb)
+
+        return reducer.map(guarded)
 
     def partial_fit(self, X, y=None, sample_weight=None):
         """Update the model with one batch of rows (online EM).
@@ -833,10 +865,11 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         online.check_online_params(self)
         structure = self._structure()
         first = not hasattr(self, "means_")
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=first)
+        X = self._validate_nan(X, reset=first)  # NaN: missing values under missing='em'
         if not first:
             X = X.astype(self.means_.dtype, copy=False)
         w = V.check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        nan = self.missing == "em" and _missing.has_missing(X)
         state = getattr(self, "_online", None)
         if state is not None and (state.mode != self.online_mode or first
                                   or state.params.means is not self.means_):
@@ -851,14 +884,20 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
                         f"{self.n_components} rows (with positive weight). Got {n_eff}."
                     )
                 rng = check_random_state(self.random_state)
-                params = self._initial_params(X, w, structure, rng, self._reducer(X, w), inits)
+                Xinit = X
+                if nan:  # initialization on the batch with its holes filled by column means, as fit does
+                    if not all(i is not None for i in inits):
+                        _missing.check_observed_columns(X, getattr(self, "feature_names_in_", None))
+                    Xinit = _missing.column_fill(X, w)
+                params = self._initial_params(Xinit, w, structure, rng, self._reducer(Xinit, w), inits)
             else:
                 params = self._params()
             state = online.OnlineState(mode=self.online_mode, params=params)
             if not first and self.online_mode == "stepwise":
                 state.stats = online.stats_of_params(params, structure, self.reg_covar)
                 state.t = 1
-        batch = self._reducer(X, w)(lambda Xb, wb: em.e_step(Xb, wb, state.params, structure))
+        e_structure = _missing.IncompleteStructure(structure) if nan else structure
+        batch = self._reducer(X, w)(lambda Xb, wb: em.e_step(Xb, wb, state.params, e_structure))
         params, n_iter, converged, lower_bound = online.absorb_batch(
             state, batch, self, m_step=lambda S: em.m_step(S, structure, self.reg_covar, X.dtype),
             bound=online.mean_loglik, first=first,

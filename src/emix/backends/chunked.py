@@ -200,11 +200,18 @@ def sample_seed(rng):
     return probe.randint(0, 2**32 - 1, size=4, dtype=np.int64), probe
 
 
-def scan_source(source, sample_size, seed, moments=False):
+def scan_source(source, sample_size, seed, moments=False, allow_nan=False):
     """One pass over a block source: shape, dtype, row counts, finiteness,
     a uniform sample of ``sample_size`` rows, and the per-feature bounds (and,
     with ``moments``, weighted mean and covariance) of the rows with positive
     weight.
+
+    With ``allow_nan`` (``missing='em'``), NaN entries are missing values:
+    only infinite values are an error, the bounds skip NaN per column, and
+    the result also holds ``n_observed``, the number of rows in which each
+    column is observed (all rows, whatever their weight, as the in-memory
+    check of :func:`emix.core.missing.check_observed_columns` counts them),
+    and ``n_empty``, the number of rows with no observed value.
 
     Returns a dict with ``n_samples``, ``n_features``, ``dtype``, ``n_eff``
     (rows with positive weight), ``sum_w``, ``sample`` and ``sample_weight``
@@ -219,6 +226,8 @@ def scan_source(source, sample_size, seed, moments=False):
     everything = []
     any_w = False
     summary = None
+    n_observed = None
+    n_empty = 0
     for Xb, wb in iter_source(source):
         if D is None:
             D = Xb.shape[1]
@@ -233,7 +242,15 @@ def scan_source(source, sample_size, seed, moments=False):
             Xc = np.asarray(Xb, dtype=dtype)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"Block {len(everything)} is not numeric: {exc}") from None
-        if not np.all(np.isfinite(Xc)):
+        if allow_nan:
+            if np.any(np.isinf(Xc)):
+                raise ValueError(f"Input contains infinity (in the block starting at row {n}). NaN entries are "
+                                 "missing values with missing='em'; infinite values are not allowed.")
+            holes = np.isnan(Xc)
+            seen = Xc.shape[0] - np.count_nonzero(holes, axis=0)
+            n_observed = seen if n_observed is None else n_observed + seen
+            n_empty += int(np.count_nonzero(holes.all(axis=1)))
+        elif not np.all(np.isfinite(Xc)):
             raise ValueError(f"Input contains NaN or infinity (in the block starting at row {n}).")
         if wb is not None:
             if not np.all(np.isfinite(wb)) or np.any(wb < 0):
@@ -264,7 +281,8 @@ def scan_source(source, sample_size, seed, moments=False):
     return {
         "n_samples": n, "n_features": D, "dtype": np.dtype(dtype), "n_eff": n_eff, "sum_w": sum_w,
         "sample": rows, "sample_weight": None if w is None else w.astype(dtype), "sampled": sampled,
-        "weighted": any_w, "summary": summary,
+        "weighted": any_w, "summary": summary, "n_observed": n_observed,
+        "n_empty": n_empty if allow_nan else None,
     }
 
 
@@ -280,6 +298,10 @@ def block_summary(Xb, wb=None, moments=False):
     squared weights), ``mean`` (weighted mean) and ``m2`` (weighted scatter
     about that mean: shifted at the block's own mean, so combining blocks
     loses no precision to cancellation).
+
+    NaN entries (missing values, ``missing='em'``) are skipped per column in
+    ``lo`` and ``hi`` (NaN only for a column with no observed entry in the
+    block); moments are not defined for them (an error).
     """
     Xb = np.asarray(Xb)
     if wb is not None:
@@ -289,9 +311,14 @@ def block_summary(Xb, wb=None, moments=False):
             Xb, wb = Xb[pos], wb[pos]
     if Xb.shape[0] == 0:
         return None
-    out = {"lo": Xb.min(axis=0), "hi": Xb.max(axis=0)}
+    # fmin/fmax skip NaN (missing values) and equal min/max on finite data
+    out = {"lo": np.fmin.reduce(Xb, axis=0), "hi": np.fmax.reduce(Xb, axis=0)}
     if moments:
         x = Xb.astype(np.float64)
+        if np.isnan(np.min(x)):
+            raise NotImplementedError("prior='default' cannot be combined with missing values yet (missing='em' "
+                                      "with NaN in X): the mean and covariance of rows with holes are not "
+                                      "computed.")
         if wb is None:
             sw, sw2 = float(x.shape[0]), float(x.shape[0])
             mean = x.mean(axis=0)
@@ -315,7 +342,7 @@ def combine_summaries(a, b):
         return b
     if b is None:
         return a
-    out = {"lo": np.minimum(a["lo"], b["lo"]), "hi": np.maximum(a["hi"], b["hi"])}
+    out = {"lo": np.fmin(a["lo"], b["lo"]), "hi": np.fmax(a["hi"], b["hi"])}  # NaN: not seen yet
     if "m2" in a:
         sw = a["sw"] + b["sw"]
         delta = b["mean"] - a["mean"]

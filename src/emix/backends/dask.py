@@ -382,7 +382,7 @@ def _weighted_sample_index(w, n_eff, sample_size, seed):
     return np.sort(idx)
 
 
-def scan(X, w, sample_size, seed, moments=False):
+def scan(X, w, sample_size, seed, moments=False, allow_nan=False):
     """Shape, counts, finiteness, a uniform sample of a Dask array, and the
     per-feature bounds (with ``moments``, also the weighted mean and
     covariance) of its rows with positive weight: ``summary``, see
@@ -396,6 +396,11 @@ def scan(X, w, sample_size, seed, moments=False):
     weight 0 excluded). With weights, the keys are drawn block by block where
     the weights lie and only the sampled rows and their weights come to the
     client.
+
+    With ``allow_nan`` (``missing='em'``) NaN entries are missing values, as
+    in :func:`emix.backends.chunked.scan_source`: only infinite values are an
+    error, ``n_observed`` counts the rows in which each column is observed
+    and ``n_empty`` the rows with no observed value.
     """
     import dask
     import dask.array as da
@@ -405,7 +410,12 @@ def scan(X, w, sample_size, seed, moments=False):
         raise ValueError("The Dask array has no rows.")
     from .chunked import block_summary, combine_summaries
 
-    checks = [da.isfinite(X).all()]
+    if allow_nan:
+        holes = da.isnan(X)
+        checks = [~da.isinf(X).any(), X.shape[0] - holes.sum(axis=0), holes.all(axis=1).sum()]
+    else:
+        checks = [da.isfinite(X).all()]
+    n_fixed = len(checks)
     if w is not None:
         checks += [da.isfinite(w).all(), (w < 0).any(), (w > 0).sum(), w.astype(np.float64).sum()]
     x_parts = X.to_delayed().ravel()
@@ -417,11 +427,16 @@ def scan(X, w, sample_size, seed, moments=False):
     for part in summaries:  # fixed order: the same result whatever worker computed what
         summary = combine_summaries(summary, part)
     if not got[0]:
+        if allow_nan:
+            raise ValueError("Input contains infinity. NaN entries are missing values with missing='em'; "
+                             "infinite values are not allowed.")
         raise ValueError("Input contains NaN or infinity.")
+    n_observed = np.asarray(got[1], dtype=np.int64) if allow_nan else None
+    n_empty = int(got[2]) if allow_nan else None
     if w is not None:
-        if not got[1] or got[2]:
+        if not got[n_fixed] or got[n_fixed + 1]:
             raise ValueError("sample_weight must be finite and >= 0.")
-        n_eff, sum_w = int(got[3]), float(got[4])
+        n_eff, sum_w = int(got[n_fixed + 2]), float(got[n_fixed + 3])
     else:
         n_eff, sum_w = n, float(n)
     if n <= sample_size:
@@ -456,7 +471,8 @@ def scan(X, w, sample_size, seed, moments=False):
     return {
         "n_samples": n, "n_features": D, "dtype": X.dtype, "n_eff": n_eff, "sum_w": sum_w,
         "sample": np.asarray(rows), "sample_weight": None if sw is None else np.asarray(sw, dtype=X.dtype),
-        "sampled": sampled, "weighted": w is not None, "summary": summary,
+        "sampled": sampled, "weighted": w is not None, "summary": summary, "n_observed": n_observed,
+        "n_empty": n_empty,
     }
 
 
@@ -466,7 +482,17 @@ def _n_columns(params):
     return params.n_components + (params.noise_weight is not None)
 
 
-def _block_predict(Xb, params, structure):
+def _refuse_nan(Xb):
+    """Inference under ``missing='error'``: a block holding NaN is the
+    in-memory error, not NaN or arbitrary labels."""
+    if Xb.size and np.isnan(np.min(Xb)):
+        raise ValueError("Input X contains NaN. To fit and predict with missing values (NaN) inside EM, pass "
+                         "missing='em' to GaussianMixture.")
+
+
+def _block_predict(Xb, params, structure, refuse_nan=False):
+    if refuse_nan:
+        _refuse_nan(Xb)
     if Xb.shape[0] == 0:
         return np.empty(0, dtype=np.intp)
     from ..core import em
@@ -476,37 +502,44 @@ def _block_predict(Xb, params, structure):
     return labels
 
 
-def _block_proba(Xb, params, structure):
+def _block_proba(Xb, params, structure, refuse_nan=False):
     from ..core import em
 
+    if refuse_nan:
+        _refuse_nan(Xb)
     if Xb.shape[0] == 0:
         return np.empty((0, _n_columns(params)), dtype=Xb.dtype)
     return np.exp(em.log_resp(Xb, params, structure)[1])
 
 
-def _block_score_samples(Xb, params, structure):
+def _block_score_samples(Xb, params, structure, refuse_nan=False):
     from ..core import em
 
+    if refuse_nan:
+        _refuse_nan(Xb)
     if Xb.shape[0] == 0:
         return np.empty(0, dtype=Xb.dtype)
     return em.log_density(Xb, params, structure)
 
 
-def lazy_inference(kind, X, params, structure, n_features):
-    """A lazy Dask array of ``kind`` in {'predict', 'predict_proba', 'score_samples'}."""
+def lazy_inference(kind, X, params, structure, n_features, refuse_nan=False):
+    """A lazy Dask array of ``kind`` in {'predict', 'predict_proba', 'score_samples'}.
+    ``refuse_nan``: a block with NaN raises a ValueError when computed
+    (a model fitted with ``missing='error'``)."""
+    kw = {"refuse_nan": True} if refuse_nan else {}
     Xd = as_dask_array(X, known_rows=False)
     if Xd.shape[1] != n_features:
         raise ValueError(
             f"X has {Xd.shape[1]} features, but GaussianMixture is expecting {n_features} features as input."
         )
     if kind == "predict":
-        return Xd.map_blocks(_block_predict, params, structure, drop_axis=1, dtype=np.intp)
+        return Xd.map_blocks(_block_predict, params, structure, drop_axis=1, dtype=np.intp, **kw)
     if kind == "predict_proba":
         return Xd.map_blocks(
-            _block_proba, params, structure, chunks=(Xd.chunks[0], (_n_columns(params),)), dtype=Xd.dtype
+            _block_proba, params, structure, chunks=(Xd.chunks[0], (_n_columns(params),)), dtype=Xd.dtype, **kw
         )
     if kind == "score_samples":
-        return Xd.map_blocks(_block_score_samples, params, structure, drop_axis=1, dtype=Xd.dtype)
+        return Xd.map_blocks(_block_score_samples, params, structure, drop_axis=1, dtype=Xd.dtype, **kw)
     raise ValueError(f"Unknown kind {kind!r}.")
 
 
