@@ -540,6 +540,9 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         nan = _missing.has_missing(X)
         if nan:
             _missing.check_observed_columns(X, getattr(self, "feature_names_in_", None))
+            # the singular-fit rule's row count (emix._singular, rule 3: pi_k N effective
+            # points): rows with nothing observed add nothing to the fit, nor to N
+            self._n_fit = int(np.count_nonzero(~np.all(np.isnan(X), axis=1)))
             for option in ("noise", "prior"):
                 if getattr(self, option) is not None:
                     raise NotImplementedError(f"{option}={getattr(self, option)!r} cannot be combined with "
