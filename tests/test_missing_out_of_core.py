@@ -287,8 +287,49 @@ def test_partial_fit_errors_with_nan():
 
 
 # -------------------------------------------------------------------- labels
-def test_labels_out_of_core_are_refused_clearly():
-    X, _ = _data(14)
-    labels = np.full(X.shape[0], -1)
-    with pytest.raises(NotImplementedError, match="labels"):
-        _model("full").fit(_source(X, 50), labels=labels)
+def _labelled(seed, frac_missing):
+    rng = np.random.default_rng(seed)
+    z = rng.integers(3, size=240)
+    X = rng.normal(scale=3, size=(3, 4))[z] + rng.normal(size=(240, 4))
+    X[rng.random(X.shape) < frac_missing] = np.nan
+    labels = np.where(rng.random(240) < 0.2, z, -1)
+    return X, labels, rng.uniform(0.5, 2.0, 240)
+
+
+@pytest.mark.parametrize("frac_missing", [0.0, 0.2])
+@pytest.mark.parametrize("ct", ["full", "VEV"])
+def test_labels_out_of_core_equal_the_in_memory_fit(ct, frac_missing):
+    X, labels, w = _labelled(15, frac_missing)
+    ref = _fit(_model(ct), X, labels=labels, sample_weight=w)
+    _assert_same_fit(_fit(_model(ct), _source(X, 23, w), labels=labels), ref)
+    with dask.config.set(scheduler="synchronous"):
+        Xd = da.from_array(X, chunks=(50, -1))
+        for lab in (labels, da.from_array(labels, chunks=37)):  # numpy or Dask labels, chunked otherwise
+            _assert_same_fit(_fit(_model(ct), Xd, labels=lab, sample_weight=da.from_array(w, chunks=50)), ref)
+
+
+def test_labels_with_a_component_never_labelled_out_of_core():
+    X, labels, _ = _labelled(16, 0.1)
+    labels[labels == 2] = -1  # component 2 starts from k-means, matched to the labelled classes
+    ref = _fit(_model("full"), X, labels=labels)
+    _assert_same_fit(_fit(_model("full"), _source(X, 64), labels=labels), ref)
+
+
+def test_labels_out_of_core_errors():
+    X, labels, _ = _labelled(17, 0.1)
+    with pytest.raises(ValueError, match="more rows than labels"):
+        _model("full").fit(_source(X, 50), labels=labels[:100])
+    with pytest.raises(ValueError, match="labels has 241 values, but the block source yielded 240"):
+        _model("full").fit(_source(X, 50), labels=np.append(labels, 0))
+    bad = labels.copy()
+    bad[7] = 3
+    with pytest.raises(ValueError, match="component index in 0..2. Got 3"):
+        _model("full").fit(_source(X, 50), labels=bad)
+    with dask.config.set(scheduler="synchronous"):
+        Xd = da.from_array(X, chunks=(50, -1))
+        with pytest.raises(ValueError, match="component index in 0..2. Got 3"):  # checked where the blocks lie
+            _model("full").fit(Xd, labels=da.from_array(bad, chunks=60))
+        with pytest.raises(ValueError, match="labels must have shape \\(240,\\)"):
+            _model("full").fit(Xd, labels=da.from_array(labels[:10]))
+        with pytest.raises(NotImplementedError, match="noise='box' cannot be combined with labels"):
+            _model("full", noise="box").fit(Xd, labels=labels)

@@ -478,9 +478,7 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         self : GaussianMixture
         """
         if self._out_of_core_kind(X) is not None:
-            if labels is not None:
-                raise NotImplementedError("labels are supported by fit on in-memory numpy arrays only.")
-            return self._fit_out_of_core(X, sample_weight)
+            return self._fit_out_of_core(X, sample_weight, labels)
         self.fit_predict(X, y, sample_weight=sample_weight, labels=labels)
         return self
 
@@ -491,10 +489,10 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         -------
         labels : ndarray of shape (n_samples,)
         """
-        if labels is not None and (self._out_of_core_kind(X) is not None or _xp.is_array_api_input(X)):
-            raise NotImplementedError("labels are supported by fit on in-memory numpy arrays only.")
+        if labels is not None and _xp.is_array_api_input(X):
+            raise NotImplementedError("labels are supported by fit on numpy arrays, block sources and Dask only.")
         if self._out_of_core_kind(X) is not None:
-            return self._fit_out_of_core(X, sample_weight)._infer_out_of_core("predict", X)
+            return self._fit_out_of_core(X, sample_weight, labels)._infer_out_of_core("predict", X)
         if _xp.is_array_api_input(X):  # PyTorch / CuPy: see emix.backends.array_api
             self._no_prior("PyTorch/CuPy arrays")
             self._no_mixing_options("PyTorch/CuPy arrays")
@@ -562,16 +560,7 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         def params0():
             if not labelled:
                 return self._initial_params(Xinit, w, structure, rng, init_reducer, inits, prior=prior)
-            resp, every = _missing.label_resp(Xinit, labels, K)
-            if not every:  # components without labelled rows: the usual start for the unlabelled rows
-                resp = _missing.align_to_labels(initial_resp(Xinit, w, K, self.init_params, rng), labels)
-            p = _missing.params_from_resp(Xinit, w, resp, structure, self.reg_covar, X.dtype)
-            weights_init, means_init, prec_init = inits
-            if prec_init is not None:
-                prec_chol = structure.prec_chol_from_precisions(prec_init)
-                p = p.replace(precisions_cholesky=prec_chol, covariances=structure.cov_from_prec_chol(prec_chol))
-            return p.replace(weights=p.weights if weights_init is None else weights_init,
-                             means=p.means if means_init is None else means_init)
+            return self._labelled_start(Xinit, w, labels, structure, rng, inits)
 
         Xfit = X if labels is None else np.concatenate([X, labels[:, None].astype(X.dtype)], axis=1)
         wfit = w
@@ -663,7 +652,7 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
             return "source"
         return None
 
-    def _fit_out_of_core(self, X, sample_weight):
+    def _fit_out_of_core(self, X, sample_weight, labels=None):
         """``fit`` on a Dask array/DataFrame or a block source.
 
         Initialization runs ``init_params`` on a uniform sample of
@@ -674,30 +663,51 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         what ``noise='box'`` (the bounding box of the rows with positive
         weight) and ``prior='default'`` (their weighted mean and covariance)
         need, so these resolve exactly as in memory.
+
+        With ``missing='em'`` the scan tolerates NaN (counting the rows in
+        which each column is observed) and the sample is filled by column
+        means as in memory; ``labels`` (numpy, or Dask with a Dask ``X``)
+        travel as one more, last, column of the data, split off by
+        :class:`emix.core.missing.IncompleteStructure`, and the start is the
+        labelled rows' classes in the sample, as in memory.
         """
         from .backends import chunked
+        from .backends import dask as dk
 
         V.check_estimator_params(self)
         self._check_warm_noise()
         structure = self._structure()
         default_prior = isinstance(self.prior, str) and self.prior == "default"
         K = self.n_components
+        is_dask = self._out_of_core_kind(X) == "dask"
+        labelled = labels is not None
+        if labelled:
+            if self.noise is not None:
+                raise NotImplementedError(f"noise={self.noise!r} cannot be combined with labels yet.")
+            names0 = dk.feature_names(X) if is_dask else None
+            X = dk.with_labels(X, labels, K) if is_dask else chunked.with_labels(X, labels, K)
         reducer, info, names, rng = _common.open_out_of_core(
-            X, sample_weight, is_dask=self._out_of_core_kind(X) == "dask", structure=structure, n_components=K,
+            X, sample_weight, is_dask=is_dask, structure=structure, n_components=K,
             working_memory=self.working_memory, rng=check_random_state(self.random_state), moments=default_prior,
             allow_nan=self.missing == "em")
-        self._n_fit = int(info["n_samples"])
-        self.n_features_in_ = int(info["n_features"])
-        _common.set_feature_names(self, names)
+        D = int(info["n_features"]) - labelled
         Xs, ws = info["sample"], info["sample_weight"]
         summary = info["summary"]
-        nan = info["n_observed"] is not None and bool(np.any(info["n_observed"] < info["n_samples"]))
+        n_observed = None if info["n_observed"] is None else info["n_observed"][:D]
+        if labelled:  # the last column holds the labels
+            names = names0
+            Xs, labels_s = Xs[:, :D], Xs[:, D].astype(np.intp)
+        self._n_fit = int(info["n_samples"])
+        self.n_features_in_ = D
+        _common.set_feature_names(self, names)
+        nan = n_observed is not None and bool(np.any(n_observed < info["n_samples"]))
         if nan:  # missing values: checked as in memory, the sample filled as in memory
-            self._check_incomplete_options(info["n_observed"], names)
+            self._check_incomplete_options(n_observed, names)
             self._n_fit = int(info["n_samples"] - info["n_empty"])  # rows with nothing observed add nothing
             Xs = _missing.column_fill(Xs, ws)
         if default_prior:
-            prior = prior_from_moments(*chunked.summary_mean_cov(summary), K)
+            mean, cov = chunked.summary_mean_cov(summary)
+            prior = prior_from_moments(mean[:D], cov[:D, :D], K)  # without the labels' column
         else:
             prior = resolve_prior(self.prior, Xs, K)
         if prior is not None and info["weighted"]:  # weights to a mean of 1, as in memory
@@ -709,14 +719,34 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         sample_reducer = self._reducer(Xs, ws)
 
         def params0():
+            if labelled and np.any(labels_s >= 0):
+                return self._labelled_start(Xs, ws, labels_s, structure, rng, inits)
             return self._initial_params(Xs, ws, structure, rng, sample_reducer, inits, prior=prior,
                                         log_volume=log_volume)
 
-        em_structure = _missing.IncompleteStructure(structure) if nan else structure
+        em_structure = _missing.IncompleteStructure(structure, labelled=labelled) if nan or labelled else structure
         best = self._em_restarts(reducer, params0, em_structure, prior=prior)
         self._set_fitted(best, structure)
         self.n_passes_ = getattr(reducer, "n_calls", None)
         return self
+
+    def _labelled_start(self, Xinit, w, labels, structure, rng, inits):
+        """Initial parameters from known labels (rows without holes, or
+        filled): the labelled rows' classes, the unlabelled rows at the
+        nearest class mean; components without labelled rows from
+        ``init_params`` matched to the labelled classes; then the given
+        ``*_init``."""
+        K = self.n_components
+        resp, every = _missing.label_resp(Xinit, labels, K)
+        if not every:  # components without labelled rows: the usual start for the unlabelled rows
+            resp = _missing.align_to_labels(initial_resp(Xinit, w, K, self.init_params, rng), labels)
+        p = _missing.params_from_resp(Xinit, w, resp, structure, self.reg_covar, Xinit.dtype)
+        weights_init, means_init, prec_init = inits
+        if prec_init is not None:
+            prec_chol = structure.prec_chol_from_precisions(prec_init)
+            p = p.replace(precisions_cholesky=prec_chol, covariances=structure.cov_from_prec_chol(prec_chol))
+        return p.replace(weights=p.weights if weights_init is None else weights_init,
+                         means=p.means if means_init is None else means_init)
 
     def _check_incomplete_options(self, n_observed, names=None):
         """Out of core with missing values: a column observed in no row is

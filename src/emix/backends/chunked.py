@@ -286,6 +286,38 @@ def scan_source(source, sample_size, seed, moments=False, allow_nan=False):
     }
 
 
+def with_labels(source, labels, n_components):
+    """A block source yielding each block of ``source`` with ``labels`` (a
+    numpy array aligned with the source's rows: a component index, or -1
+    for an unlabelled row) as one more, last, column: how labels travel with
+    their rows through any block layout (:class:`emix.core.missing.IncompleteStructure`
+    with ``labelled=True`` splits them off). The source must yield exactly
+    ``len(labels)`` rows."""
+    from ..core.missing import check_labels
+
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise ValueError(f"labels must be 1-D (one per row of the block source). Got shape {arr.shape}.")
+    arr = check_labels(arr, arr.shape[0], n_components)
+    n = arr.shape[0]
+
+    def source_with_labels():
+        start = 0
+        for Xb, wb in iter_source(source):
+            stop = start + Xb.shape[0]
+            if stop > n:
+                raise ValueError(f"The block source yields more rows than labels has ({n}).")
+            Xb = np.asarray(Xb)
+            dtype = Xb.dtype if Xb.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+            Xl = np.column_stack([Xb.astype(dtype, copy=False), arr[start:stop].astype(dtype)])
+            start = stop
+            yield Xl if wb is None else (Xl, wb)
+        if start != n:
+            raise ValueError(f"labels has {n} values, but the block source yielded {start} rows.")
+
+    return source_with_labels
+
+
 # ---------------------------------------------------------------- data summary
 def block_summary(Xb, wb=None, moments=False):
     """Per-feature bounds (and moments) of the rows of one block with positive
@@ -508,5 +540,5 @@ def _expand(path, suffixes):
 __all__ = [
     "ChunkedReducer", "DEFAULT_INIT_SAMPLE", "DEFAULT_WORKING_MEMORY_MIB", "block_summary", "combine_summaries",
     "csv_source", "is_block_source", "iter_source", "npy_source", "parquet_source", "scan_source",
-    "summary_mean_cov", "table_source",
+    "summary_mean_cov", "table_source", "with_labels",
 ]

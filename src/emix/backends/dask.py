@@ -109,6 +109,38 @@ def as_dask_weights(w, row_chunks, dtype):
     return da.from_array(w.astype(dtype), chunks=(row_chunks,))
 
 
+def _checked_labels(block, n_components, dtype):
+    from ..core.missing import check_labels
+
+    return check_labels(block, block.shape[0], n_components).astype(dtype)
+
+
+def with_labels(X, labels, n_components):
+    """``X`` (a Dask array or DataFrame) as a Dask array with ``labels`` (a
+    numpy or Dask array, or a Dask Series, one per row: a component index or
+    -1 for unlabelled) as one more, last, column, chunked like the rows of
+    ``X``. A Dask ``labels`` is checked block by block when computed (the
+    in-memory errors of :func:`emix.core.missing.check_labels`), so it is
+    never brought to the client."""
+    import dask.array as da
+
+    from ..core.missing import check_labels
+
+    Xd = as_dask_array(X)
+    n = Xd.shape[0]
+    if hasattr(labels, "to_dask_array"):
+        labels = labels.to_dask_array(lengths=True)
+    if isinstance(labels, da.Array):
+        if labels.ndim != 1 or labels.shape[0] != n:
+            raise ValueError(f"labels must have shape ({n},) to match X. Got shape {labels.shape}.")
+        if labels.dtype.kind not in "iubf":
+            raise TypeError(f"labels must be integer component indices (-1 for unlabelled). Got dtype {labels.dtype}.")
+        L = labels.rechunk((Xd.chunks[0],)).map_blocks(_checked_labels, n_components, Xd.dtype, dtype=Xd.dtype)
+    else:
+        L = da.from_array(check_labels(labels, n, n_components).astype(Xd.dtype), chunks=(Xd.chunks[0],))
+    return da.concatenate([Xd, L[:, None]], axis=1).rechunk({1: -1})
+
+
 def get_client():
     """The current ``dask.distributed`` client, or None."""
     if "distributed" not in sys.modules:
@@ -543,4 +575,4 @@ def lazy_inference(kind, X, params, structure, n_features, refuse_nan=False):
     raise ValueError(f"Unknown kind {kind!r}.")
 
 
-__all__ = ["DaskReducer", "as_dask_array", "is_dask_collection", "lazy_inference", "scan"]
+__all__ = ["DaskReducer", "as_dask_array", "is_dask_collection", "lazy_inference", "scan", "with_labels"]
