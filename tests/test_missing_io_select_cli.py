@@ -353,8 +353,8 @@ def test_cli_missing_em_usage_errors(holes, tmp_path, capsys):
     code, _, err = _cli(["fit", data, "-k", 2, "--missing", "em", "--family", "poisson", "-o", tmp_path / "m"],
                         capsys)
     assert code == 2 and "--missing em" in err, err
-    code, _, err = _cli(["fit", data, "-k", 2, "--missing", "em", "--chunk-rows", 50, "-o", tmp_path / "m"],
-                        capsys)
+    code, _, err = _cli(["fit", data, "-k", 2, "--missing", "em", "--scheduler", "tcp://127.0.0.1:1", "-o",
+                         tmp_path / "m"], capsys)  # (--chunk-rows: tests/test_missing_out_of_core.py)
     assert code == 2 and "--missing em" in err, err
 
 

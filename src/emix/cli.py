@@ -1428,8 +1428,8 @@ def _check_combinations(args):
         if _family_of(args) != "gaussian":
             return
     if getattr(args, "missing", None) == "em":
-        if getattr(args, "chunk_rows", None) or getattr(args, "scheduler", None):
-            args._parser.error("--missing em cannot be combined with --chunk-rows or --scheduler yet")
+        if getattr(args, "scheduler", None):  # --chunk-rows reads the holes as NaN (table_source)
+            args._parser.error("--missing em cannot be combined with --scheduler yet")
         if getattr(args, "command", None) == "report" and getattr(args, "model", None):
             args._parser.error("--missing em cannot be combined with --model (the model file says whether it "
                                "takes missing values)")

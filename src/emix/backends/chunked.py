@@ -443,6 +443,11 @@ def csv_source(path, chunk_rows=65536, **read_csv_kwargs):
     return source
 
 
+#: Spellings of a missing CSV cell besides pandas' defaults (empty, NA, NaN, null...),
+#: as the in-memory reader (``emix._files.read_table``) takes them.
+_NA_VALUES = ["?", "n/a", "null", "None"]
+
+
 def table_source(path, chunk_rows=65536, columns=None, exclude=(), weights=None):
     """Block source over a Parquet file/directory, a CSV file or glob, or
     ``.npy`` file(s), with columns picked by name (or 0-based position).
@@ -514,7 +519,9 @@ def table_source(path, chunk_rows=65536, columns=None, exclude=(), weights=None)
             else:
                 import pandas as pd
 
-                with pd.read_csv(p, chunksize=chunk_rows, usecols=wanted) as reader:
+                # the in-memory reader's missing-value spellings (emix._files): NaN under
+                # missing='em', the NaN error otherwise
+                with pd.read_csv(p, chunksize=chunk_rows, usecols=wanted, na_values=_NA_VALUES) as reader:
                     for df in reader:
                         yield split(df[wanted].to_numpy(dtype=np.float64))
 
