@@ -369,3 +369,19 @@ def test_cli_fit_chunk_rows_with_missing_em_equals_the_library(tmp_path, capsys)
     # without --missing em the holes are the NaN error, as before
     code = main(["fit", str(data), "-k", "3", "--chunk-rows", "40", "-o", str(tmp_path / "n.emix"), "-q"])
     assert code != 0 and "NaN" in capsys.readouterr().err
+
+
+# ------------------------------------------------------ distributed (keep last)
+# The `client` fixture (tests/conftest.py) is module-scoped: once it exists,
+# every Dask fit in this module would go to its cluster, so this test comes last.
+def test_dask_on_a_distributed_cluster_with_holes_and_labels(client):
+    """Worker processes: the wrapped structure and the label column travel
+    to the workers (pickled), the sums come back in a fixed order."""
+    X, w = _data(19)
+    labels = np.where(np.arange(X.shape[0]) % 6 == 0, np.arange(X.shape[0]) % 3, -1)
+    Xd = da.from_array(X, chunks=(60, -1))
+    wd = da.from_array(w, chunks=60)
+    _assert_same_fit(_fit(_model("full"), Xd, sample_weight=wd), _fit(_model("full"), X, sample_weight=w))
+    got = _fit(_model("VEV"), Xd, labels=labels)
+    _assert_same_fit(got, _fit(_model("VEV"), X, labels=labels))
+    np.testing.assert_allclose(got.predict_proba(Xd).compute(), got.predict_proba(X), rtol=1e-12, atol=1e-15)
