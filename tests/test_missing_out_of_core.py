@@ -10,6 +10,7 @@ the block sizes. Marginal densities are also checked directly against
 scipy.stats on each row's observed coordinates.
 """
 
+import itertools
 import warnings
 
 import numpy as np
@@ -95,13 +96,13 @@ def test_blocks_of_one_row_and_cut_pattern_runs(ct):
 def test_any_split_of_the_rows_gives_the_in_memory_fit(cuts, seed):
     X, w = _data(seed, n=120, frac=0.3)
     edges = [0, *sorted(cuts), X.shape[0]]
-    src = lambda: ((X[a:b], w[a:b]) for a, b in zip(edges[:-1], edges[1:]))  # noqa: E731
+    src = lambda: ((X[a:b], w[a:b]) for a, b in itertools.pairwise(edges))
     ref = _fit(_model("full", max_iter=3), X, sample_weight=w)
     _assert_same_fit(_fit(_model("full", max_iter=3), src), ref)
 
 
 def test_without_nan_missing_em_is_the_default_out_of_core_fit():
-    X, w = _data(frac=0.0)
+    X, _ = _data(frac=0.0)
     X = X[np.arange(X.shape[0]) != 5]
     src = _source(X, 50)
     default = _fit(GaussianMixture(3, random_state=0, max_iter=5, tol=0.0), src)
@@ -214,9 +215,8 @@ def test_column_never_observed_is_the_in_memory_error():
     assert "column 2" in str(mem.value)
     with pytest.raises(ValueError) as src:
         _model("full").fit(_source(X, 30))
-    with pytest.raises(ValueError) as dsk:
-        with dask.config.set(scheduler="synchronous"):
-            _model("full").fit(da.from_array(X, chunks=(30, -1)))
+    with pytest.raises(ValueError) as dsk, dask.config.set(scheduler="synchronous"):
+        _model("full").fit(da.from_array(X, chunks=(30, -1)))
     assert str(src.value) == str(mem.value) == str(dsk.value)
 
 
@@ -226,9 +226,8 @@ def test_infinite_values_and_unsupported_options():
     bad[3, 1] = np.inf
     with pytest.raises(ValueError, match="infinity"):
         _model("full").fit(_source(bad, 50))
-    with pytest.raises(ValueError, match="infinity"):
-        with dask.config.set(scheduler="synchronous"):
-            _model("full").fit(da.from_array(bad, chunks=(50, -1)))
+    with pytest.raises(ValueError, match="infinity"), dask.config.set(scheduler="synchronous"):
+        _model("full").fit(da.from_array(bad, chunks=(50, -1)))
     with pytest.raises(NotImplementedError, match="noise='box' cannot be combined with missing values"):
         _model("full", noise="box").fit(_source(X, 50))
     with pytest.raises(NotImplementedError, match="prior='default' cannot be combined with missing values"):

@@ -165,9 +165,11 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         observed value gets the mixing weights as probabilities (and adds
         nothing to the fit); a column never observed is an error. See also
         :meth:`impute` and :meth:`sample_missing`. Without NaN the fit is the
-        default one, bit for bit. In-memory numpy ``fit`` only; not with
-        ``noise`` or ``prior``. (An emix extension; see docs/missing.md and
-        :mod:`emix.core.missing`.)
+        default one, bit for bit. ``fit`` on numpy arrays, block sources and
+        Dask (equal to the in-memory fit when the initialization sample is
+        every row), and ``partial_fit``; not PyTorch/CuPy arrays, and not
+        with ``noise`` or ``prior`` when X holds NaN. (An emix extension;
+        see docs/missing.md and :mod:`emix.core.missing`.)
     fixed : tuple of {'weights', 'means', 'covariances'}, default=()
         Parameters held at their initial values (``weights_init``,
         ``means_init``, ``precisions_init``, which must then be given) while
@@ -471,7 +473,9 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
             the labelled rows' class means (unlabelled rows at the nearest).
             With every row labelled the fit is the closed-form weighted
             estimate. ``y`` stays ignored, so pipelines that pass ``y`` keep
-            the unsupervised fit. (An emix extension; see docs/missing.md.)
+            the unsupervised fit. Out of core: numpy labels with a block
+            source (aligned with the rows it yields), numpy or Dask labels
+            with a Dask ``X``. (An emix extension; see docs/missing.md.)
 
         Returns
         -------
@@ -840,11 +844,11 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
                               self.working_memory)
         reducer = ChunkedReducer(X, D, self.means_.dtype, rows)
         if kind == "predict":
-            fn = lambda Xb: self._column_labels(em.argmax_column(Xb, params, structure))  # noqa: E731
+            fn = lambda Xb: self._column_labels(em.argmax_column(Xb, params, structure))
         elif kind == "predict_proba":
-            fn = lambda Xb: np.exp(em.log_resp(Xb, params, structure)[1])  # noqa: E731
+            fn = lambda Xb: np.exp(em.log_resp(Xb, params, structure)[1])
         else:
-            fn = lambda Xb: em.log_density(Xb, params, structure)  # noqa: E731
+            fn = lambda Xb: em.log_density(Xb, params, structure)
         if allow:
             return reducer.map(fn)
 
@@ -868,7 +872,9 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         The first call initializes from its batch with ``init_params`` (or
         from ``weights_init``/``means_init``/``precisions_init`` when all are
         given); after ``fit`` or ``load``, calls continue from the fitted
-        parameters.
+        parameters. With ``missing='em'`` batches may hold NaN: the E-step
+        is the missing-value one, and the first batch initializes on its
+        values with the holes filled by column means.
 
         Parameters
         ----------
