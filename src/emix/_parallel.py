@@ -111,7 +111,7 @@ def _em_restart(run, reducer, n_threads, params0, structure, options, record):
 
     t_start = time.time()
     try:
-        result = run(reducer, params0, structure, callback=callback, **options)
+        result = run(reducer, params0, structure, callback=callback if record else None, **options)
     except DegenerateComponentError as exc:
         result = exc
     return result, t_start, events

@@ -39,6 +39,10 @@ class RestartsMixin:
         :mod:`emix._singular`), or None. Default: never singular."""
         return None
 
+    def _reports(self):
+        """Whether a restart reports its iterations (a ``callback`` or ``verbose``)."""
+        return self.callback is not None or bool(self.verbose)
+
     def _em_restarts(self, reducer, params0_fn, structure, prior=None, parallel=False):
         """The restart loop shared by every way of fitting (numpy, array API,
         out of core, Dask): ``n_init`` runs of the core EM loop over ``reducer``,
@@ -91,7 +95,10 @@ class RestartsMixin:
                         result = run(
                             reducer, params0, structure, tol=self.tol, max_iter=self.max_iter,
                             reg_covar=self.reg_covar, lower_bound0=lb0,
-                            callback=lambda n, lb, ch: report(n, lb, ch, time.time()), **extra,
+                            # no callback when nothing would be reported: the
+                            # loop may then run compiled (emix.core.small.em_loop)
+                            callback=(lambda n, lb, ch: report(n, lb, ch, time.time())) if self._reports()
+                            else None, **extra,
                         )
                 except DegenerateComponentError as exc:
                     result = exc
@@ -115,7 +122,7 @@ class RestartsMixin:
             n_jobs = min(n_jobs, len(todo))
             options = dict(tol=self.tol, max_iter=self.max_iter, reg_covar=self.reg_covar,
                            lower_bound0=-math.inf, **extra)
-            record = self.callback is not None or bool(self.verbose)
+            record = self._reports()
             threads = max(1, reducer.n_threads // max(1, n_jobs))
             tasks = (delayed(_parallel.em_restart)(run, reducer, threads, p, structure, options, record,
                                                    os.getpid()) for p in todo)

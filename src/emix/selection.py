@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .core import criteria
+from .core import small as _small
 
 CRITERIA = ("bic", "icl", "aic")
 #: ``select``'s default ``init_params``: every cell is fitted from emix's
@@ -195,14 +196,21 @@ def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels,
             structure, K, X.shape[1], equal_proportions=bool(gm_kwargs.get("equal_proportions", False)),
             noise=gm_kwargs.get("noise") is not None))
         mclust_me = isinstance(labels, tuple)  # (labels, rows): mclust's me(), init_params='mclust'
+        nan = _missing.has_missing(X)
         if labels is not None and not mclust_me:
-            Xs = _missing.column_fill(X, sample_weight) if _missing.has_missing(X) else X  # the estimator's fill
-            gm.set_params(**_start_from_labels(Xs, sample_weight, K, structure, labels,
-                                               gm_kwargs.get("reg_covar", gm.reg_covar),
-                                               gm_kwargs.get("prior")))
+            Xs = _missing.column_fill(X, sample_weight) if nan else X  # the estimator's fill
+            for name, value in _start_from_labels(Xs, sample_weight, K, structure, labels,
+                                                  gm_kwargs.get("reg_covar", gm.reg_covar),
+                                                  gm_kwargs.get("prior")).items():
+                setattr(gm, name, value)  # set_params' effect, without its per-call introspection
+        small_fit = (not nan and known is None and type(X) is np.ndarray and X.dtype == np.float64
+                     and _small.available() and bool(_small._loop_code(structure)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if mclust_me:
+            if small_fit and labels is not None and not mclust_me and n_init == 1 and gm.max_iter >= 1 \
+                    and not set(gm_kwargs) - _PLAIN_KWARGS:
+                _fit_from_start(gm, X, sample_weight, structure)
+            elif mclust_me:
                 from .core.mclust_hc import fit_like_mclust
 
                 fit_like_mclust(gm, X, labels[0], labels[1], sample_weight)
@@ -211,7 +219,10 @@ def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels,
             else:
                 gm.fit(X, sample_weight=sample_weight)
             n_eff = float(X.shape[0]) if sample_weight is None else float(np.sum(sample_weight, dtype=np.float64))
-            if known is not None:  # the semi-supervised objective and fixed responsibilities of labelled rows
+            fast = _small.loglik_and_entropy(X, sample_weight, gm._params(), structure) if small_fit else None
+            if fast is not None:  # both sums from one compiled E-step (the figures of the branch below)
+                ll, log_max = fast[0], np.array([fast[1]])
+            elif known is not None:  # the semi-supervised objective and fixed responsibilities of labelled rows
                 ll, log_max = _missing.labelled_loglik(gm, X, known, sample_weight)
             elif type(X) is np.ndarray and not _aa.uses_array_api(gm, X) and not _missing.has_missing(X):
                 # what score() and predict_proba() compute, from one validation
@@ -227,7 +238,10 @@ def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels,
             else:  # public methods only: log L = n_eff * mean log-likelihood
                 ll = gm.score(X, sample_weight=sample_weight) * n_eff
                 log_max = np.log(np.max(gm.predict_proba(X), axis=1).astype(np.float64))
-        s = log_max.sum() if sample_weight is None else float(log_max @ np.asarray(sample_weight, np.float64))
+        if fast is not None:
+            s = float(log_max[0])  # already weighted
+        else:
+            s = log_max.sum() if sample_weight is None else float(log_max @ np.asarray(sample_weight, np.float64))
         if gm_kwargs.get("fixed"):  # held parameters are not estimated
             row["n_parameters"] = gm._n_parameters()
         p = row["n_parameters"]
@@ -248,6 +262,32 @@ def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels,
         for key in ("log_likelihood", "bic", "icl", "aic"):
             row[key] = math.nan
         return row, None
+
+
+#: ``select`` keyword arguments under which a cell's hierarchical-start fit
+#: may run as :func:`_fit_from_start` (anything else goes through ``fit``).
+_PLAIN_KWARGS = frozenset({"init_params", "tol", "max_iter", "reg_covar"})
+
+
+def _fit_from_start(gm, X, sample_weight, structure):
+    """``gm.fit(X, sample_weight)`` for one restart from the ``*_init`` that
+    select has just set from its own M-step (so valid), without the
+    estimator's per-call validation, initialization and final labelling:
+    the same start (``_initial_params`` from the same ``*_init``), the same
+    EM (:func:`emix.core.em.fit`, compiled for these models), the same
+    fitted attributes and singular-fit verdict as ``fit`` with ``n_init=1``.
+    Raises as ``fit`` does (``DegenerateComponentError``)."""
+    from .backends.reduce import BlockReducer
+    from .core import em
+
+    w = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=np.float64)
+    p0 = gm._initial_params(X, w, structure, None, None, (gm.weights_init, gm.means_init, gm.precisions_init))
+    result = em.fit(BlockReducer(X, w), p0, structure, tol=gm.tol, max_iter=gm.max_iter, reg_covar=gm.reg_covar)
+    gm.n_features_in_ = X.shape[1]
+    gm._n_fit = int(X.shape[0])
+    gm._set_fitted(result, structure)
+    gm._fit_singular = gm._singular_reason(result.params, structure)
+    return gm
 
 
 def _cell_singular(model, n_samples):

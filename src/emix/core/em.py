@@ -298,6 +298,10 @@ def stats_from_resp(X, sample_weight, resp, shift, structure, loglik=0.0, xp=Non
     are centered at ``shift`` (one row per component) and returned in float64.
     """
     xp = _ns(xp, X)
+    if xp is np:  # a small float64 block: one compiled pass (core/small.py), else None
+        stats = _small.stats_from_resp(X, sample_weight, resp, shift, structure, loglik)
+        if stats is not None:
+            return stats
     f64 = _xp.accumulation_dtype(xp, X)
     if sample_weight is not None:
         resp = resp * xp.astype(sample_weight[:, None], resp.dtype, copy=False)
@@ -390,6 +394,11 @@ def m_step(stats: SuffStats, structure, reg_covar: float, dtype, xp=None, prior=
 
         return map_m_step(stats, structure, prior, reg_covar, dtype)
     xp = _ns(xp, stats.nk)
+    if xp is np and dtype == np.float64:  # small models: the whole M-step in one compiled call
+        warm = previous is not None and getattr(structure, "warm_m_step", False)
+        params = _small.m_step(stats, structure, reg_covar, previous.covariances if warm else None)
+        if params is not None:
+            return params
     nk = stats.nk + eps_nk(dtype, xp)
     delta = stats.s1 / nk[:, None]
     means = xp.astype(xp.astype(stats.shift, nk.dtype) + delta, dtype)
@@ -475,6 +484,12 @@ def fit(
     def e(current):
         return reduce(lambda Xb, wb: e_step(Xb, wb, current, structure, xp))
 
+    done = None
+    if callback is None and prior is None and not mixing and xp is np:
+        done = _compiled_fit(reduce, params0, structure, tol, max_iter, reg_covar, lower_bound0)
+        if isinstance(done, FitResult):
+            return done
+
     if mixing:
         def m(stats, current):
             return m_step(stats, structure, reg_covar, dtype, xp, prior, equal_proportions, log_volume,
@@ -483,4 +498,33 @@ def fit(
         def m(stats, current):
             return m_step(stats, structure, reg_covar, dtype, xp, prior, previous=current)
 
+    if done is not None:  # the compiled loop stopped at an iteration it leaves to numpy
+        params, n_done, last, history = done
+        rest = run_em(e, m, params, tol=tol, max_iter=max_iter - n_done, lower_bound0=last)
+        return FitResult(params=rest.params, n_iter=n_done + rest.n_iter, converged=rest.converged,
+                         lower_bound=rest.lower_bound, history=history + tuple(rest.history))
     return run_em(e, m, params0, tol=tol, max_iter=max_iter, lower_bound0=lower_bound0, callback=callback)
+
+
+def _compiled_fit(reduce, params0, structure, tol, max_iter, reg_covar, lower_bound0):
+    """:func:`fit` by :func:`emix.core.small.em_loop` (the whole loop in one
+    compiled call) for a small in-memory float64 array without callback,
+    prior or mixing options: a ``FitResult``; ``(params, n_done,
+    last_bound, history)`` where the numpy loop must go on from iteration
+    ``n_done + 1``; or None where the compiled loop does not apply."""
+    from ..backends.reduce import BlockReducer
+
+    if type(reduce) is not BlockReducer:
+        return None
+    res = _small.em_loop(reduce.X, reduce.sample_weight, params0, structure, rule=0, tol=tol,
+                         max_iter=max_iter, reg_covar=reg_covar, lower_bound0=lower_bound0)
+    if res is None:
+        return None
+    if res.status == _small.DEGENERATE:
+        raise DegenerateComponentError.for_component(int(res.bad_k), float(res.bad_nk), structure.name,
+                                                     reg_covar)
+    history = tuple(float(v) for v in res.history)
+    if res.status == _small.FALLBACK:
+        return res.params, int(res.n_iter), float(res.last), history
+    return FitResult(params=res.params, n_iter=int(res.n_iter), converged=res.status == _small.CONVERGED,
+                     lower_bound=float(res.last), history=history)

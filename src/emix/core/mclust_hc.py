@@ -354,6 +354,7 @@ def mclust_em(X, labels, structure, rows=None, tol=MCLUST_TOL, max_iter=1_000_00
     """
     from ..exceptions import DegenerateComponentError
     from . import em
+    from . import small as _small
     from .types import FitResult
 
     X = np.asarray(X, dtype=np.float64)
@@ -389,11 +390,24 @@ def mclust_em(X, labels, structure, rows=None, tol=MCLUST_TOL, max_iter=1_000_00
         stats = em.e_step(X, w, params, structure)
         params = mstep(stats, params)
     hold, history, converged = _FLMAX / 2, [], False
-    it = 0
+    it = it0 = 0
+    # the whole loop in one compiled call where it applies (small float64
+    # data, the 14 models): the same iterations and checks, up to rounding
+    res = _small.em_loop(X, w, params, structure, rule=1, tol=tol, max_iter=max_iter, eps=eps,
+                         lower_bound0=hold)
+    if res is not None:
+        if res.status == _small.MCLUST_FAIL:
+            raise MclustFailure(_small.MCLUST_REASONS.get(res.bad_k, "singular covariance"))
+        params, it0, hold = res.params, int(res.n_iter), float(res.last)
+        history = [float(v) for v in res.history]
+        it = it0
+        converged = res.status == _small.CONVERGED
+        if res.status != _small.FALLBACK:
+            max_iter = it0  # done: the loop below does not run
     # one errstate for the whole loop (entered once per fit, not twice per
     # iteration): its E- and M-steps ran each under errstate(all='ignore')
     with np.errstate(all="ignore"):
-        for it in range(1, max_iter + 1):
+        for it in range(it0 + 1, max_iter + 1):
             stats = em.e_step(X, w, params, structure)
             hood = float(stats.loglik)
             if not math.isfinite(hood):

@@ -133,7 +133,7 @@ def e_step(X, sample_weight, params, structure):
     nk = np.empty(K)
     s1 = np.empty((K, D))
     s2 = np.empty((K, D, D) if mode == 0 else (K, D))
-    loglik, sum_w, status = _kernels.estep(
+    loglik, sum_w, status, _ = _kernels.estep(
         X, w, means if means.flags.c_contiguous else np.ascontiguousarray(means),
         U if U.flags.c_contiguous else np.ascontiguousarray(U),
         weights if weights.flags.c_contiguous else np.ascontiguousarray(weights),
@@ -179,4 +179,250 @@ def prec_chol_from_cov(cov, structure):
     return out
 
 
-__all__ = ["SMALL_FEATURES", "SMALL_WORK", "available", "e_step", "prec_chol_from_cov"]
+#: The covariance models whose whole EM loop :func:`em_loop` runs in C, and
+#: their codes in ``_small_kernels.c`` (``E``/``V``: EII/VII of one feature).
+LOOP_MODELS = {"EII": 1, "VII": 2, "EEI": 3, "VEI": 4, "EVI": 5, "VVI": 6, "EEE": 7, "VEE": 8, "EVE": 9,
+               "VVE": 10, "EEV": 11, "VEV": 12, "EVV": 13, "VVV": 14, "full": 15, "E": 1, "V": 2}
+_LOOP_CODES = {}
+#: Iterations per compiled call of :func:`em_loop` (its history buffer).
+LOOP_CHUNK = 4096
+
+#: em_loop's status codes (``_small_kernels.c``)
+CONVERGED, MAX_ITER, FALLBACK, DEGENERATE, MCLUST_FAIL = range(5)
+#: reasons of an mclust failure (``bad_k`` of ``MCLUST_FAIL``)
+MCLUST_REASONS = {1: "mixing proportion fell below threshold", 2: "singular covariance",
+                  3: "singular covariance", 4: "log-likelihood is not finite", 5: "singular covariance"}
+
+
+def _loop_code(structure):
+    """The model code of ``structure`` for :func:`em_loop`, or 0 (not the
+    registered structure of one of :data:`LOOP_MODELS`)."""
+    try:
+        return _LOOP_CODES[structure]
+    except (KeyError, TypeError):
+        pass
+    name = getattr(structure, "name", None)
+    code = LOOP_MODELS.get(name, 0) if isinstance(name, str) else 0
+    if code:
+        from ..families.gaussian import get_structure
+
+        if get_structure(name) is not structure:
+            code = 0
+    try:
+        _LOOP_CODES[structure] = code
+    except TypeError:
+        pass
+    return code
+
+
+class LoopResult(tuple):
+    """What :func:`em_loop` returns: ``(status, n_iter, last, bad_k, bad_nk,
+    params, history)``; see :func:`em_loop`."""
+
+    __slots__ = ()
+
+    status = property(lambda self: self[0])
+    n_iter = property(lambda self: self[1])
+    last = property(lambda self: self[2])
+    bad_k = property(lambda self: self[3])
+    bad_nk = property(lambda self: self[4])
+    params = property(lambda self: self[5])
+    history = property(lambda self: self[6])
+
+
+def em_loop(X, sample_weight, params, structure, *, rule, tol, max_iter, reg_covar=0.0, eps=0.0,
+            lower_bound0=-np.inf):
+    """The whole EM loop of a small fit in one compiled call, or None where it
+    does not apply (then the numpy loop runs).
+
+    Each iteration is the compiled E-step of :func:`e_step` and the M-step of
+    the covariance model written in C from the same formulas, inner
+    iterations, tolerances and starts as the numpy M-steps (``'full'`` and
+    mclust's 14 models; EVE/VVE warm-started at the previous orientation),
+    so a fit follows the numpy loop's path up to rounding (about 1e-12
+    relative; ``tests/test_small_loop.py``). It removes the per-iteration
+    Python overhead (tens of numpy calls per iteration), which is what small
+    fits spend their time on.
+
+    Parameters
+    ----------
+    X : ndarray (n, D), float64
+    sample_weight : ndarray (n,) or None
+    params : GaussianParams
+        The parameters entering the first iteration (float64, no noise).
+    structure : covariance structure
+    rule : {0, 1}
+        0: :func:`emix.core.loop.run_em`'s (the mean log-likelihood of the
+        parameters entering each iteration is recorded after its M-step;
+        stop when it changes by less than ``tol``); 1: mclust's ``me()``
+        (:func:`emix.core.mclust_hc.mclust_em`: the total log-likelihood,
+        stop before the M-step when ``|hold - L| / (1 + |L|) < tol``, mclust's
+        checks on every M-step with ``eps`` the reciprocal-condition limit).
+    lower_bound0 : float
+        The previous bound of the first iteration (rule 0) or mclust's
+        ``hold`` (rule 1).
+
+    Returns
+    -------
+    LoopResult or None
+        ``status``: :data:`CONVERGED`, :data:`MAX_ITER`, :data:`FALLBACK`
+        (iteration ``n_iter + 1`` needs the numpy path: a far row, a NaN term
+        or a failed factorization inside an iterative M-step; ``params`` are
+        those entering it and ``last`` the bound before it),
+        :data:`DEGENERATE` (rule 0: component ``bad_k``, of effective size
+        ``bad_nk``, has no positive-definite covariance) or
+        :data:`MCLUST_FAIL` (rule 1: ``MCLUST_REASONS[bad_k]``);
+        ``history`` the first ``n_iter`` recorded bounds.
+    """
+    if _kernels is None or params.noise_weight is not None or max_iter < 1:
+        return None
+    if type(X) is not np.ndarray or X.dtype != np.float64 or X.ndim != 2:
+        return None
+    code = _loop_code(structure)
+    if not code:
+        return None
+    n, D = X.shape
+    K = params.means.shape[0]
+    if (structure.name in ("E", "V") and D != 1) or D > SMALL_FEATURES or n * K * D * (D + 1) > SMALL_WORK:
+        return None
+    arrays = (params.weights, params.means, params.covariances, params.precisions_cholesky)
+    if not all(type(a) is np.ndarray and a.dtype == np.float64 for a in arrays):
+        return None
+    if params.covariances.shape != (K, D, D):
+        return None
+    weights, means, cov, U = (np.array(a, dtype=np.float64, order="C") for a in arrays)  # copies: outputs
+    if not X.flags.c_contiguous:
+        X = np.ascontiguousarray(X)
+    w = sample_weight
+    if w is not None and not (type(w) is np.ndarray and w.dtype == np.float64 and w.flags.c_contiguous):
+        w = np.ascontiguousarray(w, dtype=np.float64)
+    max_iter, last, done, parts = int(max_iter), float(lower_bound0), 0, []
+    history = np.empty(min(max_iter, LOOP_CHUNK))
+    while True:  # calls of at most LOOP_CHUNK iterations (a bounded history buffer)
+        chunk = min(max_iter - done, LOOP_CHUNK)
+        status, n_iter, last, bad_k, bad_nk = _kernels.em_loop(
+            X, w, weights, means, cov, U, history, n, D, K, code, int(rule), float(tol),
+            float(reg_covar), chunk, float(eps), last)
+        parts.append(history[:n_iter].copy())
+        done += n_iter
+        if status != MAX_ITER or done >= max_iter:
+            break
+    from .types import GaussianParams
+
+    out = GaussianParams(weights=weights, means=means, covariances=cov, precisions_cholesky=U)
+    return LoopResult((status, done, last, bad_k, bad_nk, out, np.concatenate(parts)))
+
+
+def m_step(stats, structure, reg_covar, previous=None):
+    """:func:`emix.core.em.m_step` (no prior, no mixing options) of one of
+    :data:`LOOP_MODELS` in one compiled call: the C M-step :func:`em_loop`
+    runs, from the same formulas as the numpy M-steps. ``previous``: the
+    covariances entering the iteration (EVE/VVE start at their orientation),
+    or None (the cold start). Returns ``GaussianParams``, or None where it
+    does not apply or a factorization inside an iterative solve failed (the
+    numpy M-step then decides).
+
+    Raises
+    ------
+    DegenerateComponentError
+        As the numpy M-step, naming the component whose covariance is not
+        positive definite.
+    """
+    if _kernels is None:
+        return None
+    code = _loop_code(structure)
+    if not code:
+        return None
+    nk, s1, s2, shift = stats.nk, stats.s1, stats.s2, stats.shift
+    if not all(type(a) is np.ndarray and a.dtype == np.float64 for a in (nk, s1, s2, shift)):
+        return None
+    K, D = s1.shape
+    if D > SMALL_FEATURES or (structure.name in ("E", "V") and D != 1):
+        return None
+    if s2.shape != ((K, D) if code <= 6 else (K, D, D)) or shift.shape != (K, D):
+        return None
+    if previous is not None:
+        previous = previous if (type(previous) is np.ndarray and previous.dtype == np.float64
+                                and previous.shape == (K, D, D)) else None
+        if previous is not None and not previous.flags.c_contiguous:
+            previous = np.ascontiguousarray(previous)
+    weights, means = np.empty(K), np.empty((K, D))
+    cov, U = np.empty((K, D, D)), np.empty((K, D, D))
+    c = np.ascontiguousarray
+    status, bad = _kernels.mstep(c(nk), c(s1), c(s2), c(shift), previous, weights, means, cov, U, D, K,
+                                 code, float(reg_covar))
+    if status == 1:
+        return None
+    if status == 2:
+        from ..exceptions import DegenerateComponentError
+
+        raise DegenerateComponentError.for_component(int(bad), float(nk[bad]), structure.name, reg_covar)
+    from .types import GaussianParams
+
+    return GaussianParams(weights=weights, means=means, covariances=cov, precisions_cholesky=U)
+
+
+def stats_from_resp(X, sample_weight, resp, shift, structure, loglik=0.0):
+    """:func:`emix.core.em.stats_from_resp` of a small float64 block in one
+    compiled pass (the statistics computed directly around ``shift``), or
+    None where :func:`e_step` does not apply."""
+    if _kernels is None:
+        return None
+    mode = _mode_of(structure)
+    if mode < 0 or type(X) is not np.ndarray or X.dtype != np.float64 or X.ndim != 2:
+        return None
+    n, D = X.shape
+    if mode == 3:
+        if D != 1:
+            return None
+        mode = 1
+    if type(resp) is not np.ndarray or resp.dtype != np.float64 or resp.ndim != 2 or resp.shape[0] != n:
+        return None
+    K = resp.shape[1]
+    if n * K * D * (D + 1) > SMALL_WORK or np.shape(shift) != (K, D):
+        return None
+    c = np.ascontiguousarray
+    w = None if sample_weight is None else c(sample_weight, dtype=np.float64)
+    nk, s1 = np.empty(K), np.empty((K, D))
+    s2 = np.empty((K, D, D) if mode == 0 else (K, D))
+    _kernels.stats_resp(c(X), w, c(resp), c(shift, dtype=np.float64), nk, s1, s2, n, D, K, mode)
+    sum_w = float(n) if w is None else float(np.sum(w))
+    return SuffStats(nk=nk, s1=s1, s2=s2, shift=shift, loglik=float(loglik), sum_w=sum_w)
+
+
+def loglik_and_entropy(X, sample_weight, params, structure):
+    """``(sum_n w_n log p(x_n), sum_n w_n log max_k r_nk)`` of a small float64
+    block in one compiled E-step (the log-likelihood and the ICL's
+    classification term), or None where :func:`e_step` does not apply."""
+    if _kernels is None or params.noise_weight is not None:
+        return None
+    mode = _mode_of(structure)
+    if mode < 0 or type(X) is not np.ndarray or X.dtype != np.float64 or X.ndim != 2:
+        return None
+    n, D = X.shape
+    if mode == 3:
+        if D != 1:
+            return None
+        mode = 1
+    K = params.means.shape[0]
+    if n * K * D * (D + 1) > SMALL_WORK:
+        return None
+    arrays = (params.means, params.precisions_cholesky, params.weights)
+    if not all(type(a) is np.ndarray and a.dtype == np.float64 for a in arrays):
+        return None
+    c = np.ascontiguousarray
+    w = sample_weight
+    if w is not None:
+        w = c(w, dtype=np.float64)
+    nk, s1 = np.empty(K), np.empty((K, D))
+    s2 = np.empty((K, D, D) if mode == 0 else (K, D))
+    loglik, _, status, logmax = _kernels.estep(c(X), w, c(params.means), c(params.precisions_cholesky),
+                                               c(params.weights), nk, s1, s2, n, D, K, mode)
+    if status:
+        return None
+    return loglik, logmax
+
+
+__all__ = ["LOOP_MODELS", "SMALL_FEATURES", "SMALL_WORK", "available", "e_step", "em_loop",
+           "loglik_and_entropy", "m_step", "prec_chol_from_cov",
+           "stats_from_resp"]
