@@ -320,6 +320,46 @@ class MclustFailure(ValueError):
     """An mclust EM run that mclust would report as NA."""
 
 
+def _mm_state(structure, K, d):
+    """``[model, D, shape]`` for EVE and VVE with ``K > 1`` (mclust's MM
+    M-step, started as ``meEVE``/``meVVE`` start it: ``D = I``, shapes one),
+    else None. One component keeps the structure's exact M-step: mclustBIC
+    fits ``G = 1`` in closed form (``mvn``), equal to EEE/VVV there."""
+    from ..families.gaussian.mclust import _mm
+    from ..families.gaussian.mclust.eve import EVE
+    from ..families.gaussian.mclust.vve import VVE
+
+    if (structure is not EVE and structure is not VVE) or K < 2:
+        return None
+    return [structure.name, *_mm.initial_state(K, d)]
+
+
+def _mm_params(stats, structure, state):
+    """mclust's EVE/VVE M-step (:func:`emix.families.gaussian.mclust._mm.mm_m_step`)
+    from the statistics, updating ``state`` (``[model, D, shape]``) in place."""
+    from ..families.gaussian._common import NotPositiveDefinite
+    from ..families.gaussian.mclust import _mm
+    from ..families.gaussian.mclust._eigen import within_full
+    from .types import GaussianParams
+
+    nk = np.asarray(stats.nk, dtype=np.float64)
+    delta = np.asarray(stats.s1, dtype=np.float64) / nk[:, None]
+    with np.errstate(all="ignore"):
+        W = within_full(np.asarray(stats.s2, dtype=np.float64), nk, delta, 0.0)
+        try:
+            res = _mm.mm_m_step(W, nk, state[0], state[1], state[2])
+        except (_mm.MMSingular, np.linalg.LinAlgError) as exc:
+            raise MclustFailure(f"singular covariance ({exc})") from None
+    state[1], state[2] = res.orientation, res.shape
+    means = np.asarray(stats.shift, dtype=np.float64) + delta
+    try:
+        prec_chol = structure.prec_chol_from_cov(res.cov)
+    except NotPositiveDefinite:
+        raise MclustFailure("singular covariance") from None
+    return GaussianParams(weights=nk / nk.sum(), means=means, covariances=res.cov,
+                          precisions_cholesky=prec_chol)
+
+
 def mclust_em(X, labels, structure, rows=None, tol=MCLUST_TOL, max_iter=1_000_000, eps=None,
               sample_weight=None):
     """mclust's ``me()``: EM from a hard partition with mclust's stopping rule.
@@ -369,10 +409,18 @@ def mclust_em(X, labels, structure, rows=None, tol=MCLUST_TOL, max_iter=1_000_00
     from ..families.gaussian.mclust._eigen import MclustDiagonal
 
     diagonal = isinstance(structure, type) and issubclass(structure, MclustDiagonal)
+    # EVE/VVE: mclust's own M-step (Browne & McNicholas's MM iterations), with
+    # the orientation and shapes carried between M-steps as meEVE/meVVE do
+    mm = _mm_state(structure, K, X.shape[1])
 
     def mstep(stats, previous=None, quiet=False):
         if (np.asarray(stats.nk) <= 0).any():
             raise MclustFailure("mixing proportion fell below threshold")
+        if mm is not None:
+            params = _mm_params(stats, structure, mm)
+            if not _rcond_ok(params.covariances, eps):
+                raise MclustFailure("singular covariance")
+            return params
         try:
             if quiet:  # the caller holds numpy's warnings off already
                 params = em.m_step(stats, structure, 0.0, np.float64, previous=previous)
@@ -388,6 +436,8 @@ def mclust_em(X, labels, structure, rows=None, tol=MCLUST_TOL, max_iter=1_000_00
     params = mstep(em.stats_from_resp(Xs, ws, resp, shift, structure))
     if rows is not None:
         stats = em.e_step(X, w, params, structure)
+        if mm is not None:  # me() on all rows starts its MM state afresh
+            mm[:] = _mm_state(structure, K, X.shape[1])
         params = mstep(stats, params)
     hold, history, converged = _FLMAX / 2, [], False
     it = it0 = 0

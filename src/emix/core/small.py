@@ -283,6 +283,8 @@ def em_loop(X, sample_weight, params, structure, *, rule, tol, max_iter, reg_cov
         return None
     n, D = X.shape
     K = params.means.shape[0]
+    if rule == 1 and code in (9, 10) and K > 1:  # mclust's EVE/VVE M-step: numpy (mclust_hc)
+        return None
     if (structure.name in ("E", "V") and D != 1) or D > SMALL_FEATURES or n * K * D * (D + 1) > SMALL_WORK:
         return None
     arrays = (params.weights, params.means, params.covariances, params.precisions_cholesky)
