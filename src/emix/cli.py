@@ -297,9 +297,186 @@ def _read(args, expected=None, weights=True, missing=None):
                            decimal=getattr(args, "decimal", None))
     for note in table.notes:
         _note(args, f"{PROG}: note: {note}")
-    X, names, w = select_features(table, _split_names(args.columns), _split_names(args.exclude) or (),
+    exclude = _split_names(args.exclude) or []
+    label_col = _labels_column(args, table) if expected is None else None
+    if label_col is not None:
+        exclude = exclude + [label_col]
+        from ._files import _resolve
+
+        if label_col in [_resolve(table, c) for c in _split_names(args.columns) or ()]:
+            raise _Err(f"--labels column {label_col!r} is also among the features (--columns); a column "
+                       "cannot be both a feature and the labels")
+    X, names, w = select_features(table, _split_names(args.columns), exclude,
                                   args.weights if weights else None, expected=expected, missing=missing)
     return table, X, names, w
+
+
+# ------------------------------------------------------------------ --labels
+# ``--labels COL`` (fit, select, report): a column of known component indices
+# 0..K-1 for semi-supervised EM, ``fit(X, labels=...)`` (docs/missing.md);
+# empty cells, NA and -1 are unlabelled rows. Like --weights, the column is
+# never a feature.
+def _labels_column(args, table):
+    """The resolved name of the --labels column of ``table``, or None."""
+    name = getattr(args, "labels", None)
+    if name is None:
+        return None
+    from ._files import DataError, _resolve
+
+    try:
+        col = _resolve(table, name)
+    except DataError as exc:
+        raise _Err(f"--labels: {_one_line(exc)}") from None
+    if args.weights is not None and _resolve(table, args.weights) == col:
+        raise _Err(f"--labels and --weights name the same column {col!r}")
+    return col
+
+
+def _label_values(values, column, source, k_max, k_text):
+    """Known labels from a column's values (float with NaN, integer, or text),
+    as the library's convention: an intp array with -1 for unlabelled rows.
+
+    Empty cells / NA (NaN) and -1 are unlabelled; every other value must be an
+    integer in ``0..k_max-1``. Errors name the column, the first bad value and
+    its data row (1-based, as the reader's messages)."""
+    values = np.asarray(values)
+    what = f"--labels column {column!r} of {source}"
+    wanted = (f"labels are component indices 0..{k_max - 1} (an empty cell, NA or -1 for an unlabelled row)"
+              if k_max > 1 else "labels are component index 0 (an empty cell, NA or -1 for an unlabelled row)")
+    if values.dtype.kind not in "fiu":
+        bad = next((i for i, v in enumerate(values) if not _integer_text(v)), 0)
+        raise _Err(f"{what} holds text (data row {bad + 1}: {str(values[bad])!r}); give the known component "
+                   f"as an integer: {wanted}")
+    v = values.astype(np.float64)
+    missing = np.isnan(v)
+    bad = ~missing & ~(np.isfinite(v) & (v == np.round(v)))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise _Err(f"{what} has a value that is not an integer at data row {i + 1}: {v[i]:g}; {wanted}")
+    v = np.where(missing, -1.0, v)
+    low = v < -1
+    if low.any():
+        i = int(np.argmax(low))
+        raise _Err(f"{what} has label {v[i]:.0f} at data row {i + 1}; {wanted}")
+    high = v >= k_max
+    if high.any():
+        i = int(np.argmax(high))
+        have = f"components 0..{k_max - 1}" if k_max > 1 else "one component, 0"
+        raise _Err(f"{what} has label {v[i]:.0f} at data row {i + 1}, but {k_text} has {have}: raise -k or "
+                   "correct the label")
+    return v.astype(np.intp)
+
+
+def _integer_text(v):
+    """A text cell that reads as an integer or as missing (the reader made
+    the column text because of another cell)."""
+    from ._files import _NA
+
+    s = str(v).strip()
+    if s.lower() in _NA:
+        return True
+    try:
+        return float(s) == int(float(s))
+    except (ValueError, OverflowError):
+        return False
+
+
+def _table_labels(args, table, k_max, k_text):
+    """The --labels column of an in-memory ``table`` (None without --labels)."""
+    col = _labels_column(args, table)
+    if col is None:
+        return None
+    return _label_values(table.columns[col], col, table.source, k_max, k_text)
+
+
+def _source_labels(args, k_max, k_text):
+    """``fit --chunk-rows --labels COL``: ``(labels, column)``, the label
+    column read in a first pass over the file(s) (one number per row, in the
+    order the block source yields the rows), for ``fit(source,
+    labels=...)``."""
+    from .backends.chunked import table_source
+
+    try:
+        source, (col,) = table_source(args.data, args.chunk_rows, [args.labels])
+    except ValueError as exc:
+        raise _Err(f"--labels: {_one_line(exc)}") from None
+    if args.weights is not None and col == table_source(args.data, args.chunk_rows, [args.weights])[1][0]:
+        raise _Err(f"--labels and --weights name the same column {col!r}")
+    try:
+        parts = [np.asarray(b, dtype=np.float64).reshape(-1) for b in source()]
+    except (ValueError, TypeError) as exc:  # pandas/pyarrow: a text cell cannot be a float
+        raise _Err(f"--labels column {col!r} of {args.data} holds text ({_one_line(exc)}); give the known "
+                   f"component as an integer 0..{k_max - 1} (an empty cell, NA or -1 for an unlabelled "
+                   "row)") from None
+    values = np.concatenate(parts) if parts else np.empty(0)
+    return _label_values(values, col, args.data, k_max, k_text), col
+
+
+# --------------------------------------------------------------- --init-from
+# ``fit --init-from MODEL [--fixed NAMES]``: start EM from a saved Gaussian
+# mixture (its weights, means and precisions become weights_init, means_init
+# and precisions_init) and hold the parameters named by --fixed at those
+# values (GaussianMixture(fixed=...); docs/missing.md).
+def _init_model(args):
+    """The --init-from model (None without it), checked against -k and
+    --covariance; sets --covariance to the model's when it was not given."""
+    path = getattr(args, "init_from", None)
+    if path is None:
+        return None
+    from .families.gaussian import get_structure
+
+    model = _load_model(path)
+    if _model_family(model) is not None or _bayesian().is_bayesian(model) or not hasattr(model, "precisions_"):
+        raise _Err(f"--init-from {path} is not a Gaussian mixture fitted by emix fit/select "
+                   f"({type(model).__name__}); it needs weights, means and precisions to start from")
+    if _scaling(model):
+        raise _Err(f"--init-from {path} was fitted with --scale: its parameters are in standardized units, "
+                   "not the data's; give a model fitted without --scale")
+    if getattr(model, "noise_weight_", None) is not None:
+        raise _Err(f"--init-from {path} has a noise component (--noise); give a model without one")
+    K = int(model.n_components)
+    if K != args.n_components:
+        raise _Err(f"--init-from {path} has K={K} components but -k is {args.n_components}; "
+                   f"use -k {K} (or a model with {args.n_components} components)")
+    if args.covariance is None:
+        args.covariance = model.covariance_type
+    elif get_structure(args.covariance).name != get_structure(model.covariance_type).name:
+        raise _Err(f"--covariance {args.covariance} differs from the covariance type "
+                   f"{model.covariance_type!r} of --init-from {path} (its precisions have that structure); "
+                   "leave --covariance out to use the model's")
+    return model
+
+
+def _init_kwargs(args, model, names, named):
+    """GaussianMixture keywords of --init-from / --fixed, after checking that
+    the model's features are the data's (by name when both have names)."""
+    if model is None:
+        return {}
+    D = int(model.n_features_in_)
+    own = _model_names(model)
+    if len(names) != D:
+        raise _Err(f"--init-from {args.init_from} has {D} feature(s) ({', '.join(own)}); the data has "
+                   f"{len(names)} ({', '.join(names)}). Pick the model's features with --columns.")
+    if named and hasattr(model, "feature_names_in_") and list(names) != own:
+        raise _Err(f"--init-from {args.init_from} was fitted on the features {', '.join(own)}; the data's are "
+                   f"{', '.join(names)}. Pick them, in that order, with --columns {','.join(own)}.")
+    kw = {"weights_init": np.array(model.weights_, dtype=np.float64),
+          "means_init": np.array(model.means_, dtype=np.float64),
+          "precisions_init": np.array(model.precisions_, dtype=np.float64)}
+    if args.fixed:
+        kw["fixed"] = tuple(args.fixed)
+    return kw
+
+
+def _fixed_names(s):
+    """--fixed: a comma list of weights, means, covariances."""
+    allowed = ("weights", "means", "covariances")
+    out = [t.strip().lower() for t in s.split(",") if t.strip()]
+    bad = [t for t in out if t not in allowed]
+    if bad or not out:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma list of {', '.join(allowed)}; got {s!r}")
+    return list(dict.fromkeys(out))
 
 
 def _dim_indices(dims, names):
@@ -609,6 +786,9 @@ def _summary(model, stats=None, names=None):
         options.append(f"prior {prior!r}" if isinstance(prior, str) else "conjugate prior (custom)")
     if getattr(model, "equal_proportions", False):
         options.append("equal proportions")
+    fixed = tuple(getattr(model, "fixed", ()) or ())
+    if fixed:
+        options.append(f"{', '.join(fixed)} held at their initial values (--fixed; not counted by BIC/AIC/ICL)")
     if options:
         lines.append("with " + "; ".join(options))
     if stats:
@@ -671,9 +851,10 @@ def _component_table(names, weights, means, sds, width=SUMMARY_WIDTH):
 
 
 # ================================================================ selection
-def _select(X, w, ks, types, criterion, seed, gm_kwargs, args, n_jobs=None):
+def _select(X, w, ks, types, criterion, seed, gm_kwargs, args, n_jobs=None, labels=None):
     """Fit the grid with :func:`emix.selection.select`; return (best model,
-    rows, best params). ``types=None`` means mclust's default models."""
+    rows, best params). ``types=None`` means mclust's default models;
+    ``labels``: known components (--labels), -1 for unlabelled rows."""
     from .selection import select
 
     serial = n_jobs in (None, 1)
@@ -686,7 +867,7 @@ def _select(X, w, ks, types, criterion, seed, gm_kwargs, args, n_jobs=None):
     extra = {"callback": progress} if serial else {"cell_callback": progress.cell}
     with progress:
         res = select(X, n_components=ks, covariance_types=types, criterion=criterion, sample_weight=w,
-                     random_state=seed, n_jobs=n_jobs, **extra, **gm_kwargs)
+                     random_state=seed, n_jobs=n_jobs, labels=labels, **extra, **gm_kwargs)
     best = res.best_
     best.set_params(callback=None)
     return best, [dict(r) for r in res.rows], dict(res.best_params_)
@@ -745,17 +926,20 @@ def cmd_fit(args):
         from ._cli_families import fit
 
         return fit(args)
+    init = _init_model(args)
     if args.covariance is None:
         args.covariance = "full"
     if getattr(args, "chunk_rows", None) or getattr(args, "scheduler", None):
-        return _cmd_fit_out_of_core(args)
+        return _cmd_fit_out_of_core(args, init)
     table, X, names, w = _read(args)
+    labels = _table_labels(args, table, args.n_components, f"-k {args.n_components}")
+    init_kw = _init_kwargs(args, init, names, table.named)
     _dominance_note(args, X, names)
     scaler, X = _fit_scaling(args, X, w)
     with _Progress(args) as progress:
         model = GaussianMixture(args.n_components, covariance_type=args.covariance, random_state=args.seed,
-                                callback=progress, n_jobs=args.jobs, **_gm_kwargs(args))
-        model.fit(X, sample_weight=w)
+                                callback=progress, n_jobs=args.jobs, **_gm_kwargs(args), **init_kw)
+        model.fit(X, sample_weight=w, labels=labels)
     model.set_params(callback=None)
     _set_names(model, table, names, scaler)
     check_writable(args.output, args.force)
@@ -800,14 +984,19 @@ def _dask_table(path, address, columns, exclude, weights):
         raise
 
 
-def _cmd_fit_out_of_core(args):
+def _cmd_fit_out_of_core(args, init=None):
     """``emix fit --chunk-rows/--scheduler``: the data is never loaded whole;
-    each EM iteration is one pass over the file(s) or the cluster's blocks."""
+    each EM iteration is one pass over the file(s) or the cluster's blocks
+    (``--labels``: the label column is read in a first pass of its own)."""
     from . import GaussianMixture
     from ._files import check_writable
     from .io import save
 
-    columns, exclude = _split_names(args.columns), _split_names(args.exclude) or ()
+    columns, exclude = _split_names(args.columns), list(_split_names(args.exclude) or ())
+    labels = None
+    if getattr(args, "labels", None) is not None:  # --chunk-rows (--scheduler is refused)
+        labels, label_col = _source_labels(args, args.n_components, f"-k {args.n_components}")
+        exclude.append(label_col)
     if args.scheduler:
         data, w, names, close = _dask_table(args.data, args.scheduler, columns, exclude, args.weights)
     else:
@@ -815,11 +1004,15 @@ def _cmd_fit_out_of_core(args):
 
         data, names = table_source(args.data, args.chunk_rows, columns, exclude, args.weights)
         w, close = None, (lambda: None)
+        if labels is not None and label_col in names:
+            raise _Err(f"--labels column {label_col!r} is also among the features (--columns); a column "
+                       "cannot be both a feature and the labels")
     try:
+        init_kw = _init_kwargs(args, init, names, not str(args.data).lower().endswith(".npy"))
         with _Progress(args) as progress:
             model = GaussianMixture(args.n_components, covariance_type=args.covariance, random_state=args.seed,
-                                    callback=progress, **_gm_kwargs(args))
-            model.fit(data, sample_weight=w)
+                                    callback=progress, **_gm_kwargs(args), **init_kw)
+            model.fit(data, sample_weight=w, labels=labels)
     finally:
         close()
     model.set_params(callback=None)
@@ -896,6 +1089,13 @@ def cmd_impute(args):
     return 0
 
 
+def _grid_labels(args, table):
+    """select/report --labels: labels below the largest K of the grid (cells
+    with K not above the largest label are 'not applicable' in the table)."""
+    k_max = max(args.n_components)
+    return _table_labels(args, table, k_max, f"K={k_max}, the largest K tried,")
+
+
 def cmd_select(args):
     from ._files import check_writable, write_table
 
@@ -906,10 +1106,11 @@ def cmd_select(args):
     for out in (args.output, args.plot, args.table):
         check_writable(out, args.force)
     table, X, names, w = _read(args)
+    labels = _grid_labels(args, table)
     _dominance_note(args, X, names)
     scaler, X = _fit_scaling(args, X, w)
     model, rows, best = _select(X, w, args.n_components, args.covariance, args.criterion, args.seed,
-                                _gm_kwargs(args), args, n_jobs=args.jobs)
+                                _gm_kwargs(args), args, n_jobs=args.jobs, labels=labels)
     _set_names(model, table, names, scaler)
     rows = _shift_rows(rows, model, w, X.shape[0])
     if not args.quiet:
@@ -1129,10 +1330,11 @@ def cmd_report(args):
             _set_names(model, table, names)
     else:
         table, X, names, w = _read(args)
+        labels = _grid_labels(args, table)
         _dominance_note(args, X, names)
         scaler, Z = _fit_scaling(args, X, w)
         model, rows, best = _select(Z, w, args.n_components, args.covariance, args.criterion, args.seed,
-                                    _gm_kwargs(args), args, n_jobs=args.jobs)
+                                    _gm_kwargs(args), args, n_jobs=args.jobs, labels=labels)
         _set_names(model, table, names, scaler)
         rows = _shift_rows(rows, model, w, X.shape[0])
     X, w = _complete_rows(args, X, w, "report")
@@ -1256,6 +1458,10 @@ def build_parser():
                    help="em: empty cells, NA, NaN... are missing values handled inside EM (Gaussian "
                         "mixtures; the model file keeps it, so predict/score/impute take such rows); "
                         "error: they are an error (the default)")
+    e.add_argument("--labels", default=None, metavar="COL",
+                   help="column of known components 0..K-1 for some rows (an empty cell, NA or -1: unlabelled): "
+                        "semi-supervised EM, those rows' responsibilities fixed to their label; like --weights, "
+                        "the column is not a feature (Gaussian mixtures)")
     e.add_argument("--scale", action="store_true",
                    help="standardize each feature, (x - mean) / sd (weighted by --weights), before fitting; "
                         "the standardization is saved in the model file (a scaler + mixture pipeline) and "
@@ -1306,6 +1512,13 @@ def build_parser():
     c.add_argument("-j", "--jobs", type=_jobs, default=None,
                    help="run the --n-init restarts in this many worker processes (-1: all cores; "
                         "default 1); the fit is the same whatever the number")
+    known = c.add_argument_group("known parameters")
+    known.add_argument("--init-from", default=None, metavar="MODEL",
+                       help="start EM from this model file's weights, means and precisions (a Gaussian "
+                            "mixture with the same K and features; its covariance type is the default)")
+    known.add_argument("--fixed", type=_fixed_names, default=None, metavar="NAMES",
+                       help="hold these parameters at the --init-from values: a comma list of weights, "
+                            "means, covariances (BIC/AIC/ICL count only the free parameters)")
     big = c.add_argument_group("larger than memory")
     big.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N",
                      help="fit out of core, reading N rows at a time; DATA: a Parquet file or folder, "
@@ -1419,6 +1632,16 @@ def _bayesian():
 # ===================================================================== main
 def _check_combinations(args):
     """Option combinations argparse cannot check: a usage error (exit 2)."""
+    known = [o for o, on in (("--labels", getattr(args, "labels", None) is not None),
+                             ("--init-from", getattr(args, "init_from", None) is not None),
+                             ("--fixed", getattr(args, "fixed", None) is not None)) if on]
+    if known:
+        fam = getattr(args, "family", None)
+        if fam not in (None, "gaussian") or (getattr(args, "family_map", None) and fam is None):
+            args._parser.error(f"{' and '.join(known)} {'is' if len(known) == 1 else 'are'} for Gaussian "
+                               f"mixtures, not --family {fam or 'mixed'}")
+        if getattr(args, "bayesian", False):
+            args._parser.error(f"{' and '.join(known)} cannot be combined with --bayesian")
     if hasattr(args, "bayesian"):
         _bayesian().check_args(args, args._parser)
     if hasattr(args, "family"):
@@ -1427,6 +1650,7 @@ def _check_combinations(args):
         check_args(args, args._parser)
         if _family_of(args) != "gaussian":
             return
+    _check_known(args)
     if getattr(args, "missing", None) == "em":
         if getattr(args, "scheduler", None):  # --chunk-rows reads the holes as NaN (table_source)
             args._parser.error("--missing em cannot be combined with --scheduler yet")
@@ -1449,6 +1673,23 @@ def _check_combinations(args):
     if getattr(args, "command", None) == "report" and getattr(args, "model", None):
         args._parser.error(f"{' and '.join(given)} cannot be combined with --model (they apply when "
                            "report selects a model; --model reports on the file as it is)")
+
+
+def _check_known(args):
+    """--labels, --init-from and --fixed: usage errors (exit 2)."""
+    labels, init, fixed = (getattr(args, a, None) for a in ("labels", "init_from", "fixed"))
+    if fixed and not init:
+        args._parser.error("--fixed needs --init-from MODEL: the held parameters take that model's values")
+    if labels is None and init is None:
+        return
+    given = " and ".join(o for o, on in (("--labels", labels is not None), ("--init-from", init is not None)) if on)
+    if getattr(args, "scheduler", None):
+        args._parser.error(f"{given} cannot be combined with --scheduler yet (--chunk-rows can)")
+    if init is not None and getattr(args, "scale", False):
+        args._parser.error("--init-from cannot be combined with --scale (the model's parameters are in the "
+                           "data's units, a new standardization would change them)")
+    if labels is not None and getattr(args, "command", None) == "report" and getattr(args, "model", None):
+        args._parser.error("--labels cannot be combined with --model (report --model does not fit)")
 
 
 def _stop_workers():
