@@ -67,8 +67,22 @@ def test_select_on_small_data_makes_no_worker(monkeypatch):
     real = _parallel.run_cells
     monkeypatch.setattr(_parallel, "_running_workers", lambda: 0)
     monkeypatch.setattr(_parallel, "run_cells", lambda *a, **k: seen.append(k["n_workers"]) or real(*a, **k))
-    emix.select(X, n_components=range(1, 4), covariance_types=["EII", "VVV"], random_state=0, n_jobs=2)
+    emix.select(X, n_components=range(1, 4), covariance_types=["EII", "tied"], random_state=0, n_jobs=2)
     assert seen == [0]
+
+
+def test_select_on_small_compiled_grid_uses_threads_not_workers(monkeypatch):
+    """A grid of small compiled fits (mclust's models) runs its cells on a
+    thread pool (emix.selection._pool_threads): no worker process at all."""
+    from emix import selection
+
+    X, _ = load_faithful()
+    seen, pooled = [], []
+    real_pool = selection._run_pooled
+    monkeypatch.setattr(_parallel, "run_cells", lambda *a, **k: seen.append(k["n_workers"]))
+    monkeypatch.setattr(selection, "_run_pooled", lambda *a: pooled.append(a[2]) or real_pool(*a))
+    emix.select(X, n_components=range(1, 4), covariance_types=["EII", "VVV"], random_state=0, n_jobs=2)
+    assert seen == [] and pooled == [2]
 
 
 # ------------------------------------------------------- the scheduling

@@ -37,6 +37,8 @@ waiting times, BIC 2233 against EEE's 2314).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import numbers
 import warnings
@@ -154,7 +156,7 @@ def _fit_cell(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels=None, 
         row["error"] = (f"not applicable: the labels name component {int(known.max())}, so K must be at "
                         f"least {int(known.max()) + 1}")
         return row, None
-    with one_blas_thread(), block_threads_cap(block_threads):
+    with (contextlib.nullcontext() if _POOLED.get() else one_blas_thread()), block_threads_cap(block_threads):
         best = _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels, empty_row(), known)
         best[0]["start"] = "mclust" if isinstance(labels, tuple) else gm_kwargs.get("init_params")
         if other is not None:
@@ -205,8 +207,9 @@ def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels,
                 setattr(gm, name, value)  # set_params' effect, without its per-call introspection
         small_fit = (not nan and known is None and type(X) is np.ndarray and X.dtype == np.float64
                      and _small.available() and bool(_small._loop_code(structure)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with (contextlib.nullcontext() if _POOLED.get() else warnings.catch_warnings()):
+            if not _POOLED.get():  # (a pool holds warnings off for all its cells)
+                warnings.simplefilter("ignore")
             if small_fit and labels is not None and not mclust_me and n_init == 1 and gm.max_iter >= 1 \
                     and not set(gm_kwargs) - _PLAIN_KWARGS:
                 _fit_from_start(gm, X, sample_weight, structure)
@@ -266,7 +269,7 @@ def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels,
 
 #: ``select`` keyword arguments under which a cell's hierarchical-start fit
 #: may run as :func:`_fit_from_start` (anything else goes through ``fit``).
-_PLAIN_KWARGS = frozenset({"init_params", "tol", "max_iter", "reg_covar"})
+_PLAIN_KWARGS = frozenset({"init_params", "tol", "max_iter", "reg_covar", "n_threads"})
 
 
 def _fit_from_start(gm, X, sample_weight, structure):
@@ -623,7 +626,8 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
     # now, while this process builds the shared trees
     cells = [(K, m) for K in Ks for m in models]
     costs = [_parallel.cell_cost(X.shape[0], X.shape[1], K, m, n_init * (2 if both else 1)) for K, m in cells]
-    workers = _plan_cells(costs, n_jobs)
+    threads = _pool_threads(X, Ks, models, n_init, gm_kwargs, labels, starts_given, n_jobs)
+    workers = 0 if threads > 1 else _plan_cells(costs, n_jobs)
     partitions, others = {}, {}
     if gm_kwargs.get("init_params") == "hierarchical" and starts_given:
         from .core.hierarchical import hierarchical_partitions
@@ -638,7 +642,7 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
         lambda i, block_threads: (_fit_cell_at, i, X, w, cells[i][0], cells[i][1],
                                   cell_seed(entropy, *cells[i]), n_init, gm_kwargs, partitions.get(cells[i][0]),
                                   block_threads, others.get(cells[i][0]), labels),
-        costs, n_jobs, cell_callback, workers)
+        costs, n_jobs, cell_callback, workers, threads)
     rows, best_i = _choose(results, criterion)
     best_row = rows[best_i]
     if names is not None:  # so that best_.predict(DataFrame) checks names as after best_.fit(DataFrame)
@@ -686,7 +690,89 @@ def _plan_cells(costs, n_jobs):
     return workers
 
 
-def _run_cells(make_task, costs, n_jobs, cell_callback, workers=None):
+def _pool_threads(X, Ks, models, n_init, gm_kwargs, labels, starts_given, n_jobs):
+    """Threads to run the grid's cells on (0: not a thread pool).
+
+    A grid whose every cell is a small compiled fit (:mod:`emix.core.small`:
+    float64 numpy data without NaN, mclust's models or 'full', one start per
+    cell from the shared trees, no option beyond ``tol``/``max_iter``/
+    ``reg_covar``/``n_threads``) spends its time in C with the GIL released,
+    so its cells run on threads: as many as ``n_jobs`` asks for, by default
+    the estimator's ``n_threads`` (all cores), the threads emix uses anyway
+    over blocks of rows of one large fit. Worker processes would cost more to
+    start than such a grid takes."""
+    from .backends.reduce import available_cores
+    from .core import missing as _missing
+
+    if not (_small.available() and type(X) is np.ndarray and X.dtype == np.float64 and labels is None
+            and n_init == 1 and starts_given and not _missing.has_missing(X)):
+        return 0
+    if set(gm_kwargs) - _PLAIN_KWARGS - {"n_threads"} or gm_kwargs.get("init_params") not in ("hierarchical",
+                                                                                             "mclust"):
+        return 0
+    n, D = X.shape
+    if D > _small.SMALL_FEATURES or n * max(Ks) * D * (D + 1) > _small.SMALL_WORK:
+        return 0
+    if not all(_small._loop_code(get_structure_quiet(m)) for m in models):
+        return 0
+    if n_jobs is not None:
+        from joblib import effective_n_jobs
+
+        threads = effective_n_jobs(n_jobs)
+    elif gm_kwargs.get("n_threads") is not None:
+        threads = int(gm_kwargs["n_threads"])
+    else:
+        threads = available_cores()
+    return min(int(threads), len(Ks) * len(models))
+
+
+def get_structure_quiet(name):
+    """The covariance structure registered under ``name``, or None."""
+    from .families.gaussian import get_structure
+
+    try:
+        return get_structure(name)
+    except ValueError:
+        return None
+
+
+#: True inside a cell run by :func:`_run_pooled`: the pool holds BLAS to one
+#: thread and numpy's warnings off for all its cells (both are process-wide
+#: settings that threads entering and leaving them would corrupt).
+_POOLED = contextvars.ContextVar("emix_select_pooled", default=False)
+
+
+def _run_pooled(tasks, costs, threads, report):
+    """The cells' ``(fn, *args)`` tasks on ``threads`` threads, the costliest
+    first; results in task order, ``report`` called here as each ends."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from . import _parallel
+
+    def run(task):
+        token = _POOLED.set(True)
+        try:
+            return task[0](*task[1:])
+        finally:
+            _POOLED.reset(token)
+
+    results = [None] * len(tasks)
+    order = sorted(range(len(tasks)), key=lambda i: (-costs[i], i))
+    with _parallel.one_blas_thread(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="emix-select")
+        try:
+            futures = [pool.submit(run, tasks[i]) for i in order]
+            for fut in as_completed(futures):
+                i, res = fut.result()
+                results[i] = res
+                report(res)
+        finally:  # on Ctrl-C (or a failing callback) the cells not started are dropped
+            pool.shutdown(wait=True, cancel_futures=True)
+    return results
+
+
+def _run_cells(make_task, costs, n_jobs, cell_callback, workers=None, threads=0):
     """``[(row, model or None)]`` of the grid's cells in grid order;
     ``cell_callback`` called as each finishes; ``workers``: as planned by
     :func:`_plan_cells` (None: planned here).
@@ -714,6 +800,8 @@ def _run_cells(make_task, costs, n_jobs, cell_callback, workers=None):
         if cell_callback is not None:
             cell_callback({"done": done[0], "total": n_cells, "row": dict(res[0])})
 
+    if threads > 1:  # small compiled cells: a thread pool (see _pool_threads)
+        return _run_pooled([make_task(i, 1) for i in range(n_cells)], costs, threads, report)
     if workers is None:
         workers = _plan_cells(costs, n_jobs)
     if n_jobs > 1 and workers is None:  # a backend the user chose
