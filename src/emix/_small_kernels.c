@@ -1004,16 +1004,20 @@ static int rcond_ok(Work *ws, int model, const double *cov, double eps)
  * bound/hold before it, for the numpy loop to go on; S_DEGENERATE (rule 0): the
  * covariance of component bad_k (effective size bad_nk) is not positive
  * definite; S_MCLUST_FAIL (rule 1): reason in bad_k. */
+static int mm_load_svd(void); /* mclust's EVE/VVE M-step: the section before the method table */
+static int mm_mstep(Work *ws, int eve, const double *mu_old, double *pi, double *mu, double *cov,
+                    double *state);
+
 static PyObject *em_loop(PyObject *self, PyObject *args)
 {
-    Py_buffer bx, bp, bm, bc, bu, bh, bw;
-    PyObject *wobj;
+    Py_buffer bx, bp, bm, bc, bu, bh, bw, bmm;
+    PyObject *wobj, *mmobj = Py_None;
     Py_ssize_t n, D, K, max_iter;
     int model, rule;
     double tol, reg, eps, lb0;
-    int have_w = 0;
-    if (!PyArg_ParseTuple(args, "y*Ow*w*w*w*w*nnniiddndd", &bx, &wobj, &bp, &bm, &bc, &bu, &bh, &n, &D,
-                          &K, &model, &rule, &tol, &reg, &max_iter, &eps, &lb0))
+    int have_w = 0, have_mm = 0;
+    if (!PyArg_ParseTuple(args, "y*Ow*w*w*w*w*nnniiddndd|O", &bx, &wobj, &bp, &bm, &bc, &bu, &bh, &n, &D,
+                          &K, &model, &rule, &tol, &reg, &max_iter, &eps, &lb0, &mmobj))
         return NULL;
     PyObject *result = NULL;
     Work ws;
@@ -1023,6 +1027,17 @@ static PyObject *em_loop(PyObject *self, PyObject *args)
         if (PyObject_GetBuffer(wobj, &bw, PyBUF_SIMPLE) < 0)
             goto release;
         have_w = 1;
+    }
+    if (mmobj != Py_None) { /* rule 1, EVE/VVE: mclust's M-step with its state [D, shape, new D, new shape] */
+        if (PyObject_GetBuffer(mmobj, &bmm, PyBUF_WRITABLE) < 0)
+            goto release;
+        have_mm = 1;
+        if (rule != 1 || (model != M_EVE && model != M_VVE)) {
+            PyErr_SetString(PyExc_ValueError, "em_loop: an MM state is for rule 1 and EVE/VVE only");
+            goto release;
+        }
+        if (check_len(&bmm, 2 * (D * D + K * D), "mm_state") || mm_load_svd() < 0)
+            goto release;
     }
     if (n < 1 || D < 1 || D > 62 || K < 1 || model < 1 || model >= M_LAST || rule < 0 || rule > 1
         || max_iter < 1) {
@@ -1089,7 +1104,8 @@ static PyObject *em_loop(PyObject *self, PyObject *args)
                     break;
                 }
             }
-            if (mstep_core(&ws, model, reg, mu, pi2, mu2, cov2, cov)) {
+            if (have_mm ? mm_mstep(&ws, model == M_EVE, mu, pi2, mu2, cov2, (double *)bmm.buf)
+                        : mstep_core(&ws, model, reg, mu, pi2, mu2, cov2, cov)) {
                 if (rule == 1) { /* a singular W_k (EVV) or sum (VEE) under mclust's reg = 0: NA */
                     status = S_MCLUST_FAIL;
                     bad_k = F_SINGULAR;
@@ -1141,6 +1157,8 @@ static PyObject *em_loop(PyObject *self, PyObject *args)
             memcpy(mu, mu2, sizeof(double) * (size_t)(K * D));
             memcpy(cov, cov2, sizeof(double) * (size_t)(K * D * D));
             memcpy(U, U2, sizeof(double) * (size_t)(K * D * D));
+            if (have_mm) /* the M-step accepted: its orientation and shapes carry on */
+                memcpy(bmm.buf, (double *)bmm.buf + D * D + K * D, sizeof(double) * (size_t)(D * D + K * D));
             if (rule == 1) {
                 hist[it - 1] = loglik;
                 last = loglik;
@@ -1163,6 +1181,8 @@ release:
     work_free(&ws);
     if (have_w)
         PyBuffer_Release(&bw);
+    if (have_mm)
+        PyBuffer_Release(&bmm);
     PyBuffer_Release(&bx);
     PyBuffer_Release(&bp);
     PyBuffer_Release(&bm);
@@ -1329,6 +1349,219 @@ release:
     return result;
 }
 
+/* ------------------------------------------------------------------------
+ * mclust's own EVE/VVE M-step (em_loop with rule 1 and an MM state; see
+ * emix/families/gaussian/mclust/_mm.py, which this follows step for step):
+ * the majorization-minimization iterations of Browne & McNicholas (2014,
+ * ADAC 8, 217-226) as mclust (Scrucca et al. 2016; meEVE/meVVE) runs them,
+ * with its start (D = I, shapes one), tolerance (sqrt(eps)), iteration cap
+ * (.Machine$integer.max) and the orientation and shapes carried from one
+ * M-step to the next. Row-major: D[i * d + j] is row i of the axis j.
+ * ------------------------------------------------------------------------ */
+
+typedef void (*dgesvd_fn)(char *, char *, int *, int *, double *, int *, double *, double *, int *,
+                          double *, int *, double *, int *, int *);
+static dgesvd_fn dgesvd_ptr = NULL;
+#define MM_RTEPS 1.4901161193847656e-08 /* sqrt(eps): mclust's checks and emControl()$tol[2] */
+#define MM_MAX_ITER 2147483647L          /* emControl()$itmax[2] */
+
+/* scipy.linalg.cython_lapack's dgesvd (with the GIL held); 0 or -1 with an exception set */
+static int mm_load_svd(void)
+{
+    if (dgesvd_ptr != NULL)
+        return 0;
+    PyObject *mod = PyImport_ImportModule("scipy.linalg.cython_lapack");
+    if (mod == NULL)
+        return -1;
+    PyObject *capi = PyObject_GetAttrString(mod, "__pyx_capi__");
+    Py_DECREF(mod);
+    if (capi == NULL)
+        return -1;
+    PyObject *cap = PyDict_GetItemString(capi, "dgesvd"); /* borrowed */
+    void *ptr = NULL;
+    if (cap == NULL)
+        PyErr_SetString(PyExc_ImportError, "scipy.linalg.cython_lapack has no dgesvd");
+    else
+        ptr = PyCapsule_GetPointer(cap, PyCapsule_GetName(cap));
+    Py_DECREF(capi);
+    if (ptr == NULL)
+        return -1;
+    dgesvd_ptr = (dgesvd_fn)ptr;
+    return 0;
+}
+
+/* The orthogonal polar factor P R^T of the d x d (row-major) F = P S R^T,
+ * into Q (row-major); F is overwritten. LAPACK sees F^T = R S P^T (column
+ * major), returns u = R and vt = P^T; the column-major product u vt = R P^T
+ * read row-major is P R^T. 0, or LAPACK's info. */
+static int mm_polar(double *F, Py_ssize_t d, double *Q, double *u, double *vt, double *s, double *work,
+                    int lwork)
+{
+    char job = 'A';
+    int n = (int)d, info = 0;
+    dgesvd_ptr(&job, &job, &n, &n, F, &n, s, u, &n, vt, &n, work, &lwork, &info);
+    if (info != 0)
+        return info;
+    Py_ssize_t i, j, l;
+    for (j = 0; j < d; j++)
+        for (i = 0; i < d; i++) {
+            double acc = 0.0;
+            for (l = 0; l < d; l++)
+                acc += u[i + l * d] * vt[l + j * d];
+            Q[i + j * d] = acc;
+        }
+    return 0;
+}
+
+/* One M-step of mclust's EVE (eve = 1) or VVE from the statistics in ws
+ * (shifted at mu_old): pi, mu, cov (K, d, d) written. state: [D (d x d),
+ * shape (K x d)] entering the M-step; the new ones are written to
+ * state + d d + K d (accepted by the caller). 0 done; 1 mclust's failure
+ * (an eigenvalue of W_k or a shape/volume below sqrt(eps), LAPACK failed,
+ * no memory): NA under rule 1. */
+static int mm_mstep(Work *ws, int eve, const double *mu_old, double *pi, double *mu, double *cov,
+                    double *state)
+{
+    Py_ssize_t K = ws->K, d = ws->D, k, i, j, l;
+    Py_ssize_t dd = d * d, Kd = K * d;
+    int lwork = (int)(8 * d + 64), rc = 1;
+    double *buf = (double *)malloc(sizeof(double) * (size_t)(2 * K * dd + 5 * dd + 3 * Kd + d + lwork));
+    if (buf == NULL)
+        return 1;
+    double *W = buf, *Ws = W + K * dd, *F = Ws + K * dd, *Q = F + dd, *u = Q + dd, *vt = u + dd,
+           *WD = vt + dd, *inv = WD + dd, *b = inv + Kd, *lam = b + Kd, *sv = lam + Kd, *work = sv + d;
+    const double *D0 = state, *a0 = state + dd;
+    double *D = state + dd + Kd, *a = D + dd;
+    double ntot = 0.0;
+    const double *nk = ws->nk;
+    for (k = 0; k < K; k++)
+        ntot += nk[k];
+    for (k = 0; k < K; k++) {
+        pi[k] = nk[k] / ntot;
+        for (j = 0; j < d; j++) {
+            ws->delta[k * d + j] = ws->s1[k * d + j] / nk[k];
+            mu[k * d + j] = mu_old[k * d + j] + ws->delta[k * d + j];
+        }
+        double *Wk = W + k * dd;
+        const double *dk = ws->delta + k * d, *S2 = ws->s2 + k * dd;
+        for (i = 0; i < d; i++)
+            for (j = 0; j < d; j++)
+                Wk[i * d + j] = S2[i * d + j] - nk[k] * dk[i] * dk[j];
+        for (i = 0; i < d; i++)
+            for (j = i + 1; j < d; j++)
+                Wk[i * d + j] = Wk[j * d + i] = 0.5 * (Wk[i * d + j] + Wk[j * d + i]);
+        /* eigenvalues (ascending): all >= sqrt(eps); omega_k the largest */
+        if (sym_eig(ws, Wk, d, sv, Q, 0) != 0)
+            goto done;
+        if (!(sv[0] >= MM_RTEPS) || !isfinite(sv[d - 1]))
+            goto done;
+        memcpy(Ws + k * dd, Wk, sizeof(double) * (size_t)dd);
+        for (j = 0; j < d; j++)
+            Ws[k * dd + j * d + j] -= sv[d - 1];
+    }
+    memcpy(D, D0, sizeof(double) * (size_t)dd);
+    memcpy(a, a0, sizeof(double) * (size_t)Kd);
+    double prev = 1.7976931348623157e308 / 2.0, trgt = 0.0;
+    long it = 0;
+    for (;;) {
+        it++;
+        for (l = 0; l < Kd; l++)
+            inv[l] = 1.0 / a[l];
+        /* MM step 1: F = sum_k diag(1/a_k) D^T (W_k - omega_k I); D <- (P R^T)^T */
+        for (j = 0; j < dd; j++)
+            F[j] = 0.0;
+        for (k = 0; k < K; k++) {
+            const double *Wk = Ws + k * dd;
+            for (j = 0; j < d; j++) {
+                double ij = inv[k * d + j];
+                for (l = 0; l < d; l++) {
+                    double acc = 0.0;
+                    for (i = 0; i < d; i++)
+                        acc += D[i * d + j] * Wk[i * d + l];
+                    F[j * d + l] += ij * acc;
+                }
+            }
+        }
+        if (mm_polar(F, d, Q, u, vt, sv, work, lwork) != 0)
+            goto done;
+        for (i = 0; i < d; i++)
+            for (j = 0; j < d; j++)
+                D[i * d + j] = Q[j * d + i];
+        /* MM step 2: F = sum_k W_k D (diag(1/a_k) - max_j(1/a_kj) I); D <- P R^T */
+        for (j = 0; j < dd; j++)
+            F[j] = 0.0;
+        for (k = 0; k < K; k++) {
+            const double *Wk = W + k * dd;
+            double mx = inv[k * d];
+            for (j = 1; j < d; j++)
+                mx = fmax(mx, inv[k * d + j]);
+            for (i = 0; i < d; i++)
+                for (j = 0; j < d; j++) {
+                    double acc = 0.0;
+                    for (l = 0; l < d; l++)
+                        acc += Wk[i * d + l] * D[l * d + j];
+                    F[i * d + j] += acc * (inv[k * d + j] - mx);
+                }
+        }
+        if (mm_polar(F, d, Q, u, vt, sv, work, lwork) != 0)
+            goto done;
+        memcpy(D, Q, sizeof(double) * (size_t)dd);
+        /* shapes given D: b_k = diag(D^T W_k D) */
+        trgt = 0.0;
+        for (k = 0; k < K; k++) {
+            const double *Wk = W + k * dd;
+            for (i = 0; i < d; i++)
+                for (j = 0; j < d; j++) {
+                    double acc = 0.0;
+                    for (l = 0; l < d; l++)
+                        acc += Wk[i * d + l] * D[l * d + j];
+                    WD[i * d + j] = acc;
+                }
+            double lg = 0.0;
+            for (j = 0; j < d; j++) {
+                double acc = 0.0;
+                for (i = 0; i < d; i++)
+                    acc += D[i * d + j] * WD[i * d + j];
+                b[k * d + j] = eve ? acc : acc / nk[k];
+                lg += log(b[k * d + j]);
+            }
+            double g = exp(lg / (double)d);
+            lam[k] = g;
+            for (j = 0; j < d; j++) {
+                a[k * d + j] = b[k * d + j] / g;
+                if (!(a[k * d + j] >= MM_RTEPS))
+                    goto done;
+            }
+            if (!eve && !(g >= MM_RTEPS))
+                goto done;
+            for (j = 0; j < d; j++)
+                trgt += (eve ? b[k * d + j] : b[k * d + j] * nk[k]) / a[k * d + j];
+        }
+        double err = fabs(trgt - prev) / (1.0 + fabs(trgt));
+        prev = trgt;
+        if (!(err > MM_RTEPS && it < MM_MAX_ITER))
+            break;
+    }
+    for (k = 0; k < K; k++) {
+        double sc = eve ? trgt / (ntot * (double)d) : lam[k];
+        double *Ck = cov + k * dd;
+        for (i = 0; i < d; i++)
+            for (l = i; l < d; l++) {
+                double acc = 0.0;
+                for (j = 0; j < d; j++)
+                    acc += D[i * d + j] * (sc * a[k * d + j]) * D[l * d + j];
+                Ck[i * d + l] = Ck[l * d + i] = acc;
+            }
+    }
+    rc = 0;
+    for (l = 0; l < K * dd; l++)
+        if (!isfinite(cov[l]))
+            rc = 1;
+done:
+    free(buf);
+    return rc;
+}
+
 static PyMethodDef methods[] = {
     {"estep", estep, METH_VARARGS,
      "estep(X, w, means, U, weights, nk, s1, s2, n, D, K, mode) -> (loglik, sum_w, status, logmax)\n\n"
@@ -1337,7 +1570,8 @@ static PyMethodDef methods[] = {
      "prec_chol(cov, out, K, D, diag) -> first failing component or -1\n\n"
      "Upper-triangular precision Cholesky factors of a (K, D, D) stack (see emix.core.small)."},
     {"em_loop", em_loop, METH_VARARGS,
-     "em_loop(X, w, weights, means, cov, U, history, n, D, K, model, rule, tol, reg, max_iter, eps, lb0)\n"
+     "em_loop(X, w, weights, means, cov, U, history, n, D, K, model, rule, tol, reg, max_iter, eps, lb0\n"
+     "        [, mm_state])\n"
      "-> (status, n_iter, last, bad_k, bad_nk)\n\n"
      "The whole EM loop of a small fit (see emix.core.small.em_loop)."},
     {"mstep", mstep, METH_VARARGS,

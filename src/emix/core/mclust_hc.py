@@ -444,7 +444,7 @@ def mclust_em(X, labels, structure, rows=None, tol=MCLUST_TOL, max_iter=1_000_00
     # the whole loop in one compiled call where it applies (small float64
     # data, the 14 models): the same iterations and checks, up to rounding
     res = _small.em_loop(X, w, params, structure, rule=1, tol=tol, max_iter=max_iter, eps=eps,
-                         lower_bound0=hold)
+                         lower_bound0=hold, mm_state=mm)
     if res is not None:
         if res.status == _small.MCLUST_FAIL:
             raise MclustFailure(_small.MCLUST_REASONS.get(res.bad_k, "singular covariance"))

@@ -231,7 +231,7 @@ class LoopResult(tuple):
 
 
 def em_loop(X, sample_weight, params, structure, *, rule, tol, max_iter, reg_covar=0.0, eps=0.0,
-            lower_bound0=-np.inf):
+            lower_bound0=-np.inf, mm_state=None):
     """The whole EM loop of a small fit in one compiled call, or None where it
     does not apply (then the numpy loop runs).
 
@@ -261,6 +261,11 @@ def em_loop(X, sample_weight, params, structure, *, rule, tol, max_iter, reg_cov
     lower_bound0 : float
         The previous bound of the first iteration (rule 0) or mclust's
         ``hold`` (rule 1).
+    mm_state : list or None
+        Rule 1, EVE/VVE with ``K > 1``: ``[model, D, shape]`` of mclust's own
+        M-step (:mod:`emix.families.gaussian.mclust._mm`, as
+        :func:`emix.core.mclust_hc.mclust_em` keeps it), run in C and updated
+        in place; without it those fits return None (the numpy loop).
 
     Returns
     -------
@@ -283,8 +288,13 @@ def em_loop(X, sample_weight, params, structure, *, rule, tol, max_iter, reg_cov
         return None
     n, D = X.shape
     K = params.means.shape[0]
-    if rule == 1 and code in (9, 10) and K > 1:  # mclust's EVE/VVE M-step: numpy (mclust_hc)
-        return None
+    mm = None
+    if rule == 1 and code in (9, 10) and K > 1:  # mclust's EVE/VVE M-step, with its state
+        if mm_state is None:
+            return None
+        mm = np.zeros(2 * (D * D + K * D))
+        mm[: D * D] = np.asarray(mm_state[1], dtype=np.float64).ravel()
+        mm[D * D: D * D + K * D] = np.asarray(mm_state[2], dtype=np.float64).ravel()
     if (structure.name in ("E", "V") and D != 1) or D > SMALL_FEATURES or n * K * D * (D + 1) > SMALL_WORK:
         return None
     arrays = (params.weights, params.means, params.covariances, params.precisions_cholesky)
@@ -304,13 +314,16 @@ def em_loop(X, sample_weight, params, structure, *, rule, tol, max_iter, reg_cov
         chunk = min(max_iter - done, LOOP_CHUNK)
         status, n_iter, last, bad_k, bad_nk = _kernels.em_loop(
             X, w, weights, means, cov, U, history, n, D, K, code, int(rule), float(tol),
-            float(reg_covar), chunk, float(eps), last)
+            float(reg_covar), chunk, float(eps), last, mm)
         parts.append(history[:n_iter].copy())
         done += n_iter
         if status != MAX_ITER or done >= max_iter:
             break
     from .types import GaussianParams
 
+    if mm is not None:
+        mm_state[1] = mm[: D * D].reshape(D, D).copy()
+        mm_state[2] = mm[D * D: D * D + K * D].reshape(K, D).copy()
     out = GaussianParams(weights=weights, means=means, covariances=cov, precisions_cholesky=U)
     return LoopResult((status, done, last, bad_k, bad_nk, out, np.concatenate(parts)))
 
