@@ -158,7 +158,7 @@ def test_select_and_report_with_labels(data, tmp_path, capsys):
     path = tmp_path / "d.csv"
     _write(path, X, labels)
     table = tmp_path / "t.csv"
-    code, out, err = _cli(["select", path, "-k", "1..4", "--covariance", "VVV,EII", "--labels", "y", "--seed", 0,
+    code, _, err = _cli(["select", path, "-k", "1..4", "--covariance", "VVV,EII", "--labels", "y", "--seed", 0,
                            "-o", tmp_path / "s.emix", "--table", table], capsys)
     assert code == 0, err
     res = _quiet(emix.select, X, n_components=[1, 2, 3, 4], covariance_types=["VVV", "EII"], labels=labels,
