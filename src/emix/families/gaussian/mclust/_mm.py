@@ -165,4 +165,4 @@ def mm_m_step(W, nk, model, orientation, shape, tol=MM_TOL, max_iter=MM_MAX_ITER
     return MMResult(cov=cov, orientation=D, shape=a, scale=scale, n_iter=it)
 
 
-__all__ = ["MMResult", "MMSingular", "MM_MAX_ITER", "MM_TOL", "initial_state", "mm_m_step"]
+__all__ = ["MM_MAX_ITER", "MM_TOL", "MMResult", "MMSingular", "initial_state", "mm_m_step"]
