@@ -963,12 +963,24 @@ static int mstep_core(Work *ws, int model, double reg, const double *mu_old, dou
 
 /* mclust's singularity test: every covariance's smallest eigenvalue above
  * eps times its largest (and the largest positive); 1 passes, 0 fails, -1
- * LAPACK failed */
-static int rcond_ok(Work *ws, int model, const double *cov, double eps)
+ * LAPACK failed. U: the precision factors of cov (U U^T = cov^-1). The
+ * eigenvalues are computed only where a bound cannot decide: lo >= 1 /
+ * tr(cov^-1) = 1 / |U|_F^2 and hi <= tr(cov), so 1 / |U|_F^2 > eps tr(cov)
+ * (with tr(cov) > 0) passes without them; the decision is the same. */
+static int rcond_ok(Work *ws, int model, const double *cov, const double *U, double eps)
 {
     Py_ssize_t K = ws->K, D = ws->D, k, j;
     for (k = 0; k < K; k++) {
         double lo = INFINITY, hi = -INFINITY;
+        if (!(IS_DIAG_MODEL(model) || D == 1)) {
+            double tr = 0.0, fro = 0.0;
+            for (j = 0; j < D; j++)
+                tr += cov[k * D * D + j * D + j];
+            for (j = 0; j < D * D; j++)
+                fro += U[k * D * D + j] * U[k * D * D + j];
+            if (tr > 0.0 && isfinite(tr) && fro > 0.0 && 1.0 / fro > eps * tr)
+                continue;
+        }
         if (IS_DIAG_MODEL(model) || D == 1) {
             for (j = 0; j < D; j++) {
                 double v = cov[k * D * D + j * D + j];
@@ -1140,7 +1152,7 @@ static PyObject *em_loop(PyObject *self, PyObject *args)
                     n_iter = it;
                     break;
                 }
-                int rc = rcond_ok(&ws, model, cov2, eps);
+                int rc = rcond_ok(&ws, model, cov2, U2, eps);
                 if (rc < 0) {
                     status = S_FALLBACK;
                     n_iter = it - 1;
