@@ -213,7 +213,6 @@ def _bic_columns(name, models):
     return vals[:, [header.index(m) for m in models]]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["faithful", "iris", "banknote", "thyroid"])
 def test_eve_vve_cells_equal_mclustBIC(name):
     """With init_params="mclust", every EVE/VVE cell of mclustBIC's table
