@@ -174,7 +174,10 @@ def test_bic_table_equals_mclustBIC(tables, name):
     r, g = ref[:, cols], got[:, cols]
     both = np.isfinite(r) & np.isfinite(g)
     diff = np.abs(g - r)[both]
-    assert (int(np.sum(diff <= 1e-3)), int(both.sum())) == EXPECTED_EQUAL[name]
+    # at least the documented count within 1e-3 (near-singular cells move with rounding: a
+    # change of eigen-solver brought banknote's K = 8 VEV from 1.2e-3 to within 1e-3)
+    equal, total = EXPECTED_EQUAL[name]
+    assert int(both.sum()) == total and int(np.sum(diff <= 1e-3)) >= equal
     assert np.all(diff <= 1e-2), np.max(diff)
     assert np.sum(np.isfinite(r) & ~np.isfinite(g)) <= 1
     # the best model and K agree (over the whole table)

@@ -43,8 +43,49 @@ static int check_len(Py_buffer *b, Py_ssize_t n, const char *name)
 }
 
 /* The E-step proper (see estep below): returns the status (0 done, 1 far row
- * or NaN term). work holds 2 K + 2 K D doubles. sum_w is the sum of the
+ * or NaN term). work holds ESTEP_WORK(K, D) doubles. sum_w is the sum of the
  * weights (n without weights); logmax (if not NULL) sum_n w_n log max_k r_nk. */
+/* Rows per pass of estep_body: their log densities are computed first, then
+ * exponentiated together (vexp), then turned into statistics. */
+#define ECHUNK 64
+/* doubles of work estep_core needs */
+#define ESTEP_WORK(K, D) ((K) + (K) * (D) + ECHUNK * (K) * (D) + ECHUNK * (K) + ECHUNK)
+
+#if defined(EMIX_LIBMVEC) && defined(__x86_64__)
+#include <immintrin.h>
+/* glibc's vector math library (libmvec): exp of 4 doubles with AVX2, at most
+ * 4 ulp from the correctly rounded value (glibc's manual); setup.py links it
+ * only where a test program using it links and runs. */
+__m256d _ZGVdN4v_exp(__m256d x);
+
+__attribute__((target("avx2"))) static void vexp_avx2(double *x, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        _mm256_storeu_pd(x + i, _ZGVdN4v_exp(_mm256_loadu_pd(x + i)));
+    for (; i < n; i++)
+        x[i] = exp(x[i]);
+}
+
+static int cpu_avx2 = -1;
+#endif
+
+/* x[i] <- exp(x[i]), 4 at a time where the CPU and the C library allow */
+static void vexp(double *x, Py_ssize_t n)
+{
+#if defined(EMIX_LIBMVEC) && defined(__x86_64__)
+    if (cpu_avx2 < 0)
+        cpu_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+    if (cpu_avx2) {
+        vexp_avx2(x, n);
+        return;
+    }
+#endif
+    Py_ssize_t i;
+    for (i = 0; i < n; i++)
+        x[i] = exp(x[i]);
+}
+
 static inline __attribute__((always_inline)) int
 estep_body(const double *X, const double *w, Py_ssize_t n, Py_ssize_t D, Py_ssize_t K,
                       const double *mu, const double *U, const double *pi, int mode, double *nk,
@@ -54,44 +95,49 @@ estep_body(const double *X, const double *w, Py_ssize_t n, Py_ssize_t D, Py_ssiz
     int have_w = (w != NULL), status = 0;
     double loglik = 0.0, sum_w = 0.0, logmax = 0.0;
     Py_ssize_t s2len = (mode == 0) ? K * D * D : K * D;
-    {
-        double *c = work, *lp = work + K, *u = work + 2 * K, *d = work + 2 * K + K * D;
-        Py_ssize_t k, i, j, l;
-        for (k = 0; k < K; k++) {
-            double ld = 0.0;
-            for (j = 0; j < D; j++) {
-                double ujj = (mode == 2) ? U[k * D + j] : U[k * D * D + j * D + j];
-                u[k * D + j] = ujj;
-                ld += log(ujj);
-            }
-            c[k] = log(pi[k]) + ld - 0.5 * (double)D * LOG_2PI;
-            if (isnan(c[k]))
-                status = 1;
+    /* work: c (K), diagonal factors u (K D), the differences x_i - mu_k of a
+     * pass (ECHUNK K D; kept, not recomputed: reading back what was just
+     * written in narrower stores stalls), log terms L (ECHUNK K), row maxima
+     * M (ECHUNK) */
+    double *c = work, *u = work + K, *dbuf = work + K + K * D, *L = dbuf + ECHUNK * K * D,
+           *M = L + ECHUNK * K;
+    Py_ssize_t k, i, j, l, i0;
+    for (k = 0; k < K; k++) {
+        double ld = 0.0;
+        for (j = 0; j < D; j++) {
+            double ujj = (mode == 2) ? U[k * D + j] : U[k * D * D + j * D + j];
+            u[k * D + j] = ujj;
+            ld += log(ujj);
         }
-        memset(nk, 0, sizeof(double) * (size_t)K);
-        memset(s1, 0, sizeof(double) * (size_t)(K * D));
-        memset(s2, 0, sizeof(double) * (size_t)s2len);
-        for (i = 0; i < n && status == 0; i++) {
+        c[k] = log(pi[k]) + ld - 0.5 * (double)D * LOG_2PI;
+        if (isnan(c[k]))
+            status = 1;
+    }
+    memset(nk, 0, sizeof(double) * (size_t)K);
+    memset(s1, 0, sizeof(double) * (size_t)(K * D));
+    memset(s2, 0, sizeof(double) * (size_t)s2len);
+    for (i0 = 0; i0 < n && status == 0; i0 += ECHUNK) {
+        Py_ssize_t i1 = (n - i0 < ECHUNK) ? n : i0 + ECHUNK;
+        for (i = i0; i < i1; i++) { /* log pi_k N(x_i | k), shifted by the row's largest */
             const double *x = X + i * D;
-            double m = -INFINITY;
+            double *lp = L + (i - i0) * K, m = -INFINITY;
             for (k = 0; k < K; k++) {
                 const double *mk = mu + k * D;
-                double *dk = d + k * D;
-                double maha = 0.0;
+                double *d = dbuf + ((i - i0) * K + k) * D, maha = 0.0;
                 for (j = 0; j < D; j++)
-                    dk[j] = x[j] - mk[j];
+                    d[j] = x[j] - mk[j];
                 if (mode == 0) {
                     const double *Uk = U + k * D * D;
                     for (j = 0; j < D; j++) { /* y_j = sum_{l <= j} d_l U_lj */
                         double y = 0.0;
                         for (l = 0; l <= j; l++)
-                            y += dk[l] * Uk[l * D + j];
+                            y += d[l] * Uk[l * D + j];
                         maha += y * y;
                     }
                 } else {
                     const double *uk = u + k * D;
                     for (j = 0; j < D; j++) {
-                        double y = dk[j] * uk[j];
+                        double y = d[j] * uk[j];
                         maha += y * y;
                     }
                 }
@@ -103,47 +149,55 @@ estep_body(const double *X, const double *w, Py_ssize_t n, Py_ssize_t D, Py_ssiz
                 status = 1;
                 break;
             }
+            M[i - i0] = m;
+            for (k = 0; k < K; k++)
+                lp[k] -= m;
+        }
+        if (status)
+            break;
+        vexp(L, (i1 - i0) * K);
+        for (i = i0; i < i1; i++) { /* responsibilities and statistics */
+
+            const double *lp = L + (i - i0) * K;
             double s = 0.0;
-            for (k = 0; k < K; k++) {
-                lp[k] = exp(lp[k] - m);
+            for (k = 0; k < K; k++)
                 s += lp[k];
-            }
             double wi = have_w ? w[i] : 1.0;
             double ls = log(s);
-            loglik += wi * (m + ls);
+            loglik += wi * (M[i - i0] + ls);
             logmax -= wi * ls; /* log max_k r_nk = -log s: the ICL's entropy term */
             sum_w += wi;
             double scale = wi / s;
             for (k = 0; k < K; k++) {
                 double r = lp[k] * scale;
-                const double *dk = d + k * D;
+                const double *d = dbuf + ((i - i0) * K + k) * D;
                 double *s1k = s1 + k * D;
                 nk[k] += r;
                 for (j = 0; j < D; j++)
-                    s1k[j] += r * dk[j];
+                    s1k[j] += r * d[j];
                 if (mode == 0) {
                     double *s2k = s2 + k * D * D;
                     for (j = 0; j < D; j++) {
-                        double rd = r * dk[j];
+                        double rd = r * d[j];
                         for (l = j; l < D; l++)
-                            s2k[j * D + l] += rd * dk[l];
+                            s2k[j * D + l] += rd * d[l];
                     }
                 } else {
                     double *s2k = s2 + k * D;
                     for (j = 0; j < D; j++)
-                        s2k[j] += r * dk[j] * dk[j];
+                        s2k[j] += r * d[j] * d[j];
                 }
             }
         }
-        if (status == 0 && mode == 0) { /* mirror the upper triangle */
-            for (k = 0; k < K; k++) {
-                double *s2k = s2 + k * D * D;
-                for (j = 0; j < D; j++)
-                    for (l = j + 1; l < D; l++)
-                        s2k[l * D + j] = s2k[j * D + l];
-            }
+    }
+    if (status == 0 && mode == 0) { /* mirror the upper triangle */
+        for (k = 0; k < K; k++) {
+            double *s2k = s2 + k * D * D;
+            for (j = 0; j < D; j++)
+                for (l = j + 1; l < D; l++)
+                    s2k[l * D + j] = s2k[j * D + l];
         }
-        }
+    }
     *loglik_out = loglik;
     *sum_w_out = have_w ? sum_w : (double)n;
     if (logmax_out != NULL)
@@ -223,8 +277,7 @@ static PyObject *estep(PyObject *self, PyObject *args)
     int status = 0;
 
     Py_BEGIN_ALLOW_THREADS
-    /* work: c (K), lp (K), diag factors (K*D), differences (K*D) */
-    work = (double *)malloc(sizeof(double) * (size_t)(2 * K + 2 * K * D));
+    work = (double *)malloc(sizeof(double) * (size_t)ESTEP_WORK(K, D));
     if (work != NULL)
         status = estep_core(X, w, n, D, K, mu, U, pi, mode, nk, s1, s2, work, &loglik, &sum_w, &logmax);
     Py_END_ALLOW_THREADS
@@ -415,7 +468,7 @@ typedef struct {
     Py_ssize_t n, D, K;
     int lwork;
     double *nk, *s1, *s2, *ework, *nke, *delta, *W, *w2, *evals, *evecs, *lwork_buf, *M, *E, *En,
-        *Cv, *Cn, *B, *L, *tmp, *lam, *A;
+        *Cv, *Cn, *B, *L, *tmp, *lam, *A, *jac;
 } Work;
 
 static void work_free(Work *ws) { free(ws->nk); }
@@ -428,15 +481,15 @@ static int work_alloc(Work *ws, Py_ssize_t n, Py_ssize_t D, Py_ssize_t K)
     ws->K = K;
     ws->lwork = (int)(3 * D + 64);
     Py_ssize_t KD = K * D, KDD = K * D * D, DD = D * D;
-    size_t total = (size_t)(K + KD + KDD + (2 * K + 2 * KD) + K + KD + KDD + KD + KD + KDD + ws->lwork
-                            + D * DD + DD + DD + KD + KD + KD + DD + DD + K + D);
+    size_t total = (size_t)(K + KD + KDD + ESTEP_WORK(K, D) + K + KD + KDD + KD + KD + KDD + ws->lwork
+                            + D * DD + DD + DD + KD + KD + KD + DD + DD + K + D + DD);
     double *p = (double *)malloc(sizeof(double) * total);
     if (p == NULL)
         return -1;
     ws->nk = p; p += K;
     ws->s1 = p; p += KD;
     ws->s2 = p; p += KDD;
-    ws->ework = p; p += 2 * K + 2 * KD;
+    ws->ework = p; p += ESTEP_WORK(K, D);
     ws->nke = p; p += K;
     ws->delta = p; p += KD;
     ws->W = p; p += KDD;
@@ -454,6 +507,179 @@ static int work_alloc(Work *ws, Py_ssize_t n, Py_ssize_t D, Py_ssize_t K)
     ws->tmp = p; p += DD;
     ws->lam = p; p += K;
     ws->A = p; p += D;
+    ws->jac = p; p += DD;
+    return 0;
+}
+
+/* Small symmetric eigenproblems and polar factors by Jacobi rotations. For the
+ * 2- to 12-dimensional matrices of these M-steps, a LAPACK call through
+ * scipy's OpenBLAS costs 20-35 us (measured here: dsyev and dgesvd on 6 x 6,
+ * one thread), most of it outside the arithmetic; Jacobi's methods need
+ * about a microsecond and are at least as accurate (Demmel & Veselic 1992,
+ * "Jacobi's method is more accurate than QR"). LAPACK remains the path above
+ * JACOBI_MAX and wherever Jacobi does not converge. */
+#define JACOBI_MAX 12
+#define JACOBI_SWEEPS 60
+
+/* the (c, s) of the rotation that zeroes a_pq of a symmetric 2 x 2 block
+ * (Golub & Van Loan, Matrix Computations, 4th ed., algorithm 8.5.1) */
+static void jacobi_cs(double app, double aqq, double apq, double *c, double *s)
+{
+    double tau = (aqq - app) / (2.0 * apq);
+    double t = (tau >= 0.0 ? 1.0 : -1.0) / (fabs(tau) + sqrt(1.0 + tau * tau));
+    *c = 1.0 / sqrt(1.0 + t * t);
+    *s = t * *c;
+}
+
+/* eigenvalues (ascending) and eigenvectors (rows of vecs, as sym_eig) of the
+ * symmetric D x D S by the cyclic Jacobi method (ibid., algorithm 8.5.3);
+ * A: D * D of work. 0, or -1 where it did not converge. */
+static int jacobi_eig(const double *S, Py_ssize_t D, double *vals, double *vecs, double *A)
+{
+    Py_ssize_t p, q, r, sweep;
+    double *V = vecs; /* V[r * D + m]: component r of eigenvector m, transposed at the end */
+    memcpy(A, S, sizeof(double) * (size_t)(D * D));
+    for (p = 0; p < D * D; p++)
+        V[p] = 0.0;
+    for (p = 0; p < D; p++)
+        V[p * D + p] = 1.0;
+    for (sweep = 0; sweep < JACOBI_SWEEPS; sweep++) {
+        double off = 0.0, tot = 0.0;
+        for (p = 0; p < D; p++)
+            for (q = 0; q < D; q++) {
+                double a2 = A[p * D + q] * A[p * D + q];
+                tot += a2;
+                if (p != q)
+                    off += a2;
+            }
+        if (!(off > 1e-32 * tot)) /* off-diagonal mass below (1e-16 ||A||)^2; NaN: stop */
+            break;
+        for (p = 0; p < D - 1; p++)
+            for (q = p + 1; q < D; q++) {
+                double apq = A[p * D + q], c, s;
+                if (apq == 0.0)
+                    continue;
+                jacobi_cs(A[p * D + p], A[q * D + q], apq, &c, &s);
+                for (r = 0; r < D; r++) { /* A J */
+                    double arp = A[r * D + p], arq = A[r * D + q];
+                    A[r * D + p] = c * arp - s * arq;
+                    A[r * D + q] = s * arp + c * arq;
+                }
+                for (r = 0; r < D; r++) { /* J^T A */
+                    double apr = A[p * D + r], aqr = A[q * D + r];
+                    A[p * D + r] = c * apr - s * aqr;
+                    A[q * D + r] = s * apr + c * aqr;
+                }
+                for (r = 0; r < D; r++) { /* V J */
+                    double vrp = V[r * D + p], vrq = V[r * D + q];
+                    V[r * D + p] = c * vrp - s * vrq;
+                    V[r * D + q] = s * vrp + c * vrq;
+                }
+            }
+    }
+    if (sweep == JACOBI_SWEEPS)
+        return -1;
+    for (p = 0; p < D; p++) {
+        vals[p] = A[p * D + p];
+        if (!isfinite(vals[p]))
+            return -1;
+    }
+    for (p = 0; p < D; p++) /* eigenvectors as rows */
+        for (q = p + 1; q < D; q++) {
+            double t = V[p * D + q];
+            V[p * D + q] = V[q * D + p];
+            V[q * D + p] = t;
+        }
+    for (p = 1; p < D; p++) { /* ascending, vectors along (insertion sort) */
+        for (q = p; q > 0 && vals[q - 1] > vals[q]; q--) {
+            double t = vals[q];
+            vals[q] = vals[q - 1];
+            vals[q - 1] = t;
+            for (r = 0; r < D; r++) {
+                t = V[q * D + r];
+                V[q * D + r] = V[(q - 1) * D + r];
+                V[(q - 1) * D + r] = t;
+            }
+        }
+    }
+    return 0;
+}
+
+/* the orthogonal polar factor Q = U V^T of the (row-major) d x d F = U S V^T
+ * by one-sided Jacobi (Hestenes 1958: rotate column pairs of G = F V until
+ * they are orthogonal, then U = G S^-1); G: d * d of work; V: d * d, with
+ * warm != 0 the V of a nearby F to start from (the factor is unique, so only
+ * the number of sweeps depends on it), the new V out. 0, or -1 where
+ * it did not converge or F is (numerically) singular, where the polar factor
+ * is not unique (the caller then asks LAPACK). */
+static int jacobi_polar(const double *F, Py_ssize_t d, double *Q, double *G, double *V, int warm)
+{
+    Py_ssize_t p, q, i, sweep;
+    if (warm) { /* start from the previous right singular vectors V: G = F V */
+        for (i = 0; i < d; i++)
+            for (p = 0; p < d; p++) {
+                double acc = 0.0;
+                for (q = 0; q < d; q++)
+                    acc += F[i * d + q] * V[q * d + p];
+                G[i * d + p] = acc;
+            }
+    } else {
+        memcpy(G, F, sizeof(double) * (size_t)(d * d));
+        for (p = 0; p < d * d; p++)
+            V[p] = 0.0;
+        for (p = 0; p < d; p++)
+            V[p * d + p] = 1.0;
+    }
+    for (sweep = 0; sweep < JACOBI_SWEEPS; sweep++) {
+        int rotated = 0;
+        for (p = 0; p < d - 1; p++)
+            for (q = p + 1; q < d; q++) {
+                double alpha = 0.0, beta = 0.0, gamma = 0.0, c, s;
+                for (i = 0; i < d; i++) {
+                    double gp = G[i * d + p], gq = G[i * d + q];
+                    alpha += gp * gp;
+                    beta += gq * gq;
+                    gamma += gp * gq;
+                }
+                if (!(fabs(gamma) > 1e-16 * sqrt(alpha * beta)))
+                    continue;
+                rotated = 1;
+                jacobi_cs(alpha, beta, gamma, &c, &s);
+                for (i = 0; i < d; i++) {
+                    double gp = G[i * d + p], gq = G[i * d + q];
+                    G[i * d + p] = c * gp - s * gq;
+                    G[i * d + q] = s * gp + c * gq;
+                    double vp = V[i * d + p], vq = V[i * d + q];
+                    V[i * d + p] = c * vp - s * vq;
+                    V[i * d + q] = s * vp + c * vq;
+                }
+            }
+        if (!rotated)
+            break;
+    }
+    if (sweep == JACOBI_SWEEPS)
+        return -1;
+    double smax = 0.0;
+    for (p = 0; p < d; p++) { /* singular values: the column norms, kept in G's last use */
+        double n2 = 0.0;
+        for (i = 0; i < d; i++)
+            n2 += G[i * d + p] * G[i * d + p];
+        Q[p] = sqrt(n2); /* Q's first row as scratch for the norms */
+        smax = fmax(smax, Q[p]);
+    }
+    for (p = 0; p < d; p++) {
+        if (!(Q[p] > 1e-12 * smax) || !isfinite(Q[p]))
+            return -1;
+        for (i = 0; i < d; i++)
+            G[i * d + p] /= Q[p];
+    }
+    for (i = 0; i < d; i++) /* Q = U V^T */
+        for (q = 0; q < d; q++) {
+            double acc = 0.0;
+            for (p = 0; p < d; p++)
+                acc += G[i * d + p] * V[q * d + p];
+            Q[i * d + q] = acc;
+        }
     return 0;
 }
 
@@ -461,6 +687,8 @@ static int work_alloc(Work *ws, Py_ssize_t n, Py_ssize_t D, Py_ssize_t K)
  * D x D matrix S: vecs[i * D + j] is component j of eigenvector i. LAPACK's info. */
 static int sym_eig(Work *ws, const double *S, Py_ssize_t D, double *vals, double *vecs, int want)
 {
+    if (D <= JACOBI_MAX && jacobi_eig(S, D, vals, vecs, ws->jac) == 0)
+        return 0;
     char jobz = want ? 'V' : 'N', uplo = 'L';
     int n = (int)D, lda = (int)D, info = 0, lwork = ws->lwork;
     memcpy(vecs, S, sizeof(double) * (size_t)(D * D));
@@ -1407,8 +1635,15 @@ static int mm_load_svd(void)
  * major), returns u = R and vt = P^T; the column-major product u vt = R P^T
  * read row-major is P R^T. 0, or LAPACK's info. */
 static int mm_polar(double *F, Py_ssize_t d, double *Q, double *u, double *vt, double *s, double *work,
-                    int lwork)
+                    int lwork, double *V, int *warm)
 {
+    if (d <= JACOBI_MAX) { /* Jacobi, from the V of this step's previous F (see jacobi_polar) */
+        if (jacobi_polar(F, d, Q, u, V, *warm) == 0) {
+            *warm = 1;
+            return 0;
+        }
+        *warm = 0;
+    }
     char job = 'A';
     int n = (int)d, info = 0;
     dgesvd_ptr(&job, &job, &n, &n, F, &n, s, u, &n, vt, &n, work, &lwork, &info);
@@ -1437,11 +1672,13 @@ static int mm_mstep(Work *ws, int eve, const double *mu_old, double *pi, double 
     Py_ssize_t K = ws->K, d = ws->D, k, i, j, l;
     Py_ssize_t dd = d * d, Kd = K * d;
     int lwork = (int)(8 * d + 64), rc = 1;
-    double *buf = (double *)malloc(sizeof(double) * (size_t)(2 * K * dd + 5 * dd + 3 * Kd + d + lwork));
+    double *buf = (double *)malloc(sizeof(double) * (size_t)(2 * K * dd + 7 * dd + 3 * Kd + d + lwork));
     if (buf == NULL)
         return 1;
     double *W = buf, *Ws = W + K * dd, *F = Ws + K * dd, *Q = F + dd, *u = Q + dd, *vt = u + dd,
-           *WD = vt + dd, *inv = WD + dd, *b = inv + Kd, *lam = b + Kd, *sv = lam + Kd, *work = sv + d;
+           *WD = vt + dd, *inv = WD + dd, *b = inv + Kd, *lam = b + Kd, *sv = lam + Kd, *work = sv + d,
+           *V1 = work + lwork, *V2 = V1 + dd; /* the two polar steps' last right singular vectors */
+    int warm1 = 0, warm2 = 0;
     const double *D0 = state, *a0 = state + dd;
     double *D = state + dd + Kd, *a = D + dd;
     double ntot = 0.0;
@@ -1494,7 +1731,7 @@ static int mm_mstep(Work *ws, int eve, const double *mu_old, double *pi, double 
                 }
             }
         }
-        if (mm_polar(F, d, Q, u, vt, sv, work, lwork) != 0)
+        if (mm_polar(F, d, Q, u, vt, sv, work, lwork, V1, &warm1) != 0)
             goto done;
         for (i = 0; i < d; i++)
             for (j = 0; j < d; j++)
@@ -1515,7 +1752,7 @@ static int mm_mstep(Work *ws, int eve, const double *mu_old, double *pi, double 
                     F[i * d + j] += acc * (inv[k * d + j] - mx);
                 }
         }
-        if (mm_polar(F, d, Q, u, vt, sv, work, lwork) != 0)
+        if (mm_polar(F, d, Q, u, vt, sv, work, lwork, V2, &warm2) != 0)
             goto done;
         memcpy(D, Q, sizeof(double) * (size_t)dd);
         /* shapes given D: b_k = diag(D^T W_k D) */
