@@ -244,3 +244,26 @@ def test_stats_from_resp_equals_numpy(model, seed, k, weighted):
     for name in ("nk", "s1", "s2"):
         np.testing.assert_allclose(getattr(fast, name), getattr(slow, name), rtol=1e-9, atol=1e-9)
     assert fast.sum_w == pytest.approx(slow.sum_w, rel=1e-14)
+
+
+@pytest.mark.parametrize("model", ["EVE", "VVE"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mclust_mm_first_step_equals_numpy(model, seed):
+    """mclust's EVE/VVE M-step from a hard partition (the first M-step of
+    mclust_em): the compiled step equals the numpy one, state included."""
+    from emix.core import mclust_hc
+
+    X, rng = _data(seed, n=120, d=4, k=3)
+    lab = rng.integers(3, size=X.shape[0])
+    structure = get_structure(model)
+    resp = np.eye(3)[lab]
+    stats = em.stats_from_resp(X, None, resp, np.broadcast_to(X.mean(0), (3, 4)).copy(), structure)
+    state_c = mclust_hc._mm_state(structure, 3, 4)
+    state_n = mclust_hc._mm_state(structure, 3, 4)
+    fast = small.mm_m_step(stats, structure, state_c, np.finfo(float).eps)
+    slow = mclust_hc._mm_params(stats, structure, state_n)
+    assert fast is not None and fast is not False
+    for name in ("weights", "means", "covariances", "precisions_cholesky"):
+        np.testing.assert_allclose(getattr(fast, name), getattr(slow, name), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(np.abs(state_c[1]), np.abs(state_n[1]), atol=1e-8)  # axes up to sign
+    np.testing.assert_allclose(state_c[2], state_n[2], rtol=1e-8)

@@ -537,6 +537,7 @@ static void jacobi_cs(double app, double aqq, double apq, double *c, double *s)
 static int jacobi_eig(const double *S, Py_ssize_t D, double *vals, double *vecs, double *A)
 {
     Py_ssize_t p, q, r, sweep;
+    const double tol2 = ((double)D * 2.220446049250313e-16) * ((double)D * 2.220446049250313e-16);
     double *V = vecs; /* V[r * D + m]: component r of eigenvector m, transposed at the end */
     memcpy(A, S, sizeof(double) * (size_t)(D * D));
     for (p = 0; p < D * D; p++)
@@ -552,7 +553,7 @@ static int jacobi_eig(const double *S, Py_ssize_t D, double *vals, double *vecs,
                 if (p != q)
                     off += a2;
             }
-        if (!(off > 1e-32 * tot)) /* off-diagonal mass below (1e-16 ||A||)^2; NaN: stop */
+        if (!(off > tol2 * tot)) /* off-diagonal mass below (D eps ||A||)^2; NaN: stop */
             break;
         for (p = 0; p < D - 1; p++)
             for (q = p + 1; q < D; q++) {
@@ -615,6 +616,7 @@ static int jacobi_eig(const double *S, Py_ssize_t D, double *vals, double *vecs,
 static int jacobi_polar(const double *F, Py_ssize_t d, double *Q, double *G, double *V, int warm)
 {
     Py_ssize_t p, q, i, sweep;
+    const double tol = sqrt((double)d) * 2.220446049250313e-16; /* LAPACK dgesvj's sqrt(m) eps */
     if (warm) { /* start from the previous right singular vectors V: G = F V */
         for (i = 0; i < d; i++)
             for (p = 0; p < d; p++) {
@@ -641,7 +643,7 @@ static int jacobi_polar(const double *F, Py_ssize_t d, double *Q, double *G, dou
                     beta += gq * gq;
                     gamma += gp * gq;
                 }
-                if (!(fabs(gamma) > 1e-16 * sqrt(alpha * beta)))
+                if (!(fabs(gamma) > tol * sqrt(alpha * beta))) /* orthogonal to rounding */
                     continue;
                 rotated = 1;
                 jacobi_cs(alpha, beta, gamma, &c, &s);
@@ -1719,17 +1721,14 @@ static int mm_mstep(Work *ws, int eve, const double *mu_old, double *pi, double 
         /* MM step 1: F = sum_k diag(1/a_k) D^T (W_k - omega_k I); D <- (P R^T)^T */
         for (j = 0; j < dd; j++)
             F[j] = 0.0;
-        for (k = 0; k < K; k++) {
+        for (k = 0; k < K; k++) { /* rows of F and W_k innermost (contiguous) */
             const double *Wk = Ws + k * dd;
-            for (j = 0; j < d; j++) {
-                double ij = inv[k * d + j];
-                for (l = 0; l < d; l++) {
-                    double acc = 0.0;
-                    for (i = 0; i < d; i++)
-                        acc += D[i * d + j] * Wk[i * d + l];
-                    F[j * d + l] += ij * acc;
+            for (i = 0; i < d; i++)
+                for (j = 0; j < d; j++) {
+                    double cij = inv[k * d + j] * D[i * d + j];
+                    for (l = 0; l < d; l++)
+                        F[j * d + l] += cij * Wk[i * d + l];
                 }
-            }
         }
         if (mm_polar(F, d, Q, u, vt, sv, work, lwork, V1, &warm1) != 0)
             goto done;
@@ -1744,12 +1743,13 @@ static int mm_mstep(Work *ws, int eve, const double *mu_old, double *pi, double 
             double mx = inv[k * d];
             for (j = 1; j < d; j++)
                 mx = fmax(mx, inv[k * d + j]);
+            for (j = 0; j < d; j++)
+                sv[j] = inv[k * d + j] - mx; /* (sv: free until the next polar factor) */
             for (i = 0; i < d; i++)
-                for (j = 0; j < d; j++) {
-                    double acc = 0.0;
-                    for (l = 0; l < d; l++)
-                        acc += Wk[i * d + l] * D[l * d + j];
-                    F[i * d + j] += acc * (inv[k * d + j] - mx);
+                for (l = 0; l < d; l++) {
+                    double wil = Wk[i * d + l];
+                    for (j = 0; j < d; j++)
+                        F[i * d + j] += wil * D[l * d + j] * sv[j];
                 }
         }
         if (mm_polar(F, d, Q, u, vt, sv, work, lwork, V2, &warm2) != 0)
@@ -1759,13 +1759,15 @@ static int mm_mstep(Work *ws, int eve, const double *mu_old, double *pi, double 
         trgt = 0.0;
         for (k = 0; k < K; k++) {
             const double *Wk = W + k * dd;
-            for (i = 0; i < d; i++)
-                for (j = 0; j < d; j++) {
-                    double acc = 0.0;
-                    for (l = 0; l < d; l++)
-                        acc += Wk[i * d + l] * D[l * d + j];
-                    WD[i * d + j] = acc;
+            for (i = 0; i < d; i++) {
+                for (j = 0; j < d; j++)
+                    WD[i * d + j] = 0.0;
+                for (l = 0; l < d; l++) {
+                    double wil = Wk[i * d + l];
+                    for (j = 0; j < d; j++)
+                        WD[i * d + j] += wil * D[l * d + j];
                 }
+            }
             double lg = 0.0;
             for (j = 0; j < d; j++) {
                 double acc = 0.0;
@@ -1811,6 +1813,69 @@ done:
     return rc;
 }
 
+/* mm_step(nk, s1, s2, shift, state, eve, weights, means, cov, U, D, K, eps) -> status
+ * One of mclust's EVE (eve != 0) / VVE M-steps (mm_mstep) from given
+ * statistics (shifted at shift), with em_loop's rule-1 checks: the precision
+ * factors and the reciprocal-condition test. state: 2 (D D + K D) doubles as
+ * em_loop's mm_state (the first half entering; on success the new
+ * orientation and shapes are copied there). 0 done; 1 mclust's NA. */
+static PyObject *mm_step(PyObject *self, PyObject *args)
+{
+    Py_buffer bnk, bs1, bs2, bsh, bst, bp, bm, bc, bu;
+    Py_ssize_t D, K;
+    int eve;
+    double eps;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*w*iw*w*w*w*nnd", &bnk, &bs1, &bs2, &bsh, &bst, &eve, &bp, &bm, &bc,
+                          &bu, &D, &K, &eps))
+        return NULL;
+    PyObject *result = NULL;
+    Work ws;
+    ws.nk = NULL;
+    if (D < 1 || D > 62 || K < 1) {
+        PyErr_SetString(PyExc_ValueError, "mm_step: bad shape");
+        goto release;
+    }
+    if (check_len(&bnk, K, "nk") || check_len(&bs1, K * D, "s1") || check_len(&bs2, K * D * D, "s2")
+        || check_len(&bsh, K * D, "shift") || check_len(&bst, 2 * (D * D + K * D), "state")
+        || check_len(&bp, K, "weights") || check_len(&bm, K * D, "means")
+        || check_len(&bc, K * D * D, "cov") || check_len(&bu, K * D * D, "U"))
+        goto release;
+    if (load_lapack() < 0 || mm_load_svd() < 0)
+        goto release;
+    if (work_alloc(&ws, 0, D, K) < 0) {
+        PyErr_NoMemory();
+        goto release;
+    }
+    {
+        int status = 1;
+        double *state = (double *)bst.buf, *cov = (double *)bc.buf, *U = (double *)bu.buf;
+        memcpy(ws.nk, bnk.buf, sizeof(double) * (size_t)K);
+        memcpy(ws.s1, bs1.buf, sizeof(double) * (size_t)(K * D));
+        memcpy(ws.s2, bs2.buf, sizeof(double) * (size_t)(K * D * D));
+        Py_BEGIN_ALLOW_THREADS
+        if (mm_mstep(&ws, eve, (const double *)bsh.buf, (double *)bp.buf, (double *)bm.buf, cov, state) == 0
+            && prec_chol_core(cov, U, K, D, D == 1, ws.L) < 0
+            && rcond_ok(&ws, eve ? M_EVE : M_VVE, cov, U, eps) == 1) {
+            memcpy(state, state + D * D + K * D, sizeof(double) * (size_t)(D * D + K * D));
+            status = 0;
+        }
+        Py_END_ALLOW_THREADS
+        result = PyLong_FromLong(status);
+    }
+release:
+    work_free(&ws);
+    PyBuffer_Release(&bnk);
+    PyBuffer_Release(&bs1);
+    PyBuffer_Release(&bs2);
+    PyBuffer_Release(&bsh);
+    PyBuffer_Release(&bst);
+    PyBuffer_Release(&bp);
+    PyBuffer_Release(&bm);
+    PyBuffer_Release(&bc);
+    PyBuffer_Release(&bu);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"estep", estep, METH_VARARGS,
      "estep(X, w, means, U, weights, nk, s1, s2, n, D, K, mode) -> (loglik, sum_w, status, logmax)\n\n"
@@ -1829,6 +1894,9 @@ static PyMethodDef methods[] = {
     {"stats_resp", stats_resp, METH_VARARGS,
      "stats_resp(X, w, resp, shift, nk, s1, s2, n, D, K, mode) -> None\n\n"
      "Shifted statistics of rows with given responsibilities (see emix.core.small.stats_from_resp)."},
+    {"mm_step", mm_step, METH_VARARGS,
+     "mm_step(nk, s1, s2, shift, state, eve, weights, means, cov, U, D, K, eps) -> status\n\n"
+     "mclust's EVE/VVE M-step from given statistics (see emix.core.small.mm_m_step)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_small_kernels",

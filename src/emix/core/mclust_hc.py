@@ -417,9 +417,13 @@ def mclust_em(X, labels, structure, rows=None, tol=MCLUST_TOL, max_iter=1_000_00
         if (np.asarray(stats.nk) <= 0).any():
             raise MclustFailure("mixing proportion fell below threshold")
         if mm is not None:
-            params = _mm_params(stats, structure, mm)
-            if not _rcond_ok(params.covariances, eps):
+            params = _small.mm_m_step(stats, structure, mm, eps)  # compiled, with the checks below
+            if params is False:
                 raise MclustFailure("singular covariance")
+            if params is None:
+                params = _mm_params(stats, structure, mm)
+                if not _rcond_ok(params.covariances, eps):
+                    raise MclustFailure("singular covariance")
             return params
         try:
             if quiet:  # the caller holds numpy's warnings off already

@@ -405,6 +405,38 @@ def stats_from_resp(X, sample_weight, resp, shift, structure, loglik=0.0):
     return SuffStats(nk=nk, s1=s1, s2=s2, shift=shift, loglik=float(loglik), sum_w=sum_w)
 
 
+def mm_m_step(stats, structure, mm_state, eps):
+    """mclust's EVE/VVE M-step (:mod:`emix.families.gaussian.mclust._mm`,
+    as :func:`em_loop` runs it under rule 1) from given statistics in one
+    compiled call, with rule 1's checks (precision factors, reciprocal
+    condition above ``eps``). ``mm_state``: ``[model, D, shapes]``, updated
+    on success. Returns ``GaussianParams``; False where mclust reports NA;
+    None where it does not apply (then the numpy M-step runs)."""
+    if _kernels is None or getattr(structure, "name", None) not in ("EVE", "VVE") or not _loop_code(structure):
+        return None
+    nk, s1, s2, shift = stats.nk, stats.s1, stats.s2, stats.shift
+    if not all(type(a) is np.ndarray and a.dtype == np.float64 for a in (nk, s1, s2, shift)):
+        return None
+    K, D = s1.shape
+    if D > SMALL_FEATURES or s2.shape != (K, D, D) or np.shape(shift) != (K, D):
+        return None
+    state = np.zeros(2 * (D * D + K * D))
+    state[: D * D] = np.asarray(mm_state[1], dtype=np.float64).ravel()
+    state[D * D: D * D + K * D] = np.asarray(mm_state[2], dtype=np.float64).ravel()
+    weights, means = np.empty(K), np.empty((K, D))
+    cov, U = np.empty((K, D, D)), np.empty((K, D, D))
+    c = np.ascontiguousarray
+    s2 = 0.5 * (s2 + s2.transpose(0, 2, 1))  # exactly symmetric, as the numpy M-step makes W
+    if _kernels.mm_step(c(nk), c(s1), c(s2), c(shift), state, 1 if structure.name == "EVE" else 0, weights,
+                        means, cov, U, D, K, float(eps)):
+        return False
+    mm_state[1] = state[: D * D].reshape(D, D).copy()
+    mm_state[2] = state[D * D: D * D + K * D].reshape(K, D).copy()
+    from .types import GaussianParams
+
+    return GaussianParams(weights=weights, means=means, covariances=cov, precisions_cholesky=U)
+
+
 def loglik_and_entropy(X, sample_weight, params, structure):
     """``(sum_n w_n log p(x_n), sum_n w_n log max_k r_nk)`` of a small float64
     block in one compiled E-step (the log-likelihood and the ICL's
@@ -439,5 +471,5 @@ def loglik_and_entropy(X, sample_weight, params, structure):
 
 
 __all__ = ["LOOP_MODELS", "SMALL_FEATURES", "SMALL_WORK", "available", "e_step", "em_loop",
-           "loglik_and_entropy", "m_step", "prec_chol_from_cov",
+           "loglik_and_entropy", "m_step", "mm_m_step", "prec_chol_from_cov",
            "stats_from_resp"]
