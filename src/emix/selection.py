@@ -628,16 +628,8 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
     costs = [_parallel.cell_cost(X.shape[0], X.shape[1], K, m, n_init * (2 if both else 1)) for K, m in cells]
     threads = _pool_threads(X, Ks, models, n_init, gm_kwargs, labels, starts_given, n_jobs)
     workers = 0 if threads > 1 else _plan_cells(costs, n_jobs)
-    partitions, others = {}, {}
-    if gm_kwargs.get("init_params") == "hierarchical" and starts_given:
-        from .core.hierarchical import hierarchical_partitions
-
-        partitions = hierarchical_partitions(X_start, [K for K in Ks if K <= X.shape[0]],
-                                             np.random.RandomState(cell_seed(entropy, 0, "hc")))
-        if both:
-            others = _mclust_starts(X_start, Ks, entropy, gm_kwargs, X_start is not X)
-    elif gm_kwargs.get("init_params") == "mclust" and starts_given:
-        partitions = _mclust_starts(X_start, Ks, entropy, gm_kwargs, X_start is not X)
+    with _parallel.one_blas_thread():  # the trees' many tiny LAPACK calls: BLAS threads only spin
+        partitions, others = _shared_starts(X, X_start, Ks, entropy, gm_kwargs, starts_given, both)
     results = _run_cells(
         lambda i, block_threads: (_fit_cell_at, i, X, w, cells[i][0], cells[i][1],
                                   cell_seed(entropy, *cells[i]), n_init, gm_kwargs, partitions.get(cells[i][0]),
@@ -688,6 +680,23 @@ def _plan_cells(costs, n_jobs):
     workers = _parallel.plan_workers(costs, n_jobs, _parallel.start_cost(max(1, n_jobs - 1)))
     _parallel.prestart(workers)
     return workers
+
+
+def _shared_starts(X, X_start, Ks, entropy, gm_kwargs, starts_given, both):
+    """``(partitions, others)``: the shared hierarchical starts of the grid's
+    cells (emix's tree, and mclust's as the second start with ``both``), or
+    mclust's alone under ``init_params='mclust'``; empty without shared starts."""
+    partitions, others = {}, {}
+    if gm_kwargs.get("init_params") == "hierarchical" and starts_given:
+        from .core.hierarchical import hierarchical_partitions
+
+        partitions = hierarchical_partitions(X_start, [K for K in Ks if K <= X.shape[0]],
+                                             np.random.RandomState(cell_seed(entropy, 0, "hc")))
+        if both:
+            others = _mclust_starts(X_start, Ks, entropy, gm_kwargs, X_start is not X)
+    elif gm_kwargs.get("init_params") == "mclust" and starts_given:
+        partitions = _mclust_starts(X_start, Ks, entropy, gm_kwargs, X_start is not X)
+    return partitions, others
 
 
 def _pool_threads(X, Ks, models, n_init, gm_kwargs, labels, starts_given, n_jobs):
