@@ -163,12 +163,17 @@ def hc_pairs(Z, model="VVV", alpha=1.0, beta=1.0):
     del iu, ju
     pairs = np.empty((n - 1, 2), dtype=np.int64)
     lg = n
+    # each row's least cost (and a column holding it), so that a step scans
+    # n values, not the n x n matrix: rows are recomputed only where their
+    # least cost could have left (its column merged, moved or removed)
+    rowmin = D.min(axis=1)
+    rowarg = np.argmin(D, axis=1)
     for step in range(n - 1):
-        sub = D[:lg, :lg]
-        best = sub.min()
-        ii, jj = np.nonzero(sub == best)
-        k = np.lexsort((ii, jj))[-1]  # largest j, then largest i
-        i, j = int(ii[k]), int(jj[k])
+        best = rowmin[:lg].min()
+        rows = np.flatnonzero(rowmin[:lg] == best)
+        # the pair with the largest j, then the largest i, among all pairs at the least cost
+        j = max(int(np.flatnonzero(D[r, :lg] == best)[-1]) for r in rows)
+        i = int(np.flatnonzero(D[:lg, j] == best)[-1])
         a, b = name[i], name[j]
         pairs[step] = (min(a, b), max(a, b))
         if lg == 2:
@@ -196,6 +201,16 @@ def hc_pairs(Z, model="VVV", alpha=1.0, beta=1.0):
         D[last, :] = np.inf
         D[:, last] = np.inf
         lg -= 1
+        # rows whose least cost sat in a changed column i, j or last: recomputed
+        # below with the new costs; the others can only gain column j's new values
+        stale = (rowarg[:lg] == i) | (rowarg[:lg] == j) | (rowarg[:lg] == last)
+        stale[i] = True
+        if j < lg:
+            stale[j] = True
+            upd = np.flatnonzero(~stale[:j])
+            better = D[upd, j] < rowmin[upd]
+            rowmin[upd[better]] = D[upd[better], j]
+            rowarg[upd[better]] = j
         others = np.array([k for k in range(lg) if k != i], dtype=np.int64)
         if others.size == 0:
             continue
@@ -214,6 +229,14 @@ def hc_pairs(Z, model="VVV", alpha=1.0, beta=1.0):
         hi = others[others > i]
         D[lo, i] = cost[others < i]
         D[i, hi] = cost[others > i]
+        keep = lo[~stale[lo]]  # rows above i gain column i's new costs
+        better = D[keep, i] < rowmin[keep]
+        rowmin[keep[better]] = D[keep[better], i]
+        rowarg[keep[better]] = i
+        redo = np.flatnonzero(stale)
+        if redo.size:
+            rowmin[redo] = D[redo, :lg].min(axis=1)
+            rowarg[redo] = np.argmin(D[redo, :lg], axis=1)
     return pairs
 
 
