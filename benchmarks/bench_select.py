@@ -3,7 +3,7 @@
 Reproduce:
     python benchmarks/bench_select.py                 # faithful + synthetic N=20000, D=5
     python benchmarks/bench_select.py --quick         # synthetic N=4000, for a smoke run
-    python benchmarks/bench_select.py --n-jobs 4      # more worker processes
+    python benchmarks/bench_select.py --n-jobs 4      # more workers
 
 Rows per data set (K = 1..9 each):
 
@@ -13,7 +13,8 @@ Rows per data set (K = 1..9 each):
 - ``emix 4 types``: emix.select over the same 4 types with the same settings
   (init_params='kmeans', tol=1e-3), one process: the like-for-like row.
 - ``emix 14 models``: emix.select over mclust's 14 models with its defaults
-  (hierarchical start, tol=1e-5), one process, then ``--n-jobs`` processes.
+  (hierarchical start, tol=1e-5), ``n_jobs=1``, then ``n_jobs=--n-jobs`` (threads for a grid
+  of small compiled fits, worker processes otherwise: see emix.selection._pool_threads).
 
 Wall time includes everything (initializations, all EM runs, the criteria).
 BIC is emix's lower-is-better value (mclust's is minus this).
@@ -72,7 +73,7 @@ def timed(fn, *args, **kw):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="synthetic N=4000 instead of 20000")
-    p.add_argument("--n-jobs", type=int, default=2, help="processes for the parallel emix row")
+    p.add_argument("--n-jobs", type=int, default=2, help="n_jobs of the parallel emix row")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-faithful", action="store_true")
     args = p.parse_args(argv)
@@ -101,10 +102,10 @@ def main(argv=None):
     for name, X in sets:
         rows = [
             ("sklearn loop, 4 types", lambda: sklearn_loop(X, Ks, args.seed)),
-            ("emix 4 types, 1 proc", lambda: emix_select(X, Ks, ["full", "tied", "diag", "spherical"], args.seed,
+            ("emix 4 types, n_jobs=1", lambda: emix_select(X, Ks, ["full", "tied", "diag", "spherical"], args.seed,
                                                          1, init_params="kmeans", tol=1e-3)),
-            ("emix 14 models, 1 proc", lambda: emix_select(X, Ks, list(MCLUST_MODELS), args.seed, 1)),
-            (f"emix 14 models, {args.n_jobs} procs", lambda: emix_select(X, Ks, list(MCLUST_MODELS), args.seed,
+            ("emix 14 models, n_jobs=1", lambda: emix_select(X, Ks, list(MCLUST_MODELS), args.seed, 1)),
+            (f"emix 14 models, n_jobs={args.n_jobs}", lambda: emix_select(X, Ks, list(MCLUST_MODELS), args.seed,
                                                                        args.n_jobs)),
         ]
         for label, fn in rows:
