@@ -86,7 +86,13 @@ static void vexp(double *x, Py_ssize_t n)
         x[i] = exp(x[i]);
 }
 
-static inline __attribute__((always_inline)) int
+#if defined(__GNUC__) || defined(__clang__)
+#define EMIX_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else /* other compilers: a hint only (the loops then keep a run-time D) */
+#define EMIX_ALWAYS_INLINE static inline
+#endif
+
+EMIX_ALWAYS_INLINE int
 estep_body(const double *X, const double *w, Py_ssize_t n, Py_ssize_t D, Py_ssize_t K,
                       const double *mu, const double *U, const double *pi, int mode, double *nk,
                       double *s1, double *s2, double *work, double *loglik_out, double *sum_w_out,
