@@ -211,17 +211,20 @@ def hc_pairs(Z, model="VVV", alpha=1.0, beta=1.0):
             better = D[upd, j] < rowmin[upd]
             rowmin[upd[better]] = D[upd[better], j]
             rowarg[upd[better]] = j
-        others = np.array([k for k in range(lg) if k != i], dtype=np.int64)
+        others = np.delete(np.arange(lg, dtype=np.int64), i)
         if others.size == 0:
             continue
         if model == "VVV":
-            term[i] = _vvv_term(np.array([size[i]]), W[i : i + 1], np.array([tr[i]]), p, alpha, beta)[0]
             m = size[i] + size[others]
             dd = mean[others] - mean[i]
             c = size[i] * size[others] / m
             trij = (tr[i] + tr[others]) + c * np.einsum("ij,ij->i", dd, dd)
             Wij = W[i] + W[others] + c[:, None, None] * (dd[:, :, None] * dd[:, None, :])
-            cost = _vvv_term(m, Wij, trij, p, alpha, beta) - (term[i] + term[others])
+            # the merged cluster's own term rides along as a last row (elementwise: the same value)
+            t = _vvv_term(np.append(m, size[i]), np.concatenate([Wij, W[i : i + 1]]), np.append(trij, tr[i]),
+                          p, alpha, beta)
+            term[i] = t[-1]
+            cost = t[:-1] - (term[i] + term[others])
         else:
             dd = mean[others] - mean[i]
             cost = (size[i] * size[others] / (size[i] + size[others])) * np.einsum("ij,ij->i", dd, dd)
