@@ -121,3 +121,19 @@ def test_labels_path_warns():
         gm_l = GaussianMixture(2, reg_covar=0.1, random_state=0).fit(X, labels=labels)
     assert len(singular_warnings(rec)) == 1
     assert gm_l._fit_singular == gm._fit_singular and "3 effective points" in gm_l._fit_singular
+
+
+def test_report_counts_rows_with_something_observed():
+    """The report's 'singular fit' line applies the rule to a fitted model
+    (no recorded verdict, as for a loaded model file): rows with nothing
+    observed are not counted there either."""
+    from emix import report
+
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0, 1, (40, 3)), rng.normal(8, 1, (3, 3))])
+    Xn = np.vstack([X, np.full((200, 3), np.nan)])
+    gm, _, _ = fit(Xn, n_components=2, init_params="kmeans", missing="em", reg_covar=0.1, random_state=0)
+    del gm._fit_singular  # as after loading a model file
+    stats = []
+    report._singular_stat(stats, gm, Xn)
+    assert stats and stats[0][0] == "singular fit" and "3 effective points" in stats[0][1]

@@ -203,7 +203,10 @@ def _singular_stat(stats, model, X):
     likelihood comes from the reg_covar floor or from too few points."""
     from ._singular import model_reason
 
-    reason = model_reason(model, X.shape[0])
+    n = X.shape[0]
+    if np.issubdtype(np.asarray(X).dtype, np.floating) and np.isnan(X).any():
+        n = int(np.count_nonzero(~np.all(np.isnan(X), axis=1)))  # rows with nothing observed add nothing
+    reason = model_reason(model, n)
     if reason is not None:
         stats.append(["singular fit", f"yes: {reason}"])
 
