@@ -147,7 +147,32 @@ def _full_covariances(cov, covariance_type, K, D):
     return cov
 
 
-def covariance_reason(weights, means, covariances, covariance_type, reg_covar):
+def _regular_by_bound(pi, mu, cov, prec_chol, reg_covar):
+    """True where rules 1-2 surely pass, decided without eigen-decompositions
+    from the precision factors ``U`` (``U U^T = Sigma^-1``) of full (K, D, D)
+    storage: each smallest eigenvalue is at least ``1 / tr(Sigma_k^-1) = 1 /
+    |U_k|_F^2`` and the mixture's variance in any direction at most the trace
+    of its covariance, so bounds above the limits give the same verdict as
+    the eigenvalues (False: undecided, the eigenvalues decide)."""
+    if prec_chol is None or cov.ndim != 3:
+        return False
+    U = _np(prec_chol)
+    if U.shape != cov.shape:
+        return False
+    U = U.astype(np.float64)
+    if not np.all(np.isfinite(U)):
+        return False
+    lb = 1.0 / np.einsum("kij,kij->k", U, U)
+    d = mu - pi @ mu
+    tr_total = float(pi @ np.trace(cov.astype(np.float64), axis1=1, axis2=2) + pi @ np.sum(d * d, axis=1))
+    if not (np.isfinite(tr_total) and tr_total > 0):
+        return False
+    floor = FLOOR_FACTOR * float(reg_covar)
+    return bool(np.all(lb > 0) and np.all(lb > NUMERICAL_LIMIT * tr_total)
+                and np.all((lb > floor) | (lb > RELATIVE_LIMIT * tr_total)))
+
+
+def covariance_reason(weights, means, covariances, covariance_type, reg_covar, precisions_cholesky=None):
     """Rules 1 and 2 of the module notes for one fit: a reason string
     naming the first singular component, or None.
 
@@ -162,6 +187,10 @@ def covariance_reason(weights, means, covariances, covariance_type, reg_covar):
         (K, D) diag, (K,) spherical).
     covariance_type : str
     reg_covar : float
+    precisions_cholesky : array or None
+        The fit's precision factors: with full (K, D, D) storage, a bound
+        from them settles most regular fits without eigen-decompositions
+        (the verdict is the same).
     """
     pi = _np(weights).astype(np.float64)
     mu = _np(means).astype(np.float64)
@@ -172,6 +201,8 @@ def covariance_reason(weights, means, covariances, covariance_type, reg_covar):
     pi = pi / pi.sum()
     if not np.all(np.isfinite(cov)):
         return "a covariance is not finite"
+    if _regular_by_bound(pi, mu, cov, precisions_cholesky, reg_covar):
+        return None
     lam, v = _component_eigen(cov, covariance_type, K, D)
     d = mu - pi @ mu
     if v is None:  # spherical: the mixture's mean variance over the features
@@ -199,7 +230,8 @@ def covariance_reason(weights, means, covariances, covariance_type, reg_covar):
     return None
 
 
-def gaussian_reason(weights, means, covariances, covariance_type, reg_covar, n_samples):
+def gaussian_reason(weights, means, covariances, covariance_type, reg_covar, n_samples,
+                    precisions_cholesky=None):
     """The three rules for a Gaussian (or Student-t scale) mixture: the
     size rule first, then the covariance rules; None when regular."""
     D = _np(means).shape[1]
@@ -207,7 +239,8 @@ def gaussian_reason(weights, means, covariances, covariance_type, reg_covar, n_s
     what = {float(D + 1): "its own orientation", 2.0: "its own variances"}.get(need) if need > 1 else None
     reason = size_reason(weights, n_samples, need, what)
     if reason is None:
-        reason = covariance_reason(weights, means, covariances, covariance_type, reg_covar)
+        reason = covariance_reason(weights, means, covariances, covariance_type, reg_covar,
+                                   precisions_cholesky)
     return reason
 
 
@@ -224,7 +257,8 @@ def model_reason(model, n_samples):
         return family.singular_reason(comp, model.weights_, n_samples)
     if hasattr(model, "covariances_") and hasattr(model, "means_"):
         return gaussian_reason(model.weights_, model.means_, model.covariances_, model.covariance_type,
-                               getattr(model, "reg_covar", 0.0), n_samples)
+                               getattr(model, "reg_covar", 0.0), n_samples,
+                               getattr(model, "precisions_cholesky_", None))
     return None
 
 

@@ -801,7 +801,7 @@ class GaussianMixture(RestartsMixin, DensityMixin, BaseEstimator):
         from ._singular import gaussian_reason
 
         return gaussian_reason(params.weights, params.means, params.covariances, self.covariance_type,
-                               self.reg_covar, getattr(self, "_n_fit", None))
+                               self.reg_covar, getattr(self, "_n_fit", None), params.precisions_cholesky)
 
     def _set_fitted(self, result, structure):
         p = result.params
