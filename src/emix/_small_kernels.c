@@ -431,29 +431,33 @@ release:
 typedef void (*dsyev_fn)(char *, char *, int *, double *, int *, double *, double *, int *, int *);
 static dsyev_fn dsyev_ptr = NULL;
 
-/* scipy.linalg.cython_lapack's dsyev (with the GIL held); 0 or -1 with an exception set */
-static int load_lapack(void)
+/* The function ``name`` of scipy.linalg.cython_lapack's capsule table (with
+ * the GIL held), or NULL with an exception set. */
+static void *lapack_fn(const char *name)
 {
-    if (dsyev_ptr != NULL)
-        return 0;
     PyObject *mod = PyImport_ImportModule("scipy.linalg.cython_lapack");
     if (mod == NULL)
-        return -1;
+        return NULL;
     PyObject *capi = PyObject_GetAttrString(mod, "__pyx_capi__");
     Py_DECREF(mod);
     if (capi == NULL)
-        return -1;
-    PyObject *cap = PyDict_GetItemString(capi, "dsyev"); /* borrowed */
+        return NULL;
+    PyObject *cap = PyDict_GetItemString(capi, name); /* borrowed */
     void *ptr = NULL;
     if (cap == NULL)
-        PyErr_SetString(PyExc_ImportError, "scipy.linalg.cython_lapack has no dsyev");
+        PyErr_Format(PyExc_ImportError, "scipy.linalg.cython_lapack has no %s", name);
     else
         ptr = PyCapsule_GetPointer(cap, PyCapsule_GetName(cap));
     Py_DECREF(capi);
-    if (ptr == NULL)
-        return -1;
-    dsyev_ptr = (dsyev_fn)ptr;
-    return 0;
+    return ptr;
+}
+
+/* dsyev, loaded once; 0 or -1 with an exception set */
+static int load_lapack(void)
+{
+    if (dsyev_ptr == NULL)
+        dsyev_ptr = (dsyev_fn)lapack_fn("dsyev");
+    return dsyev_ptr == NULL ? -1 : 0;
 }
 
 enum {
@@ -1440,6 +1444,23 @@ release:
     return result;
 }
 
+/* Given statistics (nk, s1, s2 buffers of the checked lengths) into ws; a full
+ * (K, D, D) s2 made exactly symmetric, as the numpy M-step makes W. */
+static void stats_into(Work *ws, const Py_buffer *bnk, const Py_buffer *bs1, const Py_buffer *bs2, int full)
+{
+    Py_ssize_t K = ws->K, D = ws->D, k, j, l;
+    memcpy(ws->nk, bnk->buf, sizeof(double) * (size_t)K);
+    memcpy(ws->s1, bs1->buf, sizeof(double) * (size_t)(K * D));
+    memcpy(ws->s2, bs2->buf, sizeof(double) * (size_t)(full ? K * D * D : K * D));
+    if (full)
+        for (k = 0; k < K; k++)
+            for (j = 0; j < D; j++)
+                for (l = j + 1; l < D; l++) {
+                    double *a = ws->s2 + k * D * D + j * D + l, *b = ws->s2 + k * D * D + l * D + j;
+                    *a = *b = 0.5 * (*a + *b);
+                }
+}
+
 /* mstep(nk, s1, s2, shift, prev, weights, means, cov, U, D, K, model, reg) -> (status, bad)
  * One M-step of em_loop's models from given statistics (shifted at shift):
  * weights, means, cov and U written. prev: None or the (K, D, D) covariances
@@ -1482,18 +1503,9 @@ static PyObject *mstep(PyObject *self, PyObject *args)
         goto release;
     }
     {
-        Py_ssize_t k, j, l, bad = -1;
+        Py_ssize_t bad = -1;
         int status;
-        memcpy(ws.nk, bnk.buf, sizeof(double) * (size_t)K);
-        memcpy(ws.s1, bs1.buf, sizeof(double) * (size_t)(K * D));
-        memcpy(ws.s2, bs2.buf, sizeof(double) * (size_t)s2len);
-        if (!IS_DIAG_MODEL(model)) /* exactly symmetric, as the numpy M-step makes W */
-            for (k = 0; k < K; k++)
-                for (j = 0; j < D; j++)
-                    for (l = j + 1; l < D; l++) {
-                        double *a = ws.s2 + k * D * D + j * D + l, *b = ws.s2 + k * D * D + l * D + j;
-                        *a = *b = 0.5 * (*a + *b);
-                    }
+        stats_into(&ws, &bnk, &bs1, &bs2, !IS_DIAG_MODEL(model));
         Py_BEGIN_ALLOW_THREADS
         status = mstep_core(&ws, model, reg, (const double *)bsh.buf, (double *)bp.buf, (double *)bm.buf,
                             (double *)bc.buf, have_prev ? (const double *)bprev.buf : NULL);
@@ -1613,29 +1625,12 @@ static dgesvd_fn dgesvd_ptr = NULL;
 #define MM_RTEPS 1.4901161193847656e-08 /* sqrt(eps): mclust's checks and emControl()$tol[2] */
 #define MM_MAX_ITER 2147483647L          /* emControl()$itmax[2] */
 
-/* scipy.linalg.cython_lapack's dgesvd (with the GIL held); 0 or -1 with an exception set */
+/* dgesvd, loaded once; 0 or -1 with an exception set */
 static int mm_load_svd(void)
 {
-    if (dgesvd_ptr != NULL)
-        return 0;
-    PyObject *mod = PyImport_ImportModule("scipy.linalg.cython_lapack");
-    if (mod == NULL)
-        return -1;
-    PyObject *capi = PyObject_GetAttrString(mod, "__pyx_capi__");
-    Py_DECREF(mod);
-    if (capi == NULL)
-        return -1;
-    PyObject *cap = PyDict_GetItemString(capi, "dgesvd"); /* borrowed */
-    void *ptr = NULL;
-    if (cap == NULL)
-        PyErr_SetString(PyExc_ImportError, "scipy.linalg.cython_lapack has no dgesvd");
-    else
-        ptr = PyCapsule_GetPointer(cap, PyCapsule_GetName(cap));
-    Py_DECREF(capi);
-    if (ptr == NULL)
-        return -1;
-    dgesvd_ptr = (dgesvd_fn)ptr;
-    return 0;
+    if (dgesvd_ptr == NULL)
+        dgesvd_ptr = (dgesvd_fn)lapack_fn("dgesvd");
+    return dgesvd_ptr == NULL ? -1 : 0;
 }
 
 /* The orthogonal polar factor P R^T of the d x d (row-major) F = P S R^T,
@@ -1855,9 +1850,7 @@ static PyObject *mm_step(PyObject *self, PyObject *args)
     {
         int status = 1;
         double *state = (double *)bst.buf, *cov = (double *)bc.buf, *U = (double *)bu.buf;
-        memcpy(ws.nk, bnk.buf, sizeof(double) * (size_t)K);
-        memcpy(ws.s1, bs1.buf, sizeof(double) * (size_t)(K * D));
-        memcpy(ws.s2, bs2.buf, sizeof(double) * (size_t)(K * D * D));
+        stats_into(&ws, &bnk, &bs1, &bs2, 1);
         Py_BEGIN_ALLOW_THREADS
         if (mm_mstep(&ws, eve, (const double *)bsh.buf, (double *)bp.buf, (double *)bm.buf, cov, state) == 0
             && prec_chol_core(cov, U, K, D, D == 1, ws.L) < 0

@@ -224,7 +224,7 @@ def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels,
             n_eff = float(X.shape[0]) if sample_weight is None else float(np.sum(sample_weight, dtype=np.float64))
             fast = _small.loglik_and_entropy(X, sample_weight, gm._params(), structure) if small_fit else None
             if fast is not None:  # both sums from one compiled E-step (the figures of the branch below)
-                ll, log_max = fast[0], np.array([fast[1]])
+                ll, s = fast
             elif known is not None:  # the semi-supervised objective and fixed responsibilities of labelled rows
                 ll, log_max = _missing.labelled_loglik(gm, X, known, sample_weight)
             elif type(X) is np.ndarray and not _aa.uses_array_api(gm, X) and not _missing.has_missing(X):
@@ -241,9 +241,7 @@ def _fit_cell_inner(X, sample_weight, K, model, seed, n_init, gm_kwargs, labels,
             else:  # public methods only: log L = n_eff * mean log-likelihood
                 ll = gm.score(X, sample_weight=sample_weight) * n_eff
                 log_max = np.log(np.max(gm.predict_proba(X), axis=1).astype(np.float64))
-        if fast is not None:
-            s = float(log_max[0])  # already weighted
-        else:
+        if fast is None:  # the per-row log max_k r_nk of the branches above, weighted
             s = log_max.sum() if sample_weight is None else float(log_max @ np.asarray(sample_weight, np.float64))
         if gm_kwargs.get("fixed"):  # held parameters are not estimated
             row["n_parameters"] = gm._n_parameters()
@@ -712,17 +710,17 @@ def _pool_threads(X, Ks, models, n_init, gm_kwargs, labels, starts_given, n_jobs
     start than such a grid takes."""
     from .backends.reduce import available_cores
     from .core import missing as _missing
+    from .families.gaussian import get_structure
 
     if not (_small.available() and type(X) is np.ndarray and X.dtype == np.float64 and labels is None
             and n_init == 1 and starts_given and not _missing.has_missing(X)):
         return 0
-    if set(gm_kwargs) - _PLAIN_KWARGS - {"n_threads"} or gm_kwargs.get("init_params") not in ("hierarchical",
-                                                                                             "mclust"):
+    if set(gm_kwargs) - _PLAIN_KWARGS or gm_kwargs.get("init_params") not in ("hierarchical", "mclust"):
         return 0
     n, D = X.shape
     if D > _small.SMALL_FEATURES or n * max(Ks) * D * (D + 1) > _small.SMALL_WORK:
         return 0
-    if not all(_small._loop_code(get_structure_quiet(m)) for m in models):
+    if not all(_small._loop_code(get_structure(m)) for m in models):  # names checked by select
         return 0
     if n_jobs is not None:
         from joblib import effective_n_jobs
@@ -733,16 +731,6 @@ def _pool_threads(X, Ks, models, n_init, gm_kwargs, labels, starts_given, n_jobs
     else:
         threads = available_cores()
     return min(int(threads), len(Ks) * len(models))
-
-
-def get_structure_quiet(name):
-    """The covariance structure registered under ``name``, or None."""
-    from .families.gaussian import get_structure
-
-    try:
-        return get_structure(name)
-    except ValueError:
-        return None
 
 
 #: True inside a cell run by :func:`_run_pooled`: the pool holds BLAS to one

@@ -96,6 +96,43 @@ def _mode_of(structure):
     return mode
 
 
+def _block_mode(X, structure):
+    """The kernel mode (see :func:`_mode_of`) for the block ``X``: 0, 1 or 2;
+    -1 where the compiled module does not apply (not built, another
+    structure, not a 2-D float64 numpy array, ``E``/``V`` on several features)."""
+    if _kernels is None or type(X) is not np.ndarray or X.dtype != np.float64 or X.ndim != 2:
+        return -1
+    mode = _mode_of(structure)
+    if mode == 3:  # E/V: the general path says they are univariate
+        mode = 1 if X.shape[1] == 1 else -1
+    return mode
+
+
+def _estep_call(X, sample_weight, params, structure):
+    """One call of the compiled E-step: ``(loglik, sum_w, logmax, nk, s1,
+    s2)`` (``logmax = sum_n w_n log max_k r_nk``), or None where the module
+    does not apply or the kernel declined a row (see the module notes)."""
+    mode = _block_mode(X, structure)
+    if mode < 0 or params.noise_weight is not None:
+        return None
+    n, D = X.shape
+    means, U, weights = params.means, params.precisions_cholesky, params.weights
+    K = means.shape[0]
+    if n * K * D * (D + 1) > SMALL_WORK:
+        return None
+    if not all(type(a) is np.ndarray and a.dtype == np.float64 for a in (means, U, weights)):
+        return None
+    c = np.ascontiguousarray
+    w = None if sample_weight is None else c(sample_weight, dtype=np.float64)
+    nk, s1 = np.empty(K), np.empty((K, D))
+    s2 = np.empty((K, D, D) if mode == 0 else (K, D))
+    loglik, sum_w, status, logmax = _kernels.estep(c(X), w, c(means), c(U), c(weights), nk, s1, s2, n, D, K,
+                                                   mode)
+    if status:
+        return None
+    return loglik, sum_w, logmax, nk, s1, s2
+
+
 def e_step(X, sample_weight, params, structure):
     """:func:`emix.core.em.e_step` of one block by the compiled kernel, or
     None where this module does not apply (see the module notes).
@@ -111,40 +148,11 @@ def e_step(X, sample_weight, params, structure):
     -------
     SuffStats or None
     """
-    if _kernels is None or params.noise_weight is not None:
+    out = _estep_call(X, sample_weight, params, structure)
+    if out is None:
         return None
-    mode = _mode_of(structure)
-    if mode < 0 or type(X) is not np.ndarray or X.dtype != np.float64 or X.ndim != 2:
-        return None
-    n, D = X.shape
-    if mode == 3:
-        if D != 1:
-            return None  # the general path says E/V are univariate
-        mode = 1
-    means = params.means
-    K = means.shape[0]
-    if n * K * D * (D + 1) > SMALL_WORK:
-        return None
-    U, weights = params.precisions_cholesky, params.weights
-    if not (type(means) is np.ndarray and type(U) is np.ndarray and type(weights) is np.ndarray
-            and means.dtype == np.float64 and U.dtype == np.float64 and weights.dtype == np.float64):
-        return None
-    if not X.flags.c_contiguous:
-        X = np.ascontiguousarray(X)
-    w = sample_weight
-    if w is not None and not (type(w) is np.ndarray and w.dtype == np.float64 and w.flags.c_contiguous):
-        w = np.ascontiguousarray(w, dtype=np.float64)
-    nk = np.empty(K)
-    s1 = np.empty((K, D))
-    s2 = np.empty((K, D, D) if mode == 0 else (K, D))
-    loglik, sum_w, status, _ = _kernels.estep(
-        X, w, means if means.flags.c_contiguous else np.ascontiguousarray(means),
-        U if U.flags.c_contiguous else np.ascontiguousarray(U),
-        weights if weights.flags.c_contiguous else np.ascontiguousarray(weights),
-        nk, s1, s2, n, D, K, mode)
-    if status:
-        return None
-    return SuffStats(nk=nk, s1=s1, s2=s2, shift=means, loglik=loglik, sum_w=sum_w)
+    loglik, sum_w, _, nk, s1, s2 = out
+    return SuffStats(nk=nk, s1=s1, s2=s2, shift=params.means, loglik=loglik, sum_w=sum_w)
 
 
 #: Largest number of features for which :func:`prec_chol_from_cov` factors
@@ -234,6 +242,22 @@ class LoopResult(tuple):
     history = property(lambda self: self[6])
 
 
+def _mm_buffer(mm_state, K, D):
+    """The C side's state of mclust's EVE/VVE M-step: ``2 (D D + K D)``
+    doubles, the orientation ``D`` and the shapes entering first (the second
+    half receives the next ones)."""
+    buf = np.zeros(2 * (D * D + K * D))
+    buf[: D * D] = np.asarray(mm_state[1], dtype=np.float64).ravel()
+    buf[D * D: D * D + K * D] = np.asarray(mm_state[2], dtype=np.float64).ravel()
+    return buf
+
+
+def _mm_unpack(buf, mm_state, K, D):
+    """The orientation and shapes of :func:`_mm_buffer`'s first half back into ``mm_state``."""
+    mm_state[1] = buf[: D * D].reshape(D, D).copy()
+    mm_state[2] = buf[D * D: D * D + K * D].reshape(K, D).copy()
+
+
 def em_loop(X, sample_weight, params, structure, *, rule, tol, max_iter, reg_covar=0.0, eps=0.0,
             lower_bound0=-np.inf, mm_state=None):
     """The whole EM loop of a small fit in one compiled call, or None where it
@@ -296,9 +320,7 @@ def em_loop(X, sample_weight, params, structure, *, rule, tol, max_iter, reg_cov
     if rule == 1 and code in (9, 10) and K > 1:  # mclust's EVE/VVE M-step, with its state
         if mm_state is None:
             return None
-        mm = np.zeros(2 * (D * D + K * D))
-        mm[: D * D] = np.asarray(mm_state[1], dtype=np.float64).ravel()
-        mm[D * D: D * D + K * D] = np.asarray(mm_state[2], dtype=np.float64).ravel()
+        mm = _mm_buffer(mm_state, K, D)
     if (structure.name in ("E", "V") and D != 1) or D > SMALL_FEATURES or n * K * D * (D + 1) > SMALL_WORK:
         return None
     arrays = (params.weights, params.means, params.covariances, params.precisions_cholesky)
@@ -326,8 +348,7 @@ def em_loop(X, sample_weight, params, structure, *, rule, tol, max_iter, reg_cov
     from .types import GaussianParams
 
     if mm is not None:
-        mm_state[1] = mm[: D * D].reshape(D, D).copy()
-        mm_state[2] = mm[D * D: D * D + K * D].reshape(K, D).copy()
+        _mm_unpack(mm, mm_state, K, D)
     out = GaussianParams(weights=weights, means=means, covariances=cov, precisions_cholesky=U)
     return LoopResult((status, done, last, bad_k, bad_nk, out, np.concatenate(parts)))
 
@@ -385,16 +406,10 @@ def stats_from_resp(X, sample_weight, resp, shift, structure, loglik=0.0):
     """:func:`emix.core.em.stats_from_resp` of a small float64 block in one
     compiled pass (the statistics computed directly around ``shift``), or
     None where :func:`e_step` does not apply."""
-    if _kernels is None:
-        return None
-    mode = _mode_of(structure)
-    if mode < 0 or type(X) is not np.ndarray or X.dtype != np.float64 or X.ndim != 2:
+    mode = _block_mode(X, structure)
+    if mode < 0:
         return None
     n, D = X.shape
-    if mode == 3:
-        if D != 1:
-            return None
-        mode = 1
     if type(resp) is not np.ndarray or resp.dtype != np.float64 or resp.ndim != 2 or resp.shape[0] != n:
         return None
     K = resp.shape[1]
@@ -424,18 +439,14 @@ def mm_m_step(stats, structure, mm_state, eps):
     K, D = s1.shape
     if D > SMALL_FEATURES or s2.shape != (K, D, D) or np.shape(shift) != (K, D):
         return None
-    state = np.zeros(2 * (D * D + K * D))
-    state[: D * D] = np.asarray(mm_state[1], dtype=np.float64).ravel()
-    state[D * D: D * D + K * D] = np.asarray(mm_state[2], dtype=np.float64).ravel()
+    state = _mm_buffer(mm_state, K, D)
     weights, means = np.empty(K), np.empty((K, D))
     cov, U = np.empty((K, D, D)), np.empty((K, D, D))
     c = np.ascontiguousarray
-    s2 = 0.5 * (s2 + s2.transpose(0, 2, 1))  # exactly symmetric, as the numpy M-step makes W
     if _kernels.mm_step(c(nk), c(s1), c(s2), c(shift), state, 1 if structure.name == "EVE" else 0, weights,
                         means, cov, U, D, K, float(eps)):
         return False
-    mm_state[1] = state[: D * D].reshape(D, D).copy()
-    mm_state[2] = state[D * D: D * D + K * D].reshape(K, D).copy()
+    _mm_unpack(state, mm_state, K, D)
     from .types import GaussianParams
 
     return GaussianParams(weights=weights, means=means, covariances=cov, precisions_cholesky=U)
@@ -445,33 +456,8 @@ def loglik_and_entropy(X, sample_weight, params, structure):
     """``(sum_n w_n log p(x_n), sum_n w_n log max_k r_nk)`` of a small float64
     block in one compiled E-step (the log-likelihood and the ICL's
     classification term), or None where :func:`e_step` does not apply."""
-    if _kernels is None or params.noise_weight is not None:
-        return None
-    mode = _mode_of(structure)
-    if mode < 0 or type(X) is not np.ndarray or X.dtype != np.float64 or X.ndim != 2:
-        return None
-    n, D = X.shape
-    if mode == 3:
-        if D != 1:
-            return None
-        mode = 1
-    K = params.means.shape[0]
-    if n * K * D * (D + 1) > SMALL_WORK:
-        return None
-    arrays = (params.means, params.precisions_cholesky, params.weights)
-    if not all(type(a) is np.ndarray and a.dtype == np.float64 for a in arrays):
-        return None
-    c = np.ascontiguousarray
-    w = sample_weight
-    if w is not None:
-        w = c(w, dtype=np.float64)
-    nk, s1 = np.empty(K), np.empty((K, D))
-    s2 = np.empty((K, D, D) if mode == 0 else (K, D))
-    loglik, _, status, logmax = _kernels.estep(c(X), w, c(params.means), c(params.precisions_cholesky),
-                                               c(params.weights), nk, s1, s2, n, D, K, mode)
-    if status:
-        return None
-    return loglik, logmax
+    out = _estep_call(X, sample_weight, params, structure)
+    return None if out is None else (out[0], out[2])
 
 
 __all__ = ["LOOP_MODELS", "SMALL_FEATURES", "SMALL_WORK", "available", "e_step", "em_loop",
