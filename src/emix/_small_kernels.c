@@ -477,7 +477,7 @@ enum { F_EMPTY = 1, F_SINGULAR, F_RCOND, F_LOGLIK, F_MEANS };
 typedef struct {
     Py_ssize_t n, D, K;
     int lwork;
-    double *nk, *s1, *s2, *ework, *nke, *delta, *W, *w2, *evals, *evecs, *lwork_buf, *M, *E, *En,
+    double *nk, *s1, *s2, *ework, *nke, *delta, *W, *w2, *evecs, *lwork_buf, *M, *E, *En,
         *Cv, *Cn, *B, *L, *tmp, *lam, *A, *jac;
 } Work;
 
@@ -491,7 +491,7 @@ static int work_alloc(Work *ws, Py_ssize_t n, Py_ssize_t D, Py_ssize_t K)
     ws->K = K;
     ws->lwork = (int)(3 * D + 64);
     Py_ssize_t KD = K * D, KDD = K * D * D, DD = D * D;
-    size_t total = (size_t)(K + KD + KDD + ESTEP_WORK(K, D) + K + KD + KDD + KD + KD + KDD + ws->lwork
+    size_t total = (size_t)(K + KD + KDD + ESTEP_WORK(K, D) + K + KD + KDD + KD + KDD + ws->lwork
                             + D * DD + DD + DD + KD + KD + KD + DD + DD + K + D + DD);
     double *p = (double *)malloc(sizeof(double) * total);
     if (p == NULL)
@@ -504,7 +504,6 @@ static int work_alloc(Work *ws, Py_ssize_t n, Py_ssize_t D, Py_ssize_t K)
     ws->delta = p; p += KD;
     ws->W = p; p += KDD;
     ws->w2 = p; p += KD;
-    ws->evals = p; p += KD;
     ws->evecs = p; p += KDD;
     ws->lwork_buf = p; p += ws->lwork;
     ws->M = p; p += D * DD;
