@@ -64,6 +64,11 @@ import math
 
 import numpy as np
 
+try:  # the compiled merge loop (src/emix/_hc_kernels.c); optional: numpy otherwise
+    from .. import _hc_kernels
+except ImportError:  # pragma: no cover - built without a C compiler
+    _hc_kernels = None
+
 #: mclust.options("subset"): rows above which the tree uses a random subset.
 MCLUST_SUBSET = 2000
 #: emControl()$tol[1]: relative log-likelihood change that stops EM.
@@ -114,7 +119,7 @@ def _vvv_term(m, W, tr, p, alpha, beta):
     return out
 
 
-def hc_pairs(Z, model="VVV", alpha=1.0, beta=1.0):
+def hc_pairs(Z, model="VVV", alpha=1.0, beta=1.0, compiled=True):
     """Merge sequence of mclust's ``hc()`` on already transformed rows ``Z``.
 
     Parameters
@@ -126,6 +131,11 @@ def hc_pairs(Z, model="VVV", alpha=1.0, beta=1.0):
     alpha, beta : float
         mclust's ``hcVVV`` tuning constants; ``alpha`` is multiplied by
         ``trace(W_data) / (n p)`` as mclust does.
+    compiled : bool
+        Use the compiled merge loop (``emix._hc_kernels``, the same
+        algorithm, ties and floating-point operation order in C) when it is
+        built; False, or no compiled module, runs the numpy loop
+        (:func:`_hc_pairs_numpy`).
 
     Returns
     -------
@@ -133,6 +143,28 @@ def hc_pairs(Z, model="VVV", alpha=1.0, beta=1.0):
         Row ``s`` is the ``s``-th merge as mclust prints it: the two clusters,
         each named by the smallest 1-based row index it holds, smaller first.
     """
+    if not compiled or _hc_kernels is None:
+        return _hc_pairs_numpy(Z, model=model, alpha=alpha, beta=beta)
+    Z = np.asarray(Z, dtype=np.float64)
+    if Z.ndim != 2 or Z.shape[1] < 1:
+        raise ValueError(f"Z must be a 2-D array of n rows and p >= 1 columns. Got shape {Z.shape}.")
+    n, p = Z.shape
+    if model not in ("VVV", "EII"):
+        raise ValueError(f"model must be 'VVV' or 'EII'. Got {model!r}.")
+    if n < 2:
+        return np.empty((0, 2), dtype=np.int64)
+    if not np.all(np.isfinite(Z)):
+        raise ValueError("Z holds NaN or infinite values; the tree needs finite data (drop or impute them).")
+    Zc = Z - Z.mean(axis=0)
+    alpha = max(alpha * float(np.sum(Zc * Zc)) / (n * p), np.finfo(np.float64).eps)
+    pairs = np.empty((n - 1, 2), dtype=np.int64)
+    _hc_kernels.hc_pairs(np.ascontiguousarray(Z), pairs, n, p, 0 if model == "VVV" else 1, float(alpha), float(beta))
+    return pairs
+
+
+def _hc_pairs_numpy(Z, model="VVV", alpha=1.0, beta=1.0):
+    """:func:`hc_pairs` in numpy: the fallback where the compiled module is
+    not built, and the reference it is tested against."""
     Z = np.asarray(Z, dtype=np.float64)
     n, p = Z.shape
     if model not in ("VVV", "EII"):
