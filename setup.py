@@ -23,10 +23,11 @@ from setuptools.command.build_ext import build_ext
 _PROBE = r"""
 #include <immintrin.h>
 __m256d _ZGVdN4v_exp(__m256d x);
+__m256d _ZGVdN4v_log(__m256d x);
 __attribute__((target("avx2"))) static double probe(void)
 {
     double out[4];
-    _mm256_storeu_pd(out, _ZGVdN4v_exp(_mm256_set1_pd(1.0)));
+    _mm256_storeu_pd(out, _ZGVdN4v_log(_ZGVdN4v_exp(_mm256_set1_pd(1.0))));
     return out[0];
 }
 int main(void)
@@ -34,13 +35,13 @@ int main(void)
     if (!__builtin_cpu_supports("avx2"))
         return 0; /* links: enough (the module checks the CPU at run time) */
     double e = probe();
-    return (e > 2.718281828 && e < 2.718281829) ? 0 : 1;
+    return (e > 0.999999999 && e < 1.000000001) ? 0 : 1;
 }
 """
 
 
 def _libmvec_works(compiler):
-    """Whether a program calling libmvec's AVX2 exp compiles, links and runs."""
+    """Whether a program calling libmvec's AVX2 exp and log compiles, links and runs."""
     if not (sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")):
         return False
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,8 +73,16 @@ setup(
         Extension(
             "emix._small_kernels",
             sources=["src/emix/_small_kernels.c"],
+            # -fopenmp-simd: the E-step's sums over rows may use vector lanes
+            # (the pragmas only; no OpenMP runtime is linked)
+            extra_compile_args=["-O3", "-fopenmp-simd"] if sys.platform != "win32" else [],
+            optional=True,
+        ),
+        Extension(
+            "emix._hc_kernels",
+            sources=["src/emix/_hc_kernels.c"],
             extra_compile_args=["-O3"] if sys.platform != "win32" else [],
             optional=True,
-        )
+        ),
     ],
 )

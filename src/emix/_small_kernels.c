@@ -133,6 +133,24 @@ static void vlog(const double *x, double *y, Py_ssize_t n)
 #define EMIX_SIMD_SUM(...) _Pragma(EMIX_STR(omp simd reduction(+ : __VA_ARGS__)))
 #define EMIX_STR(x) #x
 
+/* 4 doubles as one value (GCC/Clang vector extensions: one AVX2 register in
+ * the AVX2 variant, two SSE2 ones otherwise); loads and stores unaligned */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi" /* always inlined: no vector crosses a call */
+#endif
+typedef double v4d __attribute__((vector_size(32)));
+EMIX_ALWAYS_INLINE v4d v4load(const double *p)
+{
+    v4d v;
+    __builtin_memcpy(&v, p, sizeof v);
+    return v;
+}
+EMIX_ALWAYS_INLINE void v4store(double *p, v4d v) { __builtin_memcpy(p, &v, sizeof v); }
+EMIX_ALWAYS_INLINE double v4sum(v4d v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+/* features up to which the statistics of a component are summed in registers
+ * (VMAX + VMAX (VMAX + 1) / 2 accumulators), above by columns */
+#define VMAX 8
+
 /* The E-step of a block: log densities, responsibilities, log-likelihood and
  * the statistics shifted at the current means. Rows go in passes of ECHUNK,
  * transposed into columns so that every loop runs over the rows of the pass
@@ -177,10 +195,40 @@ estep_body(const void *Xv, int xf32, const double *w, Py_ssize_t n, Py_ssize_t D
                 for (j = 0; j < D; j++)
                     xt[j * ECHUNK + t] = Xc[t * D + j];
         }
+        /* rows of the pass rounded up to whole vectors: padding rows get x = 0,
+         * (finite log terms, ignored) and responsibility 0, so they add nothing */
+        const Py_ssize_t cnt4 = (cnt + 3) & ~(Py_ssize_t)3;
+        for (t = cnt; t < cnt4; t++)
+            for (j = 0; j < D; j++)
+                xt[j * ECHUNK + t] = 0.0;
         for (k = 0; k < K; k++) { /* log pi_k N(x_i | k) */
             const double *mk = mu + k * D;
             double *lk = L + k * ECHUNK, ck = c[k];
-            if (mode == 0) { /* y_j = sum_{l <= j} d_l U_lj, maha = sum_j y_j^2, column by column */
+            if (D <= VMAX) { /* y_j = sum_{l <= j} d_l U_lj, maha = sum_j y_j^2, in registers */
+                v4d m[VMAX], h = {0.5, 0.5, 0.5, 0.5};
+                const double *Uk = U + k * D * D, *uk = u + k * D;
+                for (j = 0; j < D; j++)
+                    m[j] = (v4d){mk[j], mk[j], mk[j], mk[j]};
+                for (t = 0; t < cnt4; t += 4) {
+                    v4d d[VMAX], maha = {0.0, 0.0, 0.0, 0.0};
+                    for (j = 0; j < D; j++)
+                        d[j] = v4load(xt + j * ECHUNK + t) - m[j];
+                    if (mode == 0) {
+                        for (j = 0; j < D; j++) {
+                            v4d y = d[0] * Uk[j];
+                            for (l = 1; l <= j; l++)
+                                y += d[l] * Uk[l * D + j];
+                            maha += y * y;
+                        }
+                    } else {
+                        for (j = 0; j < D; j++) {
+                            v4d y = d[j] * uk[j];
+                            maha += y * y;
+                        }
+                    }
+                    v4store(lk + t, ck - h * maha);
+                }
+            } else if (mode == 0) { /* the same, column by column */
                 const double *Uk = U + k * D * D;
                 double *y = rd;
                 for (j = 0; j < D; j++) {
@@ -273,51 +321,99 @@ estep_body(const void *Xv, int xf32, const double *w, Py_ssize_t n, Py_ssize_t D
             logmax -= b;
             sum_w += sw;
         }
-        for (k = 0; k < K; k++) { /* responsibilities (times the weights) and statistics */
-            double *lk = L + k * ECHUNK;
-            const double *mk = mu + k * D;
-            double a = 0.0;
-            EMIX_SIMD_SUM(a)
-            for (t = 0; t < cnt; t++) {
-                double r = lk[t] * S[t];
-                lk[t] = r;
-                a += r;
+        {
+            for (t = cnt; t < cnt4; t++) { /* the padding rows' responsibilities: 0 */
+                S[t] = 0.0;
+                for (k = 0; k < K; k++)
+                    L[k * ECHUNK + t] = 0.0;
             }
-            nk[k] += a;
-            for (j = 0; j < D; j++) {
-                double *dj = dk + j * ECHUNK, *rj = rd + j * ECHUNK, m = mk[j], b = 0.0;
-                const double *xj = xt + j * ECHUNK;
-                EMIX_SIMD_SUM(b)
-                for (t = 0; t < cnt; t++) {
-                    double dd = xj[t] - m;
-                    dj[t] = dd;
-                    rj[t] = lk[t] * dd;
-                    b += rj[t];
+            for (k = 0; k < K; k++) { /* responsibilities (times the weights) and statistics */
+                const double *lk = L + k * ECHUNK, *mk = mu + k * D;
+                if (D <= VMAX) { /* every sum of the component in a register */
+                    v4d an = {0.0, 0.0, 0.0, 0.0}, a1[VMAX], a2[VMAX * (VMAX + 1) / 2], m[VMAX];
+                    for (j = 0; j < D; j++) {
+                        a1[j] = an;
+                        m[j] = (v4d){mk[j], mk[j], mk[j], mk[j]};
+                    }
+                    for (j = 0; j < (mode == 0 ? D * (D + 1) / 2 : D); j++)
+                        a2[j] = an;
+                    for (t = 0; t < cnt4; t += 4) {
+                        v4d r = v4load(lk + t) * v4load(S + t), d[VMAX], rd[VMAX];
+                        an += r;
+                        for (j = 0; j < D; j++) {
+                            d[j] = v4load(xt + j * ECHUNK + t) - m[j];
+                            rd[j] = r * d[j];
+                            a1[j] += rd[j];
+                        }
+                        if (mode == 0) {
+                            Py_ssize_t q = 0;
+                            for (j = 0; j < D; j++)
+                                for (l = j; l < D; l++)
+                                    a2[q++] += rd[j] * d[l];
+                        } else {
+                            for (j = 0; j < D; j++)
+                                a2[j] += rd[j] * d[j];
+                        }
+                    }
+                    nk[k] += v4sum(an);
+                    for (j = 0; j < D; j++)
+                        s1[k * D + j] += v4sum(a1[j]);
+                    if (mode == 0) {
+                        double *s2k = s2 + k * D * D;
+                        Py_ssize_t q = 0;
+                        for (j = 0; j < D; j++)
+                            for (l = j; l < D; l++)
+                                s2k[j * D + l] += v4sum(a2[q++]);
+                    } else {
+                        for (j = 0; j < D; j++)
+                            s2[k * D + j] += v4sum(a2[j]);
+                    }
+                    continue;
                 }
-                s1[k * D + j] += b;
-            }
-            if (mode == 0) {
-                double *s2k = s2 + k * D * D;
+                double a = 0.0; /* wider: sums column by column */
+                double *rk = G;
+                EMIX_SIMD_SUM(a)
+                for (t = 0; t < cnt; t++) {
+                    double r = lk[t] * S[t];
+                    rk[t] = r;
+                    a += r;
+                }
+                nk[k] += a;
                 for (j = 0; j < D; j++) {
-                    const double *rj = rd + j * ECHUNK;
-                    for (l = j; l < D; l++) {
-                        const double *dl = dk + l * ECHUNK;
+                    double *dj = dk + j * ECHUNK, *rj = rd + j * ECHUNK, mj = mk[j], b = 0.0;
+                    const double *xj = xt + j * ECHUNK;
+                    EMIX_SIMD_SUM(b)
+                    for (t = 0; t < cnt; t++) {
+                        double dd = xj[t] - mj;
+                        dj[t] = dd;
+                        rj[t] = rk[t] * dd;
+                        b += rj[t];
+                    }
+                    s1[k * D + j] += b;
+                }
+                if (mode == 0) {
+                    double *s2k = s2 + k * D * D;
+                    for (j = 0; j < D; j++) {
+                        const double *rj = rd + j * ECHUNK;
+                        for (l = j; l < D; l++) {
+                            const double *dl = dk + l * ECHUNK;
+                            double b = 0.0;
+                            EMIX_SIMD_SUM(b)
+                            for (t = 0; t < cnt; t++)
+                                b += rj[t] * dl[t];
+                            s2k[j * D + l] += b;
+                        }
+                    }
+                } else {
+                    double *s2k = s2 + k * D;
+                    for (j = 0; j < D; j++) {
+                        const double *rj = rd + j * ECHUNK, *dj = dk + j * ECHUNK;
                         double b = 0.0;
                         EMIX_SIMD_SUM(b)
                         for (t = 0; t < cnt; t++)
-                            b += rj[t] * dl[t];
-                        s2k[j * D + l] += b;
+                            b += rj[t] * dj[t];
+                        s2k[j] += b;
                     }
-                }
-            } else {
-                double *s2k = s2 + k * D;
-                for (j = 0; j < D; j++) {
-                    const double *rj = rd + j * ECHUNK, *dj = dk + j * ECHUNK;
-                    double b = 0.0;
-                    EMIX_SIMD_SUM(b)
-                    for (t = 0; t < cnt; t++)
-                        b += rj[t] * dj[t];
-                    s2k[j] += b;
                 }
             }
         }
