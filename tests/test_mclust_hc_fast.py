@@ -108,6 +108,8 @@ def test_same_merges_as_the_full_scan(seed, n, p, decimals, model):
     if decimals is not None:
         X = np.round(X, decimals)
     for Z in (svd_transform(X), X):
+        if Z.shape[1] == 0:  # every column constant: the transform keeps none (hc_pairs refuses it)
+            continue
         np.testing.assert_array_equal(hc_pairs(Z, model=model), dense_hc_pairs(Z, model=model))
 
 
@@ -117,3 +119,16 @@ def test_same_merges_on_a_larger_mixture():
     X, _, _ = make_mixture(n_samples=400, n_components=4, n_features=3, separation=3.0, random_state=1)
     Z = svd_transform(X)
     np.testing.assert_array_equal(hc_pairs(Z), dense_hc_pairs(Z))
+
+
+def test_constant_columns_still_give_mclust_starts():
+    # the SVD transform keeps no column of constant data; mclust_partitions must
+    # still give a partition per K (all rows alike: any tree will do) rather than
+    # an error about the transformed array
+    from emix.core.mclust_hc import mclust_partitions
+
+    parts, rows = mclust_partitions(np.ones((12, 3)), [1, 2, 3])
+    assert sorted(parts) == [1, 2, 3]
+    for K, lab in parts.items():
+        assert lab.shape == (12,) and sorted(set(lab.tolist())) == list(range(K))
+    np.testing.assert_array_equal(rows, np.arange(12))

@@ -344,7 +344,10 @@ def mclust_partitions(X, Ks, random_state=None, subset=MCLUST_SUBSET):
             out[K] = qclass(Xs[:, 0], K) if K > 1 else np.zeros(Xs.shape[0], dtype=np.int64)
         return out, rows
     model = "VVV" if Xs.shape[0] > d else "EII"
-    pairs = hc_pairs(svd_transform(Xs), model=model)
+    Z = svd_transform(Xs)
+    if Z.shape[1] == 0:  # every column constant: all rows alike, any tree will do (ties: mclust's order)
+        Z = np.zeros((Xs.shape[0], 1))
+    pairs = hc_pairs(Z, model=model)
     out.update(hclass(pairs, Xs.shape[0], Ks))
     return out, rows
 
