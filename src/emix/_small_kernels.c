@@ -490,7 +490,7 @@ static int estep_core(ESTEP_PARAMS)
                          logmax_out);
 }
 
-/* estep(X, w, means, U, weights, nk, s1, s2, n, D, K, mode) -> (loglik, sum_w, status, logmax)
+/* estep(X, w, means, U, weights, nk, s1, s2, n, D, K, mode[, xf32]) -> (loglik, sum_w, status, logmax)
  *   mode 0: U is (K, D, D) upper triangular, s2 is (K, D, D)
  *   mode 1: U is (K, D, D) diagonal matrices, s2 is (K, D)
  *   mode 2: U is (K, D) (diagonal factors), s2 is (K, D)
@@ -502,10 +502,10 @@ static PyObject *estep(PyObject *self, PyObject *args)
     Py_buffer bx, bm, bu, bp, bnk, bs1, bs2, bw;
     PyObject *wobj;
     Py_ssize_t n, D, K;
-    int mode;
+    int mode, xf32 = 0;
     int have_w = 0;
-    if (!PyArg_ParseTuple(args, "y*Oy*y*y*w*w*w*nnni", &bx, &wobj, &bm, &bu, &bp, &bnk, &bs1, &bs2,
-                          &n, &D, &K, &mode))
+    if (!PyArg_ParseTuple(args, "y*Oy*y*y*w*w*w*nnni|p", &bx, &wobj, &bm, &bu, &bp, &bnk, &bs1, &bs2,
+                          &n, &D, &K, &mode, &xf32))
         return NULL;
     PyObject *result = NULL;
     double *work = NULL;
@@ -520,12 +520,17 @@ static PyObject *estep(PyObject *self, PyObject *args)
     }
     Py_ssize_t ulen = (mode == 2) ? K * D : K * D * D;
     Py_ssize_t s2len = (mode == 0) ? K * D * D : K * D;
-    if (check_len(&bx, n * D, "X") || check_len(&bm, K * D, "means") || check_len(&bu, ulen, "U")
+    if (xf32 && bx.len != n * D * (Py_ssize_t)sizeof(float)) {
+        PyErr_Format(PyExc_ValueError, "X holds %zd bytes; expected %zd float32 values", bx.len, n * D);
+        goto release;
+    }
+    if ((!xf32 && check_len(&bx, n * D, "X")) || check_len(&bm, K * D, "means") || check_len(&bu, ulen, "U")
         || check_len(&bp, K, "weights") || check_len(&bnk, K, "nk") || check_len(&bs1, K * D, "s1")
         || check_len(&bs2, s2len, "s2") || (have_w && check_len(&bw, n, "w")))
         goto release;
 
-    const double *X = (const double *)bx.buf, *mu = (const double *)bm.buf;
+    const void *X = bx.buf;
+    const double *mu = (const double *)bm.buf;
     const double *U = (const double *)bu.buf, *pi = (const double *)bp.buf;
     const double *w = have_w ? (const double *)bw.buf : NULL;
     double *nk = (double *)bnk.buf, *s1 = (double *)bs1.buf, *s2 = (double *)bs2.buf;
@@ -535,7 +540,7 @@ static PyObject *estep(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     work = (double *)malloc(sizeof(double) * (size_t)ESTEP_WORK(K, D));
     if (work != NULL)
-        status = estep_core(X, 0, w, n, D, K, mu, U, pi, mode, nk, s1, s2, work, &loglik, &sum_w, &logmax);
+        status = estep_core(X, xf32, w, n, D, K, mu, U, pi, mode, nk, s1, s2, work, &loglik, &sum_w, &logmax);
     Py_END_ALLOW_THREADS
     if (work == NULL) {
         PyErr_NoMemory();
@@ -2124,9 +2129,31 @@ release:
     return result;
 }
 
+/* set_isa(code) -> active: code -1 detects the CPU again, 0 forces the
+ * portable variant (tests compare the two); returns 1 when the AVX2 variant
+ * (and libmvec's exp/log where linked) is in use, else 0 */
+static PyObject *set_isa(PyObject *self, PyObject *args)
+{
+    int code;
+    if (!PyArg_ParseTuple(args, "i", &code))
+        return NULL;
+#ifdef EMIX_X86_DISPATCH
+    if (code < 0) {
+        cpu_avx2_fma = -1;
+        return PyLong_FromLong(have_avx2_fma());
+    }
+    cpu_avx2_fma = 0;
+#endif
+    return PyLong_FromLong(0);
+}
+
 static PyMethodDef methods[] = {
+    {"set_isa", set_isa, METH_VARARGS,
+     "set_isa(code) -> active\n\n"
+     "-1: the fastest E-step variant this CPU runs (the default); 0: the portable one. Returns 1 when\n"
+     "the AVX2 variant is in use."},
     {"estep", estep, METH_VARARGS,
-     "estep(X, w, means, U, weights, nk, s1, s2, n, D, K, mode) -> (loglik, sum_w, status, logmax)\n\n"
+     "estep(X, w, means, U, weights, nk, s1, s2, n, D, K, mode[, xf32]) -> (loglik, sum_w, status, logmax)\n\n"
      "Gaussian E-step and shifted statistics of one block (see emix.core.small)."},
     {"prec_chol", prec_chol, METH_VARARGS,
      "prec_chol(cov, out, K, D, diag) -> first failing component or -1\n\n"

@@ -51,6 +51,14 @@ except ImportError:  # pragma: no cover - no C compiler at install time
 #: 5.1 vs 2.6 ms).
 SMALL_WORK = 1 << 19
 
+#: Features up to which :func:`e_step` takes blocks of any size: the kernel
+#: sums a component's statistics in vector registers there (4 rows at a
+#: time) and beats the general path's products per row and component
+#: (measured one thread, session 5, ns per row and component, C vs numpy:
+#: D = 2, K = 8 full 3.8 vs 12.5; D = 6 full 9.3 vs 16.0; D = 8 full 19.7 vs
+#: 21.4, diag 7.6 vs 12.0); wider blocks go by :data:`SMALL_WORK`.
+ESTEP_FEATURES = 8
+
 _MODES = {}
 
 
@@ -96,11 +104,14 @@ def _mode_of(structure):
     return mode
 
 
-def _block_mode(X, structure):
+def _block_mode(X, structure, float32=False):
     """The kernel mode (see :func:`_mode_of`) for the block ``X``: 0, 1 or 2;
     -1 where the compiled module does not apply (not built, another
-    structure, not a 2-D float64 numpy array, ``E``/``V`` on several features)."""
-    if _kernels is None or type(X) is not np.ndarray or X.dtype != np.float64 or X.ndim != 2:
+    structure, not a 2-D float64 numpy array (or float32 with ``float32``),
+    ``E``/``V`` on several features)."""
+    if _kernels is None or type(X) is not np.ndarray or X.ndim != 2:
+        return -1
+    if not (X.dtype == np.float64 or (float32 and X.dtype == np.float32)):
         return -1
     mode = _mode_of(structure)
     if mode == 3:  # E/V: the general path says they are univariate
@@ -111,23 +122,30 @@ def _block_mode(X, structure):
 def _estep_call(X, sample_weight, params, structure):
     """One call of the compiled E-step: ``(loglik, sum_w, logmax, nk, s1,
     s2)`` (``logmax = sum_n w_n log max_k r_nk``), or None where the module
-    does not apply or the kernel declined a row (see the module notes)."""
-    mode = _block_mode(X, structure)
+    does not apply or the kernel declined a row (see the module notes).
+
+    A float32 block is read as float32 and computed in float64 (its
+    parameters converted), as emix computes float32 data (docs/design.md)."""
+    mode = _block_mode(X, structure, float32=True)
+    f32 = X.dtype == np.float32
     if mode < 0 or params.noise_weight is not None:
         return None
     n, D = X.shape
     means, U, weights = params.means, params.precisions_cholesky, params.weights
     K = means.shape[0]
-    if n * K * D * (D + 1) > SMALL_WORK:
+    if n * K * D * (D + 1) > SMALL_WORK and D > ESTEP_FEATURES:
         return None
-    if not all(type(a) is np.ndarray and a.dtype == np.float64 for a in (means, U, weights)):
+    arrays = (means, U, weights)
+    if not all(type(a) is np.ndarray and a.dtype == (np.float32 if f32 else np.float64) for a in arrays):
         return None
     c = np.ascontiguousarray
+    if f32:
+        means, U, weights = (np.asarray(a, dtype=np.float64) for a in arrays)
     w = None if sample_weight is None else c(sample_weight, dtype=np.float64)
     nk, s1 = np.empty(K), np.empty((K, D))
     s2 = np.empty((K, D, D) if mode == 0 else (K, D))
     loglik, sum_w, status, logmax = _kernels.estep(c(X), w, c(means), c(U), c(weights), nk, s1, s2, n, D, K,
-                                                   mode)
+                                                   mode, f32)
     if status:
         return None
     return loglik, sum_w, logmax, nk, s1, s2
