@@ -1,7 +1,7 @@
 """The compiled E-step's vector layout (src/emix/_small_kernels.c: rows in
 passes of 64, transposed, 4 rows per vector, padded tails; an AVX2+FMA
 variant chosen at run time and a portable one): both variants against scipy's
-densities for every feature count the kernel specializes (1-8) and the
+densities for every feature count the kernel specializes (1-12) and the
 column-wise path above, at row counts around the pass and vector sizes;
 float32 blocks read as float32 and computed in float64; additivity of the
 statistics over any split of the rows (hypothesis)."""
@@ -76,7 +76,7 @@ def _oracle(X, w, p, mode):
     return tot @ w, w.sum(), w @ np.log(R.max(axis=1)), wr.sum(0), s1, s2
 
 
-@pytest.mark.parametrize("D", [1, 2, 3, 4, 5, 6, 7, 8, 11])
+@pytest.mark.parametrize("D", [1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 13])
 @pytest.mark.parametrize("name,mode", MODES)
 @pytest.mark.parametrize("n", [1, 3, 63, 64, 65, 130])
 def test_estep_against_scipy(variant, D, name, mode, n):
@@ -107,7 +107,7 @@ def test_univariate_oracle_is_scipy_norm():
 def test_variants_agree(name, mode):
     kernels = small._kernels
     rng = np.random.default_rng(5)
-    for D in (2, 5, 8, 10):
+    for D in (2, 5, 8, 10, 14):
         p = _params(D, 4, mode != 0, seed=D)
         X = p.means[rng.integers(0, 4, 301)] + rng.normal(size=(301, D))
         kernels.set_isa(0)

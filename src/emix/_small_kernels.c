@@ -149,7 +149,7 @@ EMIX_ALWAYS_INLINE void v4store(double *p, v4d v) { __builtin_memcpy(p, &v, size
 EMIX_ALWAYS_INLINE double v4sum(v4d v) { return (v[0] + v[1]) + (v[2] + v[3]); }
 /* features up to which the statistics of a component are summed in registers
  * (VMAX + VMAX (VMAX + 1) / 2 accumulators), above by columns */
-#define VMAX 8
+#define VMAX 12
 
 /* The E-step of a block: log densities, responsibilities, log-likelihood and
  * the statistics shifted at the current means. Rows go in passes of ECHUNK,
@@ -448,6 +448,10 @@ estep_body(const void *Xv, int xf32, const double *w, Py_ssize_t n, Py_ssize_t D
         case 6: { const Py_ssize_t D_ = 6; return estep_body(ESTEP_ARGS); }                       \
         case 7: { const Py_ssize_t D_ = 7; return estep_body(ESTEP_ARGS); }                       \
         case 8: { const Py_ssize_t D_ = 8; return estep_body(ESTEP_ARGS); }                       \
+        case 9: { const Py_ssize_t D_ = 9; return estep_body(ESTEP_ARGS); }                       \
+        case 10: { const Py_ssize_t D_ = 10; return estep_body(ESTEP_ARGS); }                     \
+        case 11: { const Py_ssize_t D_ = 11; return estep_body(ESTEP_ARGS); }                     \
+        case 12: { const Py_ssize_t D_ = 12; return estep_body(ESTEP_ARGS); }                     \
         default: { const Py_ssize_t D_ = D; return estep_body(ESTEP_ARGS); }                      \
         }                                                                                         \
     }

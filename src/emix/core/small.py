@@ -52,12 +52,13 @@ except ImportError:  # pragma: no cover - no C compiler at install time
 SMALL_WORK = 1 << 19
 
 #: Features up to which :func:`e_step` takes blocks of any size: the kernel
-#: sums a component's statistics in vector registers there (4 rows at a
-#: time) and beats the general path's products per row and component
-#: (measured one thread, session 5, ns per row and component, C vs numpy:
-#: D = 2, K = 8 full 3.8 vs 12.5; D = 6 full 9.3 vs 16.0; D = 8 full 19.7 vs
-#: 21.4, diag 7.6 vs 12.0); wider blocks go by :data:`SMALL_WORK`.
-ESTEP_FEATURES = 8
+#: sums a component's terms and statistics in vector registers there (4 rows
+#: at a time, the loops unrolled per feature count) and beats the general
+#: path's products per row and component (measured one thread, session 5, ns
+#: per row and component, C vs numpy: D = 2, K = 8 full 3.8 vs 12.5; D = 6
+#: full 9.3 vs 16.0; D = 10, K = 5 full 18.9 vs 59.3, diag 6.9 vs 21.9; D =
+#: 12, K = 8 full 24.6 vs 36.7); wider blocks go by :data:`SMALL_WORK`.
+ESTEP_FEATURES = 12
 
 _MODES = {}
 
