@@ -881,7 +881,52 @@ static int jacobi_eig(const double *S, Py_ssize_t D, double *vals, double *vecs,
  * the number of sweeps depends on it), the new V out. 0, or -1 where
  * it did not converge or F is (numerically) singular, where the polar factor
  * is not unique (the caller then asks LAPACK). */
-static int jacobi_polar(const double *F, Py_ssize_t d, double *Q, double *G, double *V, int warm)
+/* Column p of the d x d matrix G (row-major) replaced by a unit vector
+ * orthogonal to its other columns, which are orthonormal: the coordinate
+ * axis least in their span, orthogonalized against them twice (classical
+ * Gram-Schmidt twice is orthogonal to rounding: Giraud et al. 2005). A polar
+ * factor of a matrix of rank d - 1 is unique up to the sign of this column's
+ * term; in mclust's MM step the null vector is a coordinate axis j (the zero
+ * column of F), so either sign flips column j of the orientation, which
+ * leaves every covariance and shape unchanged. 0 done, -1 degenerate. */
+EMIX_ALWAYS_INLINE int complete_column(double *G, Py_ssize_t d, Py_ssize_t p)
+{
+    Py_ssize_t i, q, best = 0, pass;
+    double least = INFINITY;
+    for (i = 0; i < d; i++) { /* the axis e_i with the least squared projection on the others */
+        double proj = 0.0;
+        for (q = 0; q < d; q++)
+            if (q != p)
+                proj += G[i * d + q] * G[i * d + q];
+        if (proj < least) {
+            least = proj;
+            best = i;
+        }
+    }
+    for (i = 0; i < d; i++)
+        G[i * d + p] = (i == best) ? 1.0 : 0.0;
+    for (pass = 0; pass < 2; pass++)
+        for (q = 0; q < d; q++) {
+            if (q == p)
+                continue;
+            double dot = 0.0;
+            for (i = 0; i < d; i++)
+                dot += G[i * d + q] * G[i * d + p];
+            for (i = 0; i < d; i++)
+                G[i * d + p] -= dot * G[i * d + q];
+        }
+    double n2 = 0.0;
+    for (i = 0; i < d; i++)
+        n2 += G[i * d + p] * G[i * d + p];
+    if (!(n2 > 0.5 / (double)d)) /* the least projection leaves >= 1/d; else the others are not orthonormal */
+        return -1;
+    double inv = 1.0 / sqrt(n2);
+    for (i = 0; i < d; i++)
+        G[i * d + p] *= inv;
+    return 0;
+}
+
+EMIX_ALWAYS_INLINE int jacobi_polar(const double *F, Py_ssize_t d, double *Q, double *G, double *V, int warm)
 {
     Py_ssize_t p, q, i, sweep;
     const double tol = sqrt((double)d) * 2.220446049250313e-16; /* LAPACK dgesvj's sqrt(m) eps */
@@ -937,12 +982,21 @@ static int jacobi_polar(const double *F, Py_ssize_t d, double *Q, double *G, dou
         Q[p] = sqrt(n2); /* Q's first row as scratch for the norms */
         smax = fmax(smax, Q[p]);
     }
+    Py_ssize_t null = -1;
     for (p = 0; p < d; p++) {
-        if (!(Q[p] > 1e-12 * smax) || !isfinite(Q[p]))
+        if (!isfinite(Q[p]) || !(smax > 0.0))
             return -1;
+        if (!(Q[p] > 1e-12 * smax)) { /* a zero singular value: one is completed below */
+            if (null >= 0)
+                return -1;
+            null = p;
+            continue;
+        }
         for (i = 0; i < d; i++)
             G[i * d + p] /= Q[p];
     }
+    if (null >= 0 && complete_column(G, d, null) != 0)
+        return -1;
     for (i = 0; i < d; i++) /* Q = U V^T */
         for (q = 0; q < d; q++) {
             double acc = 0.0;
@@ -1895,7 +1949,7 @@ static int mm_load_svd(void)
  * into Q (row-major); F is overwritten. LAPACK sees F^T = R S P^T (column
  * major), returns u = R and vt = P^T; the column-major product u vt = R P^T
  * read row-major is P R^T. 0, or LAPACK's info. */
-static int mm_polar(double *F, Py_ssize_t d, double *Q, double *u, double *vt, double *s, double *work,
+EMIX_ALWAYS_INLINE int mm_polar(double *F, Py_ssize_t d, double *Q, double *u, double *vt, double *s, double *work,
                     int lwork, double *V, int *warm)
 {
     if (d <= JACOBI_MAX) { /* Jacobi, from the V of this step's previous F (see jacobi_polar) */
@@ -1927,10 +1981,10 @@ static int mm_polar(double *F, Py_ssize_t d, double *Q, double *u, double *vt, d
  * state + d d + K d (accepted by the caller). 0 done; 1 mclust's failure
  * (an eigenvalue of W_k or a shape/volume below sqrt(eps), LAPACK failed,
  * no memory): NA under rule 1. */
-static int mm_mstep(Work *ws, int eve, const double *mu_old, double *pi, double *mu, double *cov,
+EMIX_ALWAYS_INLINE int mm_mstep_body(Work *ws, Py_ssize_t d, int eve, const double *mu_old, double *pi, double *mu, double *cov,
                     double *state)
 {
-    Py_ssize_t K = ws->K, d = ws->D, k, i, j, l;
+    Py_ssize_t K = ws->K, k, i, j, l;
     Py_ssize_t dd = d * d, Kd = K * d;
     int lwork = (int)(8 * d + 64), rc = 1;
     double *buf = (double *)malloc(sizeof(double) * (size_t)(2 * K * dd + 7 * dd + 3 * Kd + d + lwork));
@@ -2070,6 +2124,21 @@ static int mm_mstep(Work *ws, int eve, const double *mu_old, double *pi, double 
 done:
     free(buf);
     return rc;
+}
+
+/* mm_mstep_body with small orientation sizes as compile-time constants (the
+ * inner MM iterations' products and polar factors unrolled) */
+static int mm_mstep(Work *ws, int eve, const double *mu_old, double *pi, double *mu, double *cov,
+                    double *state)
+{
+    switch (ws->D) {
+    case 2: return mm_mstep_body(ws, 2, eve, mu_old, pi, mu, cov, state);
+    case 3: return mm_mstep_body(ws, 3, eve, mu_old, pi, mu, cov, state);
+    case 4: return mm_mstep_body(ws, 4, eve, mu_old, pi, mu, cov, state);
+    case 5: return mm_mstep_body(ws, 5, eve, mu_old, pi, mu, cov, state);
+    case 6: return mm_mstep_body(ws, 6, eve, mu_old, pi, mu, cov, state);
+    default: return mm_mstep_body(ws, ws->D, eve, mu_old, pi, mu, cov, state);
+    }
 }
 
 /* mm_step(nk, s1, s2, shift, state, eve, weights, means, cov, U, D, K, eps) -> status
