@@ -61,24 +61,6 @@ static int check_len(Py_buffer *b, Py_ssize_t n, const char *name)
  * links it only where a test program using both links and runs. */
 __m256d _ZGVdN4v_exp(__m256d x);
 __m256d _ZGVdN4v_log(__m256d x);
-
-__attribute__((target("avx2"))) static void vexp_avx2(const double *x, double *y, Py_ssize_t n)
-{
-    Py_ssize_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        _mm256_storeu_pd(y + i, _ZGVdN4v_exp(_mm256_loadu_pd(x + i)));
-    for (; i < n; i++)
-        y[i] = exp(x[i]);
-}
-
-__attribute__((target("avx2"))) static void vlog_avx2(const double *x, double *y, Py_ssize_t n)
-{
-    Py_ssize_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        _mm256_storeu_pd(y + i, _ZGVdN4v_log(_mm256_loadu_pd(x + i)));
-    for (; i < n; i++)
-        y[i] = log(x[i]);
-}
 #endif
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
@@ -95,33 +77,39 @@ static int have_avx2_fma(void)
 }
 #endif
 
-/* y[i] <- exp(x[i]), 4 at a time where the CPU and the C library allow */
-static void vexp(const double *x, double *y, Py_ssize_t n)
-{
+/* y[i] <- f(x[i]) for a function of the C library with a libmvec AVX2 form
+ * VF (4 at a time where the CPU and the C library allow): defines NAME */
 #if defined(EMIX_LIBMVEC) && defined(__x86_64__)
-    if (have_avx2_fma()) {
-        vexp_avx2(x, y, n);
-        return;
+#define EMIX_VMAP(NAME, F, VF)                                                                    \
+    __attribute__((target("avx2"))) static void NAME##_avx2(const double *x, double *y, Py_ssize_t n) \
+    {                                                                                             \
+        Py_ssize_t i = 0;                                                                         \
+        for (; i + 4 <= n; i += 4)                                                                \
+            _mm256_storeu_pd(y + i, VF(_mm256_loadu_pd(x + i)));                                  \
+        for (; i < n; i++)                                                                        \
+            y[i] = F(x[i]);                                                                       \
+    }                                                                                             \
+    static void NAME(const double *x, double *y, Py_ssize_t n)                                    \
+    {                                                                                             \
+        if (have_avx2_fma()) {                                                                    \
+            NAME##_avx2(x, y, n);                                                                 \
+            return;                                                                               \
+        }                                                                                         \
+        Py_ssize_t i;                                                                             \
+        for (i = 0; i < n; i++)                                                                   \
+            y[i] = F(x[i]);                                                                       \
+    }
+#else
+#define EMIX_VMAP(NAME, F, VF)                                                                    \
+    static void NAME(const double *x, double *y, Py_ssize_t n)                                    \
+    {                                                                                             \
+        Py_ssize_t i;                                                                             \
+        for (i = 0; i < n; i++)                                                                   \
+            y[i] = F(x[i]);                                                                       \
     }
 #endif
-    Py_ssize_t i;
-    for (i = 0; i < n; i++)
-        y[i] = exp(x[i]);
-}
-
-/* y[i] <- log(x[i]), the same way */
-static void vlog(const double *x, double *y, Py_ssize_t n)
-{
-#if defined(EMIX_LIBMVEC) && defined(__x86_64__)
-    if (have_avx2_fma()) {
-        vlog_avx2(x, y, n);
-        return;
-    }
-#endif
-    Py_ssize_t i;
-    for (i = 0; i < n; i++)
-        y[i] = log(x[i]);
-}
+EMIX_VMAP(vexp, exp, _ZGVdN4v_exp)
+EMIX_VMAP(vlog, log, _ZGVdN4v_log)
 
 #if defined(__GNUC__) || defined(__clang__)
 #define EMIX_ALWAYS_INLINE static inline __attribute__((always_inline))

@@ -523,7 +523,7 @@ def _compiled_fit(reduce, params0, structure, tol, max_iter, reg_covar, lower_bo
     if res.status == _small.DEGENERATE:
         raise DegenerateComponentError.for_component(int(res.bad_k), float(res.bad_nk), structure.name,
                                                      reg_covar)
-    history = tuple(float(v) for v in res.history)
+    history = tuple(res.history.tolist())  # Python floats
     if res.status == _small.FALLBACK:
         return res.params, int(res.n_iter), float(res.last), history
     return FitResult(params=res.params, n_iter=int(res.n_iter), converged=res.status == _small.CONVERGED,

@@ -514,7 +514,7 @@ def mclust_em(X, labels, structure, rows=None, tol=MCLUST_TOL, max_iter=1_000_00
         if res.status == _small.MCLUST_FAIL:
             raise MclustFailure(_small.MCLUST_REASONS.get(res.bad_k, "singular covariance"))
         params, it0, hold = res.params, int(res.n_iter), float(res.last)
-        history = [float(v) for v in res.history]
+        history = res.history.tolist()  # Python floats
         it = it0
         converged = res.status == _small.CONVERGED
         if res.status != _small.FALLBACK:
