@@ -4,12 +4,11 @@ checked against mclust 6.0.0's hc() merges in tests/test_mclust_exact.py and
 against a dense full scan in tests/test_mclust_hc_fast.py): the same merge
 sequence, ties included."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mclust_data import load as _load
 
 from emix.core import mclust_hc
 from emix.core.mclust_hc import _hc_pairs_numpy, hc_pairs, svd_transform
@@ -18,23 +17,6 @@ pytestmark = pytest.mark.skipif(
     mclust_hc._hc_kernels is None,
     reason="emix._hc_kernels is not built (no C compiler at install): hc_pairs runs its numpy loop",
 )
-
-DATA = Path(__file__).parent / "data"
-
-
-def _load(name):
-    """The data sets of benchmarks/bench_vs_mclust.py (its ``load``)."""
-    if name == "faithful":
-        from emix.datasets import load_faithful
-
-        return load_faithful()[0]
-    if name == "iris":
-        from sklearn.datasets import load_iris
-
-        return load_iris().data
-    import pandas as pd
-
-    return pd.read_csv(DATA / f"mclust_{name}.csv").iloc[:, 1:].to_numpy(dtype=np.float64)
 
 
 def _same(Z, model):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mclust_data import load as _load
 
 import emix
 from emix.core.mclust_hc import (
@@ -32,20 +33,6 @@ DATA = Path(__file__).parent / "data"
 #: conditional objective differently (plane rotations), so the EM paths and
 #: the stopped iterates differ (docs/mclust.md). Compared only as a count.
 MM_MODELS = ("EVE", "VVE")
-
-
-def _load(name):
-    if name.startswith("faithful"):
-        from emix.datasets import load_faithful
-
-        X = load_faithful()[0]
-        return X[:30] if name == "faithful30" else X
-    if name == "iris":
-        from sklearn.datasets import load_iris
-
-        return load_iris().data
-    rows = np.genfromtxt(DATA / f"mclust_{name}.csv", delimiter=",", skip_header=1, dtype=str)
-    return rows[:, 1:].astype(np.float64)
 
 
 def _merges(path):

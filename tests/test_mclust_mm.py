@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mclust_data import load as _load
 
 import emix
 from emix.core import small
@@ -190,19 +191,6 @@ def test_compiled_mm_loop_equals_numpy(model, K, monkeypatch):
     assert fast.n_iter == slow.n_iter and fast.converged == slow.converged
     np.testing.assert_allclose(fast.history, slow.history, rtol=1e-11)
     np.testing.assert_allclose(fast.params.covariances, slow.params.covariances, rtol=1e-7, atol=1e-10)
-
-
-def _load(name):
-    if name == "faithful":
-        from emix.datasets import load_faithful
-
-        return load_faithful()[0]
-    if name == "iris":
-        from sklearn.datasets import load_iris
-
-        return load_iris().data
-    rows = np.genfromtxt(DATA / f"mclust_{name}.csv", delimiter=",", skip_header=1, dtype=str)
-    return rows[:, 1:].astype(np.float64)
 
 
 def _bic_columns(name, models):

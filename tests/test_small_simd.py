@@ -62,7 +62,7 @@ def _call(X, w, p, mode):
 
 def _oracle(X, w, p, mode):
     """scipy's log densities, then the statistics in plain numpy."""
-    K, D = p.means.shape
+    K = p.means.shape[0]
     logp = np.stack([np.log(p.weights[k]) + np.atleast_1d(multivariate_normal(p.means[k], p.covariances[k])
                                                           .logpdf(X)) for k in range(K)], axis=1)
     tot = np.logaddexp.reduce(logp, axis=1)

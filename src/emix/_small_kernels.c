@@ -424,22 +424,13 @@ estep_body(const void *Xv, int xf32, const double *w, Py_ssize_t n, Py_ssize_t D
 /* estep_body with the mode and small D as compile-time constants (the
  * compiler unrolls the loops over features and vectorizes those over rows) */
 #define ESTEP_ARGS Xv, xf32, w, n, D_, K, mu, U, pi, mode_, nk, s1, s2, work, loglik_out, sum_w_out, logmax_out
+#define ESTEP_CASE(d) case d: { const Py_ssize_t D_ = d; return estep_body(ESTEP_ARGS); }
 #define ESTEP_CASES(MODE_)                                                                        \
     {                                                                                             \
         const int mode_ = MODE_;                                                                  \
         switch (D) {                                                                              \
-        case 1: { const Py_ssize_t D_ = 1; return estep_body(ESTEP_ARGS); }                       \
-        case 2: { const Py_ssize_t D_ = 2; return estep_body(ESTEP_ARGS); }                       \
-        case 3: { const Py_ssize_t D_ = 3; return estep_body(ESTEP_ARGS); }                       \
-        case 4: { const Py_ssize_t D_ = 4; return estep_body(ESTEP_ARGS); }                       \
-        case 5: { const Py_ssize_t D_ = 5; return estep_body(ESTEP_ARGS); }                       \
-        case 6: { const Py_ssize_t D_ = 6; return estep_body(ESTEP_ARGS); }                       \
-        case 7: { const Py_ssize_t D_ = 7; return estep_body(ESTEP_ARGS); }                       \
-        case 8: { const Py_ssize_t D_ = 8; return estep_body(ESTEP_ARGS); }                       \
-        case 9: { const Py_ssize_t D_ = 9; return estep_body(ESTEP_ARGS); }                       \
-        case 10: { const Py_ssize_t D_ = 10; return estep_body(ESTEP_ARGS); }                     \
-        case 11: { const Py_ssize_t D_ = 11; return estep_body(ESTEP_ARGS); }                     \
-        case 12: { const Py_ssize_t D_ = 12; return estep_body(ESTEP_ARGS); }                     \
+        ESTEP_CASE(1) ESTEP_CASE(2) ESTEP_CASE(3) ESTEP_CASE(4) ESTEP_CASE(5) ESTEP_CASE(6)       \
+        ESTEP_CASE(7) ESTEP_CASE(8) ESTEP_CASE(9) ESTEP_CASE(10) ESTEP_CASE(11) ESTEP_CASE(12)    \
         default: { const Py_ssize_t D_ = D; return estep_body(ESTEP_ARGS); }                      \
         }                                                                                         \
     }
@@ -447,26 +438,20 @@ estep_body(const void *Xv, int xf32, const double *w, Py_ssize_t n, Py_ssize_t D
     const double *mu, const double *U, const double *pi, int mode, double *nk, double *s1,              \
     double *s2, double *work, double *loglik_out, double *sum_w_out, double *logmax_out
 
-static int estep_generic(ESTEP_PARAMS)
-{
-    if (mode == 0)
-        ESTEP_CASES(0)
-    else if (mode == 1)
-        ESTEP_CASES(1)
-    else
-        ESTEP_CASES(2)
-}
+#define ESTEP_DISPATCH                                                                            \
+    {                                                                                             \
+        if (mode == 0)                                                                            \
+            ESTEP_CASES(0)                                                                        \
+        else if (mode == 1)                                                                       \
+            ESTEP_CASES(1)                                                                        \
+        else                                                                                      \
+            ESTEP_CASES(2)                                                                        \
+    }
+
+static int estep_generic(ESTEP_PARAMS) ESTEP_DISPATCH
 
 #ifdef EMIX_X86_DISPATCH
-__attribute__((target("avx2,fma"))) static int estep_avx2(ESTEP_PARAMS)
-{
-    if (mode == 0)
-        ESTEP_CASES(0)
-    else if (mode == 1)
-        ESTEP_CASES(1)
-    else
-        ESTEP_CASES(2)
-}
+__attribute__((target("avx2,fma"))) static int estep_avx2(ESTEP_PARAMS) ESTEP_DISPATCH
 #endif
 
 /* The E-step (estep_body) in the variant the CPU runs fastest. Xv: float64
