@@ -21,8 +21,10 @@ than expanded around a common centre, so it agrees with the general path to
 rounding (about ``1e-13`` relative). Dempster, Laird & Rubin (1977) for EM;
 McLachlan & Peel (2000, ch. 3) for the Gaussian mixture's statistics.
 
-:func:`e_step` is used by :func:`emix.core.em.e_step` for a float64 numpy
-block that is small (:data:`SMALL_WORK`), with no noise component, for the
+:func:`e_step` is used by :func:`emix.core.em.e_step` for a float64 or
+float32 numpy block of at most :data:`ESTEP_FEATURES` features (any number of
+rows; float32 rows are widened as they are read) or small enough
+(:data:`SMALL_WORK`), with no noise component, for the
 structures whose density is the full or diagonal Gaussian of their
 precision factors (``'full'``, ``'diag'`` and mclust's 14 models). It returns
 None (the general path then runs) when the compiled module is missing (no C
@@ -128,9 +130,9 @@ def _estep_call(X, sample_weight, params, structure):
     A float32 block is read as float32 and computed in float64 (its
     parameters converted), as emix computes float32 data (docs/design.md)."""
     mode = _block_mode(X, structure, float32=True)
-    f32 = X.dtype == np.float32
     if mode < 0 or params.noise_weight is not None:
         return None
+    f32 = X.dtype == np.float32
     n, D = X.shape
     means, U, weights = params.means, params.precisions_cholesky, params.weights
     K = means.shape[0]
@@ -479,6 +481,6 @@ def loglik_and_entropy(X, sample_weight, params, structure):
     return None if out is None else (out[0], out[2])
 
 
-__all__ = ["LOOP_MODELS", "SMALL_FEATURES", "SMALL_WORK", "available", "e_step", "em_loop",
+__all__ = ["ESTEP_FEATURES", "LOOP_MODELS", "SMALL_FEATURES", "SMALL_WORK", "available", "e_step", "em_loop",
            "loglik_and_entropy", "m_step", "mm_m_step", "prec_chol_from_cov",
            "stats_from_resp"]
