@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli as _cli
 
 import emix
 from emix import GaussianMixture
@@ -26,16 +27,6 @@ def _quiet(fn, *args, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return fn(*args, **kw)
-
-
-def _cli(argv, capsys):
-    from emix.cli import main
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _mixture(n=180, D=2, K=3, seed=0, sep=5.0):

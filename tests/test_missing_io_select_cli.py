@@ -15,6 +15,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli as _cli
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal as mvn
 
@@ -249,16 +250,6 @@ def _write_csv(path, X, spell=("", "NA")):
         lines.append(",".join(cells))
     path.write_text("\n".join(lines) + "\n")
     return names
-
-
-def _cli(argv, capsys):
-    from emix.cli import main
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
