@@ -625,7 +625,7 @@ def select(X, n_components=range(1, 10), covariance_types=None, criterion="bic",
     cells = [(K, m) for K in Ks for m in models]
     costs = [_parallel.cell_cost(X.shape[0], X.shape[1], K, m, n_init * (2 if both else 1)) for K, m in cells]
     threads = _pool_threads(X, Ks, models, n_init, gm_kwargs, labels, starts_given, n_jobs)
-    workers = 0 if threads > 1 else _plan_cells(costs, n_jobs)
+    workers = 0 if threads >= 1 else _plan_cells(costs, n_jobs)
     with _parallel.one_blas_thread():  # the trees' many tiny LAPACK calls: BLAS threads only spin
         partitions, others = _shared_starts(X, X_start, Ks, entropy, gm_kwargs, starts_given, both)
     results = _run_cells(
@@ -740,8 +740,9 @@ _POOLED = contextvars.ContextVar("emix_select_pooled", default=False)
 
 
 def _run_pooled(tasks, costs, threads, report):
-    """The cells' ``(fn, *args)`` tasks on ``threads`` threads, the costliest
-    first; results in task order, ``report`` called here as each ends."""
+    """The cells' ``(fn, *args)`` tasks on ``threads`` threads (one: in this
+    thread), the costliest first; results in task order, ``report`` called
+    here as each ends."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     from . import _parallel
@@ -757,6 +758,12 @@ def _run_pooled(tasks, costs, threads, report):
     order = sorted(range(len(tasks)), key=lambda i: (-costs[i], i))
     with _parallel.one_blas_thread(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if threads == 1:  # in this thread, with the settings entered once for all cells
+            for i in order:
+                _, res = run(tasks[i])
+                results[i] = res
+                report(res)
+            return results
         pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="emix-select")
         try:
             futures = [pool.submit(run, tasks[i]) for i in order]
@@ -797,7 +804,7 @@ def _run_cells(make_task, costs, n_jobs, cell_callback, workers=None, threads=0)
         if cell_callback is not None:
             cell_callback({"done": done[0], "total": n_cells, "row": dict(res[0])})
 
-    if threads > 1:  # small compiled cells: a thread pool (see _pool_threads)
+    if threads >= 1:  # small compiled cells: a thread pool, or this thread alone (see _pool_threads)
         return _run_pooled([make_task(i, 1) for i in range(n_cells)], costs, threads, report)
     if workers is None:
         workers = _plan_cells(costs, n_jobs)
