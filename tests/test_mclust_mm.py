@@ -227,3 +227,35 @@ def test_mclust_em_mm_failure_is_mclust_na():
     for model in ("EVE", "VVE"):
         with pytest.raises(MclustFailure, match="singular"):
             mclust_em(X, lab, get_structure(model))
+
+
+@pytest.mark.skipif(not small.available(), reason="the compiled module is not built (no C compiler)")
+@pytest.mark.parametrize("model", ["EVE", "VVE"])
+@pytest.mark.parametrize("d", [3, 5])
+def test_compiled_mm_step_with_a_rank_deficient_polar_factor(model, d):
+    """Components sharing their orientation and the order of their shapes
+    make the second MM step's matrix lose a column (every component's largest
+    inverse shape sits in the same direction): its polar factor is of rank
+    d - 1. The compiled step completes the missing column itself (either sign
+    flips one column of the orientation, which changes no covariance) where
+    the numpy step calls LAPACK's SVD: the same covariances, volumes and
+    shapes, with the orientation equal up to the signs of its columns."""
+    from emix.core.types import SuffStats
+    from emix.families.gaussian.mclust._mm import mm_m_step
+
+    rng = np.random.default_rng(d)
+    R = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    base = np.linspace(1.0, 9.0, d)  # every component: smallest shape first
+    nk = np.array([30.0, 45.0, 60.0])
+    W = np.stack([n * (R * (base * s)) @ R.T for n, s in zip(nk, (1.0, 1.7, 0.6))])
+    W += np.stack([n * 0.05 * np.diag(rng.uniform(0.5, 1.0, d)) for n in nk])  # not exactly shared
+    D0, a0 = np.eye(d), np.ones((3, d))
+    ref = mm_m_step(W, nk, model, D0, a0)
+    state = [model, D0.copy(), a0.copy()]
+    stats = SuffStats(nk=nk, s1=np.zeros((3, d)), s2=W.copy(), shift=np.zeros((3, d)), loglik=0.0,
+                      sum_w=float(nk.sum()))
+    got = small.mm_m_step(stats, get_structure(model), state, np.finfo(np.float64).eps)
+    assert got is not None and got is not False
+    np.testing.assert_allclose(got.covariances, ref.cov, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(state[2], ref.shape, rtol=1e-8)
+    np.testing.assert_allclose(np.abs(state[1]), np.abs(ref.orientation), atol=1e-7)
