@@ -357,6 +357,13 @@ def _plots_section(model, X, names, rows, criterion, best, max_points):
         fig.tight_layout()
         figs.append(("uncertainty", fig, "Classification uncertainty 1 − max responsibility: large dark "
                                          "points lie between components."))
+    return _plots_html(P, figs, model, rows, criterion, best)
+
+
+def _plots_html(P, figs, model, rows, criterion, best):
+    """The report's plots section: ``figs`` (``(name, figure, caption)``, the
+    model-specific ones) followed by the selection criterion against K (when
+    ``rows`` are given) and the EM trace, each embedded as a PNG data URI."""
     if rows:
         fig = P.new_figure(figsize=(7.2, 4.8))
         P.plot_criterion(rows, criterion, ax=fig.add_subplot(1, 1, 1), best=best)
@@ -600,24 +607,7 @@ def _family_plots_section(model, X, names, rows, criterion, best, max_points):
         figs.append(("outliers", fig, "Each point coloured by its expected Student-t scale weight Σ_k r_nk u_nk, "
                                       "u_nk = (ν_k + D)/(ν_k + Mahalanobis²): near 1 typical, near 0 an outlier "
                                       "the fit down-weights; 1σ/2σ ellipses of the scale matrices."))
-    if rows:
-        fig = P.new_figure(figsize=(7.2, 4.8))
-        P.plot_criterion(rows, criterion, ax=fig.add_subplot(1, 1, 1), best=best)
-        fig.tight_layout()
-        figs.append(("criterion", fig, f"{criterion.upper()} of every fitted model against K; the star marks "
-                                       "the chosen model."))
-    fig = P.new_figure(figsize=(7.2, 4.2))
-    P.plot_convergence(model, ax=fig.add_subplot(1, 1, 1))
-    fig.tight_layout()
-    figs.append(("convergence", fig, "EM trace of the chosen model's best restart: mean log-likelihood "
-                                     "per iteration and its change against tol."))
-    out = ['<section id="plots"><h2>Plots</h2>']
-    for name, fig, caption in figs:
-        uri = figure_to_data_uri(fig)
-        out.append(f'<figure id="plot-{name}"><img alt="{_e(name)} plot" src="{uri}">'
-                   f"<figcaption>{_e(caption)}</figcaption></figure>")
-    out.append("</section>")
-    return "".join(out)
+    return _plots_html(P, figs, model, rows, criterion, best)
 
 
 def _build_family_report(model, X, *, feature_names, source, selection_rows, criterion, best, sample_weight,
