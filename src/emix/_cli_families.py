@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from . import _family_views as views
+from .cli import _nonneg_float
 
 #: --family choices; 'mixed' and 'auto' are one family (per-column families
 #: from the columns' types, or from --family-map)
@@ -77,20 +78,10 @@ def add_options(parser, fit=False):
     g.add_argument("--dof", type=dof_arg, default=None, metavar="per_component|shared|NU",
                    help="student_t degrees of freedom: estimated per component (default), one shared value, "
                         "or fixed at NU")
-    g.add_argument("--pseudo-count", type=_nonneg, default=None, metavar="A",
+    g.add_argument("--pseudo-count", type=_nonneg_float, default=None, metavar="A",
                    help="poisson/bernoulli/categorical: add A to every count (MAP estimate; default 0, "
                         "maximum likelihood); keeps probabilities and rates away from 0")
     return g
-
-
-def _nonneg(s):
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
-    if not (v >= 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {s!r}")
-    return v
 
 
 def check_args(args, parser):
