@@ -1,15 +1,17 @@
-"""Build of emix's one compiled module (everything else is in pyproject.toml).
+"""Build of emix's two compiled modules (everything else is in pyproject.toml).
 
-``emix._small_kernels`` (src/emix/_small_kernels.c: plain C and the Python C
-API, no numpy headers) runs small in-memory fits (:mod:`emix.core.small`). It
-is optional: where no C compiler is found the install goes on and emix uses
-its numpy path, with the same results.
+``emix._small_kernels`` (src/emix/_small_kernels.c: plain C with GCC/Clang
+vector extensions and the Python C API, no numpy headers) runs the Gaussian
+E-step of in-memory blocks and whole small fits (:mod:`emix.core.small`);
+``emix._hc_kernels`` (src/emix/_hc_kernels.c) builds mclust's hierarchical
+tree (:mod:`emix.core.mclust_hc`). Both are optional: where no suitable C
+compiler is found the install goes on and emix uses its numpy paths, with the
+same results.
 
-On x86-64 Linux it is linked with glibc's vector math library (libmvec, a
-4-wide AVX2 ``exp``) where a test program using it compiles, links and runs;
-elsewhere (or if that fails) it is built without it and uses the C library's
-scalar ``exp``.
-"""
+On x86-64 Linux ``_small_kernels`` is linked with glibc's vector math library
+(libmvec: 4-wide AVX2 ``exp`` and ``log``) where a test program using it
+compiles, links and runs; elsewhere (or if that fails) it is built without it
+and uses the C library's scalar functions."""
 
 import os
 import platform
@@ -57,13 +59,30 @@ def _libmvec_works(compiler):
             return False
 
 
+def _accepts_flag(compiler, flag):
+    """Whether the compiler compiles a trivial file with ``flag``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe_flag.c")
+        with open(src, "w") as fh:
+            fh.write("int emix_probe(void) { return 0; }\n")
+        try:
+            compiler.compile([src], output_dir=tmp, extra_postargs=[flag])
+            return True
+        except Exception:
+            return False
+
+
 class BuildExt(build_ext):
-    """build_ext that adds libmvec to the kernels where it works."""
+    """build_ext that adds libmvec to the kernels where it works, and drops
+    ``-fopenmp-simd`` where the compiler does not know it (the pragmas are
+    then ignored: the same results, sums in one lane)."""
 
     def build_extension(self, ext):
         if ext.name == "emix._small_kernels" and _libmvec_works(self.compiler):
             ext.define_macros = list(ext.define_macros or []) + [("EMIX_LIBMVEC", "1")]
             ext.libraries = list(ext.libraries or []) + ["mvec", "m"]
+        if "-fopenmp-simd" in (ext.extra_compile_args or []) and not _accepts_flag(self.compiler, "-fopenmp-simd"):
+            ext.extra_compile_args = [a for a in ext.extra_compile_args if a != "-fopenmp-simd"]
         return super().build_extension(ext)
 
 
