@@ -1,6 +1,7 @@
 /*
- * emix._small_kernels: the Gaussian E-step of a small in-memory block in one
- * call (see emix/core/small.py, which owns the Python side and the fallback).
+ * emix._small_kernels: the Gaussian E-step of an in-memory block in one call,
+ * and the whole EM loop of a small fit (see emix/core/small.py, which owns the
+ * Python side and the fallback).
  *
  * For rows x_n (n x D, C order), means mu_k (K x D), precision Cholesky
  * factors U_k (upper triangular, U_k U_k^T = Sigma_k^-1) and weights pi_k:
@@ -17,9 +18,9 @@
  *   s2[k]  = sum_n w_n r_nk (x_n - c_k)(x_n - c_k)^T   (mode 0; its diagonal
  *            in modes 1 and 2)
  *
- * Written for emix from the formulas above; plain C99 and the Python C API
- * (buffer protocol), no numpy headers, so it builds with any C compiler that
- * setuptools finds.
+ * Written for emix from the formulas above; C99 with GCC/Clang vector
+ * extensions and the Python C API (buffer protocol), no numpy headers. Where
+ * it does not build, emix runs its numpy path (setup.py marks it optional).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -42,9 +43,6 @@ static int check_len(Py_buffer *b, Py_ssize_t n, const char *name)
     return 0;
 }
 
-/* The E-step proper (see estep below): returns the status (0 done, 1 far row
- * or NaN term). work holds ESTEP_WORK(K, D) doubles. sum_w is the sum of the
- * weights (n without weights); logmax (if not NULL) sum_n w_n log max_k r_nk. */
 /* Rows per pass of estep_body: their log densities are computed first, then
  * exponentiated together (vexp), then turned into statistics. */
 #define ECHUNK 64
@@ -309,99 +307,97 @@ estep_body(const void *Xv, int xf32, const double *w, Py_ssize_t n, Py_ssize_t D
             logmax -= b;
             sum_w += sw;
         }
-        {
-            for (t = cnt; t < cnt4; t++) { /* the padding rows' responsibilities: 0 */
-                S[t] = 0.0;
-                for (k = 0; k < K; k++)
-                    L[k * ECHUNK + t] = 0.0;
-            }
-            for (k = 0; k < K; k++) { /* responsibilities (times the weights) and statistics */
-                const double *lk = L + k * ECHUNK, *mk = mu + k * D;
-                if (D <= VMAX) { /* every sum of the component in a register */
-                    v4d an = {0.0, 0.0, 0.0, 0.0}, a1[VMAX], a2[VMAX * (VMAX + 1) / 2], m[VMAX];
+        for (t = cnt; t < cnt4; t++) { /* the padding rows' responsibilities: 0 */
+            S[t] = 0.0;
+            for (k = 0; k < K; k++)
+                L[k * ECHUNK + t] = 0.0;
+        }
+        for (k = 0; k < K; k++) { /* responsibilities (times the weights) and statistics */
+            const double *lk = L + k * ECHUNK, *mk = mu + k * D;
+            if (D <= VMAX) { /* every sum of the component in a register */
+                v4d an = {0.0, 0.0, 0.0, 0.0}, a1[VMAX], a2[VMAX * (VMAX + 1) / 2], m[VMAX];
+                for (j = 0; j < D; j++) {
+                    a1[j] = an;
+                    m[j] = (v4d){mk[j], mk[j], mk[j], mk[j]};
+                }
+                for (j = 0; j < (mode == 0 ? D * (D + 1) / 2 : D); j++)
+                    a2[j] = an;
+                for (t = 0; t < cnt4; t += 4) {
+                    v4d r = v4load(lk + t) * v4load(S + t), d[VMAX], rd[VMAX];
+                    an += r;
                     for (j = 0; j < D; j++) {
-                        a1[j] = an;
-                        m[j] = (v4d){mk[j], mk[j], mk[j], mk[j]};
+                        d[j] = v4load(xt + j * ECHUNK + t) - m[j];
+                        rd[j] = r * d[j];
+                        a1[j] += rd[j];
                     }
-                    for (j = 0; j < (mode == 0 ? D * (D + 1) / 2 : D); j++)
-                        a2[j] = an;
-                    for (t = 0; t < cnt4; t += 4) {
-                        v4d r = v4load(lk + t) * v4load(S + t), d[VMAX], rd[VMAX];
-                        an += r;
-                        for (j = 0; j < D; j++) {
-                            d[j] = v4load(xt + j * ECHUNK + t) - m[j];
-                            rd[j] = r * d[j];
-                            a1[j] += rd[j];
-                        }
-                        if (mode == 0) {
-                            Py_ssize_t q = 0;
-                            for (j = 0; j < D; j++)
-                                for (l = j; l < D; l++)
-                                    a2[q++] += rd[j] * d[l];
-                        } else {
-                            for (j = 0; j < D; j++)
-                                a2[j] += rd[j] * d[j];
-                        }
-                    }
-                    nk[k] += v4sum(an);
-                    for (j = 0; j < D; j++)
-                        s1[k * D + j] += v4sum(a1[j]);
                     if (mode == 0) {
-                        double *s2k = s2 + k * D * D;
                         Py_ssize_t q = 0;
                         for (j = 0; j < D; j++)
                             for (l = j; l < D; l++)
-                                s2k[j * D + l] += v4sum(a2[q++]);
+                                a2[q++] += rd[j] * d[l];
                     } else {
                         for (j = 0; j < D; j++)
-                            s2[k * D + j] += v4sum(a2[j]);
+                            a2[j] += rd[j] * d[j];
                     }
-                    continue;
                 }
-                double a = 0.0; /* wider: sums column by column */
-                double *rk = G;
-                EMIX_SIMD_SUM(a)
-                for (t = 0; t < cnt; t++) {
-                    double r = lk[t] * S[t];
-                    rk[t] = r;
-                    a += r;
-                }
-                nk[k] += a;
-                for (j = 0; j < D; j++) {
-                    double *dj = dk + j * ECHUNK, *rj = rd + j * ECHUNK, mj = mk[j], b = 0.0;
-                    const double *xj = xt + j * ECHUNK;
-                    EMIX_SIMD_SUM(b)
-                    for (t = 0; t < cnt; t++) {
-                        double dd = xj[t] - mj;
-                        dj[t] = dd;
-                        rj[t] = rk[t] * dd;
-                        b += rj[t];
-                    }
-                    s1[k * D + j] += b;
-                }
+                nk[k] += v4sum(an);
+                for (j = 0; j < D; j++)
+                    s1[k * D + j] += v4sum(a1[j]);
                 if (mode == 0) {
                     double *s2k = s2 + k * D * D;
-                    for (j = 0; j < D; j++) {
-                        const double *rj = rd + j * ECHUNK;
-                        for (l = j; l < D; l++) {
-                            const double *dl = dk + l * ECHUNK;
-                            double b = 0.0;
-                            EMIX_SIMD_SUM(b)
-                            for (t = 0; t < cnt; t++)
-                                b += rj[t] * dl[t];
-                            s2k[j * D + l] += b;
-                        }
-                    }
+                    Py_ssize_t q = 0;
+                    for (j = 0; j < D; j++)
+                        for (l = j; l < D; l++)
+                            s2k[j * D + l] += v4sum(a2[q++]);
                 } else {
-                    double *s2k = s2 + k * D;
-                    for (j = 0; j < D; j++) {
-                        const double *rj = rd + j * ECHUNK, *dj = dk + j * ECHUNK;
+                    for (j = 0; j < D; j++)
+                        s2[k * D + j] += v4sum(a2[j]);
+                }
+                continue;
+            }
+            double a = 0.0; /* wider: sums column by column */
+            double *rk = G;
+            EMIX_SIMD_SUM(a)
+            for (t = 0; t < cnt; t++) {
+                double r = lk[t] * S[t];
+                rk[t] = r;
+                a += r;
+            }
+            nk[k] += a;
+            for (j = 0; j < D; j++) {
+                double *dj = dk + j * ECHUNK, *rj = rd + j * ECHUNK, mj = mk[j], b = 0.0;
+                const double *xj = xt + j * ECHUNK;
+                EMIX_SIMD_SUM(b)
+                for (t = 0; t < cnt; t++) {
+                    double dd = xj[t] - mj;
+                    dj[t] = dd;
+                    rj[t] = rk[t] * dd;
+                    b += rj[t];
+                }
+                s1[k * D + j] += b;
+            }
+            if (mode == 0) {
+                double *s2k = s2 + k * D * D;
+                for (j = 0; j < D; j++) {
+                    const double *rj = rd + j * ECHUNK;
+                    for (l = j; l < D; l++) {
+                        const double *dl = dk + l * ECHUNK;
                         double b = 0.0;
                         EMIX_SIMD_SUM(b)
                         for (t = 0; t < cnt; t++)
-                            b += rj[t] * dj[t];
-                        s2k[j] += b;
+                            b += rj[t] * dl[t];
+                        s2k[j * D + l] += b;
                     }
+                }
+            } else {
+                double *s2k = s2 + k * D;
+                for (j = 0; j < D; j++) {
+                    const double *rj = rd + j * ECHUNK, *dj = dk + j * ECHUNK;
+                    double b = 0.0;
+                    EMIX_SIMD_SUM(b)
+                    for (t = 0; t < cnt; t++)
+                        b += rj[t] * dj[t];
+                    s2k[j] += b;
                 }
             }
         }
@@ -455,7 +451,9 @@ __attribute__((target("avx2,fma"))) static int estep_avx2(ESTEP_PARAMS) ESTEP_DI
 #endif
 
 /* The E-step (estep_body) in the variant the CPU runs fastest. Xv: float64
- * rows, or float32 ones when xf32. D <= 64. */
+ * rows, or float32 ones when xf32. Returns the status (0 done, 1 far row or
+ * NaN term). work holds ESTEP_WORK(K, D) doubles. sum_w is the sum of the
+ * weights (n without weights); logmax (if not NULL) sum_n w_n log max_k r_nk. */
 static int estep_core(ESTEP_PARAMS)
 {
 #ifdef EMIX_X86_DISPATCH
@@ -471,7 +469,7 @@ static int estep_core(ESTEP_PARAMS)
  *   mode 0: U is (K, D, D) upper triangular, s2 is (K, D, D)
  *   mode 1: U is (K, D, D) diagonal matrices, s2 is (K, D)
  *   mode 2: U is (K, D) (diagonal factors), s2 is (K, D)
- *   w: None or (n,) float64
+ *   X: (n, D) float64, or float32 with xf32; w: None or (n,) float64
  *   status 0: done; 1: a far row or a NaN term (outputs undefined: the caller
  *   runs the general E-step instead). */
 static PyObject *estep(PyObject *self, PyObject *args)
@@ -1954,8 +1952,8 @@ EMIX_ALWAYS_INLINE int mm_polar(double *F, Py_ssize_t d, double *Q, double *u, d
  * state + d d + K d (accepted by the caller). 0 done; 1 mclust's failure
  * (an eigenvalue of W_k or a shape/volume below sqrt(eps), LAPACK failed,
  * no memory): NA under rule 1. */
-EMIX_ALWAYS_INLINE int mm_mstep_body(Work *ws, Py_ssize_t d, int eve, const double *mu_old, double *pi, double *mu, double *cov,
-                    double *state)
+EMIX_ALWAYS_INLINE int mm_mstep_body(Work *ws, Py_ssize_t d, int eve, const double *mu_old, double *pi,
+                                     double *mu, double *cov, double *state)
 {
     Py_ssize_t K = ws->K, k, i, j, l;
     Py_ssize_t dd = d * d, Kd = K * d;

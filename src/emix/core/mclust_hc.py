@@ -145,34 +145,39 @@ def hc_pairs(Z, model="VVV", alpha=1.0, beta=1.0, compiled=True):
     """
     if not compiled or _hc_kernels is None:
         return _hc_pairs_numpy(Z, model=model, alpha=alpha, beta=beta)
+    Z, alpha = _hc_checked(Z, model, alpha)
+    n, p = Z.shape
+    pairs = np.empty((max(n - 1, 0), 2), dtype=np.int64)
+    if n >= 2:
+        _hc_kernels.hc_pairs(np.ascontiguousarray(Z), pairs, n, p, 0 if model == "VVV" else 1, float(alpha),
+                             float(beta))
+    return pairs
+
+
+def _hc_checked(Z, model, alpha):
+    """``(Z, alpha)`` of both merge loops: ``Z`` as a checked float64 array
+    and ``alpha`` multiplied by ``trace(W_data) / (n p)`` as mclust does."""
     Z = np.asarray(Z, dtype=np.float64)
     if Z.ndim != 2 or Z.shape[1] < 1:
         raise ValueError(f"Z must be a 2-D array of n rows and p >= 1 columns. Got shape {Z.shape}.")
-    n, p = Z.shape
     if model not in ("VVV", "EII"):
         raise ValueError(f"model must be 'VVV' or 'EII'. Got {model!r}.")
-    if n < 2:
-        return np.empty((0, 2), dtype=np.int64)
     if not np.all(np.isfinite(Z)):
         raise ValueError("Z holds NaN or infinite values; the tree needs finite data (drop or impute them).")
+    n, p = Z.shape
+    if n < 2:
+        return Z, alpha
     Zc = Z - Z.mean(axis=0)
-    alpha = max(alpha * float(np.sum(Zc * Zc)) / (n * p), np.finfo(np.float64).eps)
-    pairs = np.empty((n - 1, 2), dtype=np.int64)
-    _hc_kernels.hc_pairs(np.ascontiguousarray(Z), pairs, n, p, 0 if model == "VVV" else 1, float(alpha), float(beta))
-    return pairs
+    return Z, max(alpha * float(np.sum(Zc * Zc)) / (n * p), np.finfo(np.float64).eps)
 
 
 def _hc_pairs_numpy(Z, model="VVV", alpha=1.0, beta=1.0):
     """:func:`hc_pairs` in numpy: the fallback where the compiled module is
     not built, and the reference it is tested against."""
-    Z = np.asarray(Z, dtype=np.float64)
+    Z, alpha = _hc_checked(Z, model, alpha)
     n, p = Z.shape
-    if model not in ("VVV", "EII"):
-        raise ValueError(f"model must be 'VVV' or 'EII'. Got {model!r}.")
     if n < 2:
         return np.empty((0, 2), dtype=np.int64)
-    Zc = Z - Z.mean(axis=0)
-    alpha = max(alpha * float(np.sum(Zc * Zc)) / (n * p), np.finfo(np.float64).eps)
     ablog = math.log(beta * alpha)
     size = np.ones(n)
     mean = Z.copy()

@@ -44,13 +44,13 @@ try:  # built by setup.py; optional
 except ImportError:  # pragma: no cover - no C compiler at install time
     _kernels = None
 
-#: Largest ``n K D (D + 1)`` (multiply-adds of one E-step) sent to the
-#: compiled kernel; bigger blocks take the general path, whose GEMMs use
-#: BLAS (and threads over blocks of rows). Measured per iteration of whole
-#: 'full' fits, one thread (session 4): the compiled loop is 1.3-4x faster up
-#: to about 3e5 (D = 2, 5, 8; K = 5, 8), even near 1e6 (D = 2, K = 5, n = 30000),
-#: and up to 2x slower above (D = 5, n = 8000: 2.9 vs 1.9 ms; D = 8, n = 8000:
-#: 5.1 vs 2.6 ms).
+#: Largest ``n K D (D + 1)`` (multiply-adds of one E-step) for which the whole
+#: EM loop runs compiled (:func:`em_loop`), statistics of given
+#: responsibilities are compiled (:func:`stats_from_resp`), and blocks of more
+#: than :data:`ESTEP_FEATURES` features take the compiled E-step; bigger ones
+#: take the general path, whose GEMMs use BLAS (and threads over blocks of
+#: rows). Set in session 4 from whole 'full' fits, one thread, with that
+#: session's E-step (1.3-4x faster below, up to 2x slower above).
 SMALL_WORK = 1 << 19
 
 #: Features up to which :func:`e_step` takes blocks of any size: the kernel
